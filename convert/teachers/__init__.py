@@ -1,0 +1,1 @@
+"""Pretrained teachers rebuilt for today's TensorFlow/Keras 3: FaceNet and the MTCNN nets."""

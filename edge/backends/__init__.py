@@ -1,0 +1,49 @@
+"""Inference backends: one module per runtime behind :class:`~facegate.edge.backends.base.Backend`.
+
+:func:`load_backend` picks the runtime from the file suffix, so callers never name a runtime unless
+they want to.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from facegate.edge.backends.base import Backend, TensorInfo
+from facegate.edge.errors import BackendUnavailableError, ModelError
+
+__all__ = ["Backend", "TensorInfo", "load_backend", "BACKENDS_BY_SUFFIX"]
+
+#: file suffix -> backend names that can run it, in order of preference
+BACKENDS_BY_SUFFIX: dict[str, tuple[str, ...]] = {
+    ".tflite": ("litert",),
+    ".onnx": ("onnxruntime",),
+}
+
+
+def _construct(name: str, path: Path, threads: int | None) -> Backend:
+    if name == "litert":
+        from facegate.edge.backends.litert import LiteRTBackend
+        return LiteRTBackend(path, threads=threads)
+    if name == "onnxruntime":
+        from facegate.edge.backends.onnxrt import OnnxRuntimeBackend
+        return OnnxRuntimeBackend(path, threads=threads)
+    raise ModelError(f"unknown backend {name!r}; known: litert, onnxruntime")
+
+
+def load_backend(path: str | Path, backend: str | None = None, threads: int | None = None) -> Backend:
+    """Load a model file with the named backend, or the first installed one that runs its type."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if backend:
+        return _construct(backend, path, threads)
+    names = BACKENDS_BY_SUFFIX.get(path.suffix.lower())
+    if not names:
+        raise ModelError(f"no backend runs {path.suffix!r} files ({path}); supported: "
+                         + ", ".join(sorted(BACKENDS_BY_SUFFIX)))
+    errors = []
+    for name in names:
+        try:
+            return _construct(name, path, threads)
+        except BackendUnavailableError as exc:
+            errors.append(str(exc))
+    raise BackendUnavailableError("; ".join(errors))

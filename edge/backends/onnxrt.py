@@ -1,0 +1,60 @@
+"""ONNX Runtime backend for .onnx files (CPU by default; CUDA/TensorRT providers on Jetson)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from facegate.edge.backends.base import TensorInfo
+from facegate.edge.errors import BackendUnavailableError, ModelError
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+              "tensor(int8)": "int8", "tensor(int64)": "int64"}
+
+
+class OnnxRuntimeBackend:
+    """An .onnx model run by an onnxruntime InferenceSession."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None,
+                 providers: Sequence[str] = ("CPUExecutionProvider",)) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise BackendUnavailableError(
+                "running .onnx models needs ONNX Runtime: pip install 'facegate[edge]' (onnxruntime)"
+            ) from exc
+        self.path = Path(path)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        available = set(ort.get_available_providers())
+        chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        try:
+            self._sess = ort.InferenceSession(str(self.path), sess_options=opts, providers=chosen)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
+        self._in_names = [i.name for i in self._sess.get_inputs()]
+
+    @staticmethod
+    def _info(arg) -> TensorInfo:
+        shape = tuple(s if isinstance(s, int) else None for s in arg.shape)
+        return TensorInfo(arg.name, shape, _ORT_TYPES.get(arg.type, arg.type))
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return [self._info(a) for a in self._sess.get_inputs()]
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return [self._info(a) for a in self._sess.get_outputs()]
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if len(inputs) != len(self._in_names):
+            raise ModelError(f"{self.path.name} takes {len(self._in_names)} inputs, got {len(inputs)}")
+        feed = {n: np.asarray(x, np.float32) for n, x in zip(self._in_names, inputs)}
+        return list(self._sess.run(None, feed))

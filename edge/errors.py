@@ -1,0 +1,44 @@
+"""Exceptions with messages an installer can act on.
+
+Every error facegate raises on purpose derives from :class:`FacegateError`, so the CLI can print the
+message and exit non-zero instead of a traceback.
+"""
+from __future__ import annotations
+
+
+class FacegateError(Exception):
+    """Base class: the message is meant for the person at the terminal."""
+
+    exit_code = 1
+
+
+class ImageError(FacegateError):
+    """An input image is missing, empty, corrupt or not an image."""
+
+    exit_code = 3
+
+
+class ModelError(FacegateError):
+    """A model file or its card is missing, inconsistent or cannot be run."""
+
+    exit_code = 4
+
+
+class ChecksumError(ModelError):
+    """A file's sha256 does not match what its card (or our pin) says."""
+
+
+class BackendUnavailableError(ModelError):
+    """No installed inference runtime can run this model file."""
+
+
+class DatasetError(FacegateError):
+    """A dataset folder, pairs file or ground-truth file is missing or malformed."""
+
+    exit_code = 5
+
+
+class FetchError(FacegateError):
+    """Downloading or verifying teacher weights failed."""
+
+    exit_code = 6

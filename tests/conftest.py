@@ -1,0 +1,48 @@
+"""Shared fixtures. Datasets are read from ../shared/datasets (never copied into the repo)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of test logs
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FACEGATE_SHARED", ROOT.parent / "shared"))
+DATASETS = SHARED / "datasets"
+TEACHER_DETECTOR = ROOT / "edge" / "models" / "mtcnn-teacher"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"dataset not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lfw_dir() -> Path:
+    return _need(DATASETS / "lfw")
+
+
+@pytest.fixture(scope="session")
+def wider_dir() -> Path:
+    return _need(DATASETS / "wider_val_dev")
+
+
+@pytest.fixture(scope="session")
+def lfw_images(lfw_dir) -> dict[str, list[Path]]:
+    """A few LFW people with at least two images each: name -> image paths."""
+    out = {}
+    for name in ("Aaron_Peirsol", "Abdullah_Gul", "Adrien_Brody", "Al_Gore", "Alejandro_Toledo"):
+        imgs = sorted((lfw_dir / "images" / name).glob("*.jpg"))
+        if len(imgs) >= 2:
+            out[name] = imgs
+    assert len(out) >= 3, "expected LFW people with several images"
+    return out
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from facegate.edge.registry import load_detector
+    return load_detector("mtcnn-teacher", fmt="tflite")

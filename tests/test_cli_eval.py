@@ -1,0 +1,103 @@
+"""Each eval command on a tiny subset: exit code, JSON/markdown/plots written, numbers sane."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from facegate.apps.cli import main
+
+
+def _json(folder: Path) -> dict:
+    files = sorted(folder.glob("*.json"))
+    assert len(files) == 1, files
+    return json.loads(files[0].read_text())
+
+
+@pytest.mark.slow
+def test_eval_lfw_subset(tmp_path, lfw_dir):
+    out = tmp_path / "lfw"
+    assert main(["eval", "lfw", "--lfw-dir", str(lfw_dir), "--max-pairs", "40", "--out", str(out),
+                 "--no-progress", "--no-cache"]) == 0
+    r = _json(out)
+    assert r["pairs"] == 40 and r["folds"] == 10
+    assert r["accuracy_mean"] >= 0.85 and r["roc_auc"] >= 0.9
+    assert r["tar_at_far_1e-3"] is None
+    assert {p for p in r["plots"]} == {p.name for p in out.glob("*.png")}
+    md = next(out.glob("*.md")).read_text()
+    assert "facegate eval lfw" in md and "accuracy" in md
+
+
+@pytest.mark.slow
+def test_eval_pairs_tsv_with_no_face_image(tmp_path, lfw_images):
+    root = tmp_path / "imgs"
+    names = list(lfw_images)[:3]
+    for n in names:
+        (root / n).mkdir(parents=True)
+        for p in lfw_images[n][:2]:
+            shutil.copy(p, root / n / p.name)
+    import numpy as np
+    import cv2
+    cv2.imwrite(str(root / "blank.jpg"), np.full((250, 250, 3), 128, np.uint8))
+    rows = []
+    for fold, n in enumerate(names):
+        a, b = sorted((root / n).iterdir())
+        rows.append(f"{n}/{a.name}\t{n}/{b.name}\t1\t{fold}")
+        other = names[(fold + 1) % len(names)]
+        rows.append(f"{n}/{a.name}\t{other}/{sorted((root / other).iterdir())[1].name}\t0\t{fold}")
+    rows.append(f"blank.jpg\t{names[0]}/{lfw_images[names[0]][0].name}\t0\t0")
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    assert main(["eval", "pairs", "--pairs", str(pairs), "--root", str(root), "--out", str(out),
+                 "--no-progress", "--no-cache"]) == 0
+    r = _json(out)
+    assert r["pairs"] == 7 and r["images_without_face"] == 1
+    assert r["no_face_examples"] == [str(root / "blank.jpg")]
+    assert r["roc_auc"] > 0.9
+
+
+def test_eval_errors_have_exit_codes(tmp_path, capsys):
+    assert main(["eval", "pairs", "--pairs", str(tmp_path / "missing.txt"), "--root", str(tmp_path)]) == 5
+    assert "pairs file not found" in capsys.readouterr().err
+    pairs = tmp_path / "p.tsv"
+    pairs.write_text("a.jpg\tb.jpg\t1\t0\n")
+    assert main(["eval", "pairs", "--pairs", str(pairs), "--root", str(tmp_path)]) == 5
+    assert "missing" in capsys.readouterr().err
+    assert main(["eval", "lfw", "--model", str(tmp_path / "nope.tflite"), "--lfw-dir", str(tmp_path)]) == 5
+
+
+def test_eval_wider_subset(tmp_path, wider_dir):
+    out = tmp_path / "wider"
+    assert main(["eval", "wider", "--images", str(wider_dir / "images"), "--max-images", "4",
+                 "--out", str(out), "--no-progress"]) == 0
+    r = _json(out)
+    assert r["images"] == 4 and r["detections"] > 0
+    assert 0.5 < r["ap_easy"] <= 1.0 and 0 < r["ap_hard"] < r["ap_easy"] + 0.2
+    assert r["timing_640x480"]["ms_median"] > 0
+    assert (out / r["plots"][0]).stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_eval_celebrity5(tmp_path):
+    out = tmp_path / "c5"
+    assert main(["eval", "celebrity5", "--out", str(out), "--no-progress"]) == 0
+    r = _json(out)
+    assert r["val_images"] == 25 and r["train_images"] == 93
+    assert r["svm_accuracy"] == 1.0  # the tutorial's result
+    assert r["nn1_accuracy"] >= 0.96
+
+
+def test_detect_command_prints_faces(capsys, lfw_images):
+    path = next(iter(lfw_images.values()))[0]
+    assert main(["detect", str(path), "--detector-format", "onnx"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["image"] == str(path) and len(line["faces"]) >= 1
+    assert len(line["faces"][0]["landmarks"]) == 5
+
+
+def test_detect_corrupt_image_exit_code(tmp_path, capsys):
+    bad = tmp_path / "x.jpg"
+    bad.write_bytes(b"junk")
+    assert main(["detect", str(bad)]) == 3
+    assert "not a readable image" in capsys.readouterr().err

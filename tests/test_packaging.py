@@ -1,0 +1,42 @@
+"""The distribution layout: every package folder is installed, and edge never needs TensorFlow."""
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    mapping = cfg["package-dir"]
+    found = set()
+    for pkg, folder in mapping.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([pkg, *rel.parts]))
+    assert found == listed, f"missing from pyproject: {found - listed}; stale: {listed - found}"
+
+
+def test_edge_runs_without_tensorflow(tmp_path):
+    """Block tensorflow/keras imports, then load the committed detector and detect a face."""
+    script = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'):
+            raise ImportError('blocked ' + name)
+sys.meta_path.insert(0, Block())
+import numpy as np, cv2
+from facegate.edge.registry import load_detector
+from facegate.edge import align, embed, cards, images, downloads
+img = np.full((200, 200, 3), 255, np.uint8)
+for suffix in ('tflite', 'onnx'):
+    det = load_detector('mtcnn-teacher', fmt=suffix)
+    assert det.detect(img) == []
+print('ok')
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
