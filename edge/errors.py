@@ -42,3 +42,41 @@ class FetchError(FacegateError):
     """Downloading or verifying teacher weights failed."""
 
     exit_code = 6
+
+
+class GalleryError(FacegateError):
+    """The encrypted gallery cannot be used as asked (the file is left untouched)."""
+
+    exit_code = 7
+
+
+class WrongKeyError(GalleryError):
+    """The passphrase / key does not open this gallery."""
+
+
+class GalleryCorruptError(GalleryError):
+    """The gallery file is truncated, tampered with or not a facegate gallery."""
+
+
+class ModelMismatchError(GalleryError):
+    """The gallery was enrolled with a different embedding model."""
+
+
+class KeyFileError(GalleryError):
+    """The key file is missing, malformed or readable by others."""
+
+
+class GalleryLockedError(GalleryError):
+    """Another process holds the gallery's write lock for too long."""
+
+
+class PersonNotFoundError(GalleryError):
+    """No person with that name or id in the gallery."""
+
+    exit_code = 8
+
+
+class NoFaceError(FacegateError):
+    """No usable face in the image (none found, or every face failed a quality gate)."""
+
+    exit_code = 9

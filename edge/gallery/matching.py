@@ -1,0 +1,141 @@
+"""1:1 verification and 1:N identification against the gallery, with graded decisions.
+
+Scores are cosine similarities of unit vectors: one matrix product over every template, then the
+best template per person. Thresholds come from the embedder's card (keyed by target false accept
+rate). The decision is graded, as a door needs it: *accept* above the strict threshold, *retry*
+(ask the person to look at the camera again) between the strict and a looser threshold, *reject*
+below. Validity windows and door groups can turn an accept into a reject, with the reason.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from facegate.edge.errors import GalleryError, ModelError
+from facegate.edge.gallery.records import Gallery
+
+
+class Decision(str, Enum):
+    ACCEPT = "accept"
+    RETRY = "retry"
+    REJECT = "reject"
+
+
+@dataclass
+class MatchResult:
+    decision: Decision
+    person_id: str | None
+    name: str | None
+    score: float
+    accept_threshold: float
+    retry_threshold: float
+    candidates: list[tuple[str, str, float]] = field(default_factory=list)  # (id, name, score), best first
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"decision": self.decision.value, "person_id": self.person_id, "name": self.name,
+                "score": round(self.score, 4), "accept_threshold": self.accept_threshold,
+                "retry_threshold": self.retry_threshold,
+                "candidates": [{"id": i, "name": n, "score": round(s, 4)} for i, n, s in self.candidates],
+                "reasons": self.reasons}
+
+
+def thresholds_from_card(thresholds: dict[str, float], far: str = "1e-3", retry_far: str = "1e-2") -> tuple[float, float]:
+    """(accept, retry) thresholds from a card's FAR-keyed table."""
+    if far not in thresholds:
+        raise ModelError(f"the model card has no threshold for FAR {far}; it has: {', '.join(thresholds) or 'none'}. "
+                         "Calibrate it with `facegate calibrate thresholds`.")
+    accept = float(thresholds[far])
+    retry = float(thresholds.get(retry_far, accept))
+    return accept, min(retry, accept)
+
+
+class Matcher:
+    """Scores probes against a gallery snapshot (rebuild it after the gallery changes)."""
+
+    def __init__(self, gallery: Gallery, accept_threshold: float, retry_threshold: float | None = None,
+                 ambiguity_margin: float = 0.03) -> None:
+        self.gallery = gallery
+        self.accept = float(accept_threshold)
+        self.retry = float(accept_threshold if retry_threshold is None else min(retry_threshold, accept_threshold))
+        self.margin = ambiguity_margin
+        order = np.argsort(gallery.owners, kind="stable")
+        self._matrix = np.ascontiguousarray(gallery.templates[order], np.float32)
+        owners = gallery.owners[order]
+        self._starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]]) if len(owners) else np.zeros(0, int)
+        self._person_idx = owners[self._starts] if len(owners) else np.zeros(0, int)
+
+    def person_scores(self, probe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(person indices, best cosine per person) for one probe embedding."""
+        if len(self._matrix) == 0:
+            return np.zeros(0, int), np.zeros(0, np.float32)
+        probe = np.asarray(probe, np.float32).reshape(-1)
+        if probe.shape[0] != self._matrix.shape[1]:
+            raise GalleryError(f"probe has {probe.shape[0]} dimensions, gallery templates {self._matrix.shape[1]}")
+        probe = probe / max(float(np.linalg.norm(probe)), 1e-10)
+        scores = self._matrix @ probe
+        return self._person_idx, np.maximum.reduceat(scores, self._starts)
+
+    def _grade(self, score: float) -> Decision:
+        if score >= self.accept:
+            return Decision.ACCEPT
+        if score >= self.retry:
+            return Decision.RETRY
+        return Decision.REJECT
+
+    def _policy(self, result: MatchResult, when: dt.datetime | None, door_group: str | None) -> MatchResult:
+        if result.decision is not Decision.ACCEPT or result.person_id is None:
+            return result
+        person = self.gallery.people[result.person_id]
+        when = when or dt.datetime.now()
+        if not person.valid_at(when):
+            result.decision = Decision.REJECT
+            result.reasons.append("outside this person's validity window")
+        elif door_group and person.groups and door_group not in person.groups:
+            result.decision = Decision.REJECT
+            result.reasons.append(f"not in door group {door_group!r}")
+        return result
+
+    def identify(self, probe: np.ndarray, top_k: int = 5, when: dt.datetime | None = None,
+                 door_group: str | None = None) -> MatchResult:
+        """Who is this (1:N)? The best person if above threshold and not ambiguous."""
+        idx, scores = self.person_scores(probe)
+        if len(scores) == 0:
+            return MatchResult(Decision.REJECT, None, None, -1.0, self.accept, self.retry, [], ["gallery is empty"])
+        order = np.argsort(-scores)[:top_k]
+        cands = [(self.gallery.person_order[idx[i]], self.gallery.people[self.gallery.person_order[idx[i]]].name,
+                  float(scores[i])) for i in order]
+        best_id, best_name, best = cands[0]
+        decision = self._grade(best)
+        reasons = []
+        if decision is Decision.ACCEPT and len(cands) > 1 and cands[1][2] >= self.accept and best - cands[1][2] < self.margin:
+            decision = Decision.RETRY
+            reasons.append(f"ambiguous: {cands[1][1]} scores within {self.margin}")
+        if decision is Decision.REJECT:
+            reasons.append(f"best score {best:.3f} below {self.retry:.3f}")
+        elif decision is Decision.RETRY and not reasons:
+            reasons.append(f"score {best:.3f} between retry {self.retry:.3f} and accept {self.accept:.3f}")
+        result = MatchResult(decision, best_id if decision is not Decision.REJECT else None,
+                             best_name if decision is not Decision.REJECT else None, best, self.accept, self.retry,
+                             cands, reasons)
+        return self._policy(result, when, door_group)
+
+    def verify(self, probe: np.ndarray, claimed: str, when: dt.datetime | None = None,
+               door_group: str | None = None) -> MatchResult:
+        """Is this the claimed person (1:1)? Only the claimed person's templates are compared."""
+        person = self.gallery.find(claimed)
+        idx, scores = self.person_scores(probe)
+        pidx = self.gallery.person_order.index(person.id)
+        hit = np.flatnonzero(idx == pidx)
+        if len(hit) == 0:
+            return MatchResult(Decision.REJECT, person.id, person.name, -1.0, self.accept, self.retry, [],
+                               ["claimed person has no templates"])
+        score = float(scores[hit[0]])
+        decision = self._grade(score)
+        reasons = [] if decision is Decision.ACCEPT else [f"score {score:.3f} below accept {self.accept:.3f}"]
+        result = MatchResult(decision, person.id, person.name, score, self.accept, self.retry,
+                             [(person.id, person.name, score)], reasons)
+        return self._policy(result, when, door_group)

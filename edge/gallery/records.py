@@ -1,0 +1,148 @@
+"""The gallery's contents in memory: people, their templates (and optionally their face crops)."""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from facegate.edge.errors import GalleryError, ModelMismatchError, PersonNotFoundError
+
+TEMPLATE_DTYPES = ("float32", "float16", "int8")
+
+
+@dataclass(frozen=True)
+class ModelBinding:
+    """The embedding model a gallery's templates belong to. Templates of another model are
+    meaningless to it, so the gallery refuses to mix them."""
+
+    name: str
+    sha256: str
+    dim: int
+
+    def check(self, other: "ModelBinding") -> None:
+        if (self.sha256, self.dim) != (other.sha256, other.dim):
+            raise ModelMismatchError(
+                f"this gallery was enrolled with model {self.name} ({self.sha256[:12]}..., {self.dim}-D) but "
+                f"the pipeline uses {other.name} ({other.sha256[:12]}..., {other.dim}-D). Re-enroll everyone "
+                "with the new model, or run `facegate gallery reembed` if the gallery keeps face crops.")
+
+
+@dataclass
+class Person:
+    """One enrolled person. `id` is the gallery id used in audit logs instead of the name."""
+
+    id: str
+    name: str
+    external_id: str | None = None
+    valid_from: str | None = None    # ISO date/time; None: always
+    valid_until: str | None = None
+    groups: list[str] = field(default_factory=list)
+    created: str = ""
+
+    def valid_at(self, when: dt.datetime) -> bool:
+        """Is this person allowed at `when` (naive local time or aware)?"""
+        def parse(v: str) -> dt.datetime:
+            t = dt.datetime.fromisoformat(v)
+            return t.replace(tzinfo=when.tzinfo) if t.tzinfo is None else t
+        if self.valid_from and when < parse(self.valid_from):
+            return False
+        if self.valid_until and when > parse(self.valid_until):
+            return False
+        return True
+
+
+class Gallery:
+    """People and templates; every mutation keeps `templates`, `owners` and `crops` aligned."""
+
+    def __init__(self, binding: ModelBinding, template_dtype: str = "float32", keep_crops: bool = False) -> None:
+        if template_dtype not in TEMPLATE_DTYPES:
+            raise GalleryError(f"template dtype must be one of {TEMPLATE_DTYPES}")
+        self.binding = binding
+        self.template_dtype = template_dtype
+        self.keep_crops = keep_crops
+        self.people: dict[str, Person] = {}
+        self.templates = np.zeros((0, binding.dim), np.float32)   # unit vectors, float32 in memory
+        self.owners = np.zeros(0, np.int64)                        # index into person_order
+        self.person_order: list[str] = []
+        self.crops: list[bytes | None] = []                        # JPEG bytes per template
+
+    # -- people -----------------------------------------------------------------------------
+    def find(self, name_or_id: str) -> Person:
+        if name_or_id in self.people:
+            return self.people[name_or_id]
+        matches = [p for p in self.people.values() if p.name == name_or_id or p.external_id == name_or_id]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise PersonNotFoundError(f"no person named {name_or_id!r} in the gallery")
+        raise GalleryError(f"{len(matches)} people are called {name_or_id!r}; use their gallery id")
+
+    def add_person(self, name: str, external_id: str | None = None, valid_from: str | None = None,
+                   valid_until: str | None = None, groups: list[str] | None = None) -> Person:
+        if not name.strip():
+            raise GalleryError("a person needs a non-empty name")
+        if any(p.name == name for p in self.people.values()):
+            raise GalleryError(f"a person called {name!r} is already enrolled; add templates to them instead")
+        for v in (valid_from, valid_until):
+            if v:
+                try:
+                    dt.datetime.fromisoformat(v)
+                except ValueError as exc:
+                    raise GalleryError(f"validity {v!r} is not an ISO date (YYYY-MM-DD[THH:MM])") from exc
+        pid = secrets.token_hex(6)
+        person = Person(pid, name, external_id, valid_from, valid_until, list(groups or []),
+                        dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        self.people[pid] = person
+        self.person_order.append(pid)
+        return person
+
+    def add_templates(self, person_id: str, vectors: np.ndarray, crops: list[bytes] | None = None) -> None:
+        vectors = np.asarray(vectors, np.float32).reshape(-1, self.binding.dim)
+        if person_id not in self.people:
+            raise PersonNotFoundError(f"no person with id {person_id}")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        if not np.all(np.isfinite(vectors)) or np.any(norms == 0):
+            raise GalleryError("refusing to store non-finite or zero templates")
+        idx = self.person_order.index(person_id)
+        self.templates = np.concatenate([self.templates, vectors / norms])
+        self.owners = np.concatenate([self.owners, np.full(len(vectors), idx, np.int64)])
+        if self.keep_crops:
+            if crops is None or len(crops) != len(vectors):
+                raise GalleryError("this gallery keeps face crops: give one crop per template")
+            self.crops.extend(crops)
+        else:
+            self.crops.extend([None] * len(vectors))
+
+    def remove(self, name_or_id: str) -> Person:
+        person = self.find(name_or_id)
+        idx = self.person_order.index(person.id)
+        keep = self.owners != idx
+        self.templates, self.crops = self.templates[keep], [c for c, k in zip(self.crops, keep) if k]
+        owners = self.owners[keep]
+        self.owners = np.where(owners > idx, owners - 1, owners)
+        self.person_order.pop(idx)
+        del self.people[person.id]
+        return person
+
+    def rename(self, name_or_id: str, new_name: str) -> Person:
+        person = self.find(name_or_id)
+        if any(p.name == new_name and p.id != person.id for p in self.people.values()):
+            raise GalleryError(f"a person called {new_name!r} already exists")
+        person.name = new_name
+        return person
+
+    def template_count(self, person_id: str) -> int:
+        return int(np.sum(self.owners == self.person_order.index(person_id)))
+
+    def owner_ids(self) -> list[str]:
+        return [self.person_order[i] for i in self.owners]
+
+    def replace_templates(self, vectors: np.ndarray, binding: ModelBinding) -> None:
+        """Swap every template for one of a new model (re-embedding from kept crops)."""
+        if len(vectors) != len(self.templates):
+            raise GalleryError("re-embedding must produce one template per stored crop")
+        self.binding = binding
+        v = np.asarray(vectors, np.float32)
+        self.templates = v / np.linalg.norm(v, axis=1, keepdims=True)
