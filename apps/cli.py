@@ -149,6 +149,38 @@ def cmd_detect(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from facegate.convert.export.formats import table
+    from facegate.convert.export.model import export_model
+
+    if args.list:
+        print(table())
+        return 0
+    if not args.model:
+        print("facegate export: error: --model is required", file=sys.stderr)
+        return 2
+    r = export_model(args.model, args.format, args.quant, args.out, data=args.data, fraction=args.fraction,
+                     parity_data=args.parity_data, floor=args.floor, opset=args.opset, command=_command_line(),
+                     progress=not args.no_progress)
+    p = r.parity
+    extra = (f"cosine to source mean {p['cosine_mean']:.5f} / min {p['cosine_min']:.5f}, "
+             f"{p['latency_ms_batch1']} ms per face") if "cosine_mean" in p else "spec checked (not runnable here)"
+    print(f"{r.path} ({r.card.accuracy['size_bytes'] / 1e6:.1f} MB): {extra}")
+    print(f"card: {r.path.name}.json")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from facegate.calibration.calibrate import calibrate_card
+    result = calibrate_card(Path(args.model), data=args.data, pairs=args.pairs, root=args.root,
+                            per_identity=args.per_identity, fars=args.fars, command=_command_line(),
+                            progress=not args.no_progress)
+    for far, v in result["thresholds"].items():
+        print(f"FAR {far}: threshold {v['threshold']:.4f} (TAR {100 * v['tar']:.2f}%)")
+    print(f"written into {args.model}.json ({result['genuine']} genuine / {result['impostor']} impostor pairs)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facegate", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -191,6 +223,39 @@ def build_parser() -> argparse.ArgumentParser:
     ex = tes.add_parser("export-mtcnn", help="export the MTCNN teacher nets to TFLite + ONNX with cards")
     ex.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "edge" / "models" / "mtcnn-teacher")
     te.set_defaults(func=cmd_teachers)
+
+    exp = sub.add_parser("export", help="export a Keras model to tflite/onnx/coreml/saved_model with card + parity check")
+    exp.add_argument("--model", help="registered model (facenet-teacher) or .keras file with card")
+    exp.add_argument("--format", default="tflite", help="tflite|onnx|coreml|saved_model (aliases android, ios)")
+    exp.add_argument("--quant", default="fp32", help="fp32|fp16|dynamic|int8 (what the format allows)")
+    exp.add_argument("--data", type=Path, default=None, help="face photos for the int8 representative set "
+                     "(default: 5-celebrity train)")
+    exp.add_argument("--fraction", type=float, default=1.0, help="fraction of the representative set to use")
+    exp.add_argument("--parity-data", type=Path, default=None, help="held-out face photos for the parity check "
+                     "(default: 5-celebrity val)")
+    exp.add_argument("--floor", type=float, default=None, help="minimum mean cosine to the source (default by quant)")
+    exp.add_argument("--opset", type=int, default=13, help="ONNX opset (>= 13)")
+    exp.add_argument("--out", type=Path, default=None)
+    exp.add_argument("--list", action="store_true", help="print the format table and exit")
+    exp.add_argument("--no-progress", action="store_true")
+    exp.set_defaults(func=cmd_export)
+
+    cal = sub.add_parser("calibrate", help="calibrate decision thresholds into a model card")
+    cals = cal.add_subparsers(dest="calibrate_cmd", required=True)
+    th = cals.add_parser("thresholds", help="thresholds for target FARs, written into the model's card")
+    th.add_argument("--model", required=True, help="model file with card (.tflite/.onnx)")
+    th.add_argument("--data", type=Path, default=None, help="identity folders (<person>/<image>); all pairs are "
+                    "scored (default: ../shared/datasets/celeba_dev/images)")
+    th.add_argument("--pairs", type=Path, default=None, help="or a pairs file (LFW format or TSV)")
+    th.add_argument("--root", type=Path, default=None, help="root of the pairs file's paths")
+    th.add_argument("--per-identity", type=int, default=10, help="images per identity from --data")
+    th.add_argument("--fars", type=float, nargs="+", default=[1e-2, 1e-3, 1e-4])
+    th.add_argument("--no-progress", action="store_true")
+    th.set_defaults(func=cmd_calibrate)
+
+    from facegate.apps import admin, bench, demo, enroll, match
+    for module in (enroll, match, admin, demo, bench):
+        module.register(sub)
 
     det = sub.add_parser("detect", help="print detected faces (box, score, landmarks) as JSON lines")
     det.add_argument("images", nargs="+", type=Path)

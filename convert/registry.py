@@ -7,14 +7,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facegate.edge.cards import InputSpec, load_card
+import json
+
+from facegate.edge.cards import ModelCard, load_card
 from facegate.edge.downloads import FACENET_SDIST
 from facegate.edge.embed import Embedder
 from facegate.edge.errors import ModelError
 
-#: how FaceNet's authors evaluated it: MTCNN box + 32 px margin, 160x160, per-image standardisation
-FACENET_TEACHER_INPUT = InputSpec(size=160, normalisation="prewhiten", alignment="margin32")
+#: the teacher's card (input recipe, calibrated thresholds, measured accuracy with commands); its
+#: sha256 is the pinned sdist's, since the .keras file is rebuilt locally
+FACENET_TEACHER_CARD = Path(__file__).resolve().parent / "teachers" / "facenet_teacher.card.json"
 EMBEDDERS = ("facenet-teacher",)
+
+
+def facenet_teacher_card() -> ModelCard:
+    return ModelCard.from_dict(json.loads(FACENET_TEACHER_CARD.read_text()))
 
 
 def resolve_embedder(spec: str, threads: int | None = None) -> Embedder:
@@ -22,8 +29,9 @@ def resolve_embedder(spec: str, threads: int | None = None) -> Embedder:
     if spec == "facenet-teacher":
         from facegate.convert.keras_backend import KerasBackend
         from facegate.convert.teachers.facenet import load_teacher
-        return Embedder(KerasBackend(load_teacher()), FACENET_TEACHER_INPUT, "facenet-teacher",
-                        identity=f"facenet-teacher:{FACENET_SDIST.sha256}")
+        card = facenet_teacher_card()
+        return Embedder(KerasBackend(load_teacher()), card.input, "facenet-teacher",
+                        identity=f"facenet-teacher:{FACENET_SDIST.sha256}", card=card)
     path = Path(spec)
     if not path.exists():
         raise ModelError(f"unknown model {spec!r}: not one of {', '.join(EMBEDDERS)} and no such file")

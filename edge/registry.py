@@ -11,6 +11,8 @@ from pathlib import Path
 from facegate.edge.backends import load_backend
 from facegate.edge.cards import load_card
 from facegate.edge.detect.mtcnn import MTCNN, CascadeConfig
+from facegate.edge.downloads import cache_dir
+from facegate.edge.embed import Embedder
 from facegate.edge.errors import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -27,6 +29,34 @@ def detector_dir(name: str = DEFAULT_DETECTOR) -> Path:
         raise ModelError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)} or a folder with "
                          "pnet/rnet/onet model files")
     return path
+
+
+#: committed embedders (the distilled students land here) in order of preference
+COMMITTED_EMBEDDERS: tuple[str, ...] = ()
+#: where `facegate export --model facenet-teacher` puts the teacher export used until a student ships
+TEACHER_EXPORT = ("exports", "facenet-teacher", "facenet-teacher_fp32.tflite")
+
+
+def teacher_export_path() -> Path:
+    return cache_dir().joinpath(*TEACHER_EXPORT)
+
+
+def default_embedder_path() -> Path:
+    """The embedder the runtime uses when none is named: a committed student, else the teacher export."""
+    for rel in COMMITTED_EMBEDDERS:
+        if (MODELS_DIR / rel).exists():
+            return MODELS_DIR / rel
+    path = teacher_export_path()
+    if path.exists():
+        return path
+    raise ModelError("no embedding model installed. On a workstation with `facegate[convert]` run "
+                     "`facegate export --model facenet-teacher --format tflite --out "
+                     f"{path.parent}`, or pass --embedder MODEL_FILE (with its .json card).")
+
+
+def load_embedder(path: str | Path | None = None, threads: int | None = None, backend: str | None = None) -> Embedder:
+    """An embedder from a model file + card (default: :func:`default_embedder_path`)."""
+    return Embedder.from_file(Path(path) if path else default_embedder_path(), threads=threads, backend=backend)
 
 
 def _preferred_suffix(folder: Path) -> str:

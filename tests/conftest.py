@@ -46,3 +46,22 @@ def lfw_images(lfw_dir) -> dict[str, list[Path]]:
 def detector():
     from facegate.edge.registry import load_detector
     return load_detector("mtcnn-teacher", fmt="tflite")
+
+
+@pytest.fixture(scope="session")
+def embedder_path() -> Path:
+    """The default embedder (the FaceNet teacher exported to TFLite on first use, as `facegate demo` does)."""
+    from facegate.apps.demo import ensure_default_embedder
+    return ensure_default_embedder()
+
+
+@pytest.fixture(scope="session")
+def pipeline(embedder_path):
+    from facegate.edge.pipeline import Pipeline
+    return Pipeline.from_config(embedder=str(embedder_path), min_face_size=20)
+
+
+@pytest.fixture(scope="session")
+def celeb5() -> Path:
+    from facegate.edge.downloads import celebrity5_dir
+    return celebrity5_dir()

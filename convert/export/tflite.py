@@ -19,7 +19,7 @@ QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 
 
 def export_tflite(model: keras.Model, path: str | Path, quant: str = "fp32",
-                  representative: Callable[[], Iterable[list[np.ndarray]]] | None = None) -> Path:
+                  representative: Callable[[], Iterable[list[np.ndarray]]] | None = None, **_) -> Path:
     """Write `model` as a .tflite file with the given quantisation and return the path."""
     if quant not in QUANTIZATIONS:
         raise ValueError(f"TFLite quantisation must be one of {QUANTIZATIONS}, not {quant!r}")

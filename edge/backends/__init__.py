@@ -14,28 +14,42 @@ __all__ = ["Backend", "TensorInfo", "load_backend", "BACKENDS_BY_SUFFIX"]
 
 #: file suffix -> backend names that can run it, in order of preference
 BACKENDS_BY_SUFFIX: dict[str, tuple[str, ...]] = {
-    ".tflite": ("litert",),
+    ".tflite": ("litert", "tflite-runtime"),
     ".onnx": ("onnxruntime",),
 }
 
 
-def _construct(name: str, path: Path, threads: int | None) -> Backend:
+#: ONNX Runtime execution providers by board profile name (unavailable ones are skipped)
+ORT_PROVIDERS = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+
+
+def _construct(name: str, path: Path, threads: int | None, providers: str) -> Backend:
     if name == "litert":
         from facegate.edge.backends.litert import LiteRTBackend
         return LiteRTBackend(path, threads=threads)
+    if name == "tflite-runtime":
+        from facegate.edge.backends.tflite_runtime import TFLiteRuntimeBackend
+        return TFLiteRuntimeBackend(path, threads=threads)
     if name == "onnxruntime":
         from facegate.edge.backends.onnxrt import OnnxRuntimeBackend
-        return OnnxRuntimeBackend(path, threads=threads)
-    raise ModelError(f"unknown backend {name!r}; known: litert, onnxruntime")
+        if providers not in ORT_PROVIDERS:
+            raise ModelError(f"unknown ONNX Runtime providers {providers!r}; known: {', '.join(ORT_PROVIDERS)}")
+        return OnnxRuntimeBackend(path, threads=threads, providers=ORT_PROVIDERS[providers])
+    raise ModelError(f"unknown backend {name!r}; known: litert, tflite-runtime, onnxruntime")
 
 
-def load_backend(path: str | Path, backend: str | None = None, threads: int | None = None) -> Backend:
+def load_backend(path: str | Path, backend: str | None = None, threads: int | None = None,
+                 providers: str = "cpu") -> Backend:
     """Load a model file with the named backend, or the first installed one that runs its type."""
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
     if backend:
-        return _construct(backend, path, threads)
+        return _construct(backend, path, threads, providers)
     names = BACKENDS_BY_SUFFIX.get(path.suffix.lower())
     if not names:
         raise ModelError(f"no backend runs {path.suffix!r} files ({path}); supported: "
@@ -43,7 +57,7 @@ def load_backend(path: str | Path, backend: str | None = None, threads: int | No
     errors = []
     for name in names:
         try:
-            return _construct(name, path, threads)
+            return _construct(name, path, threads, providers)
         except BackendUnavailableError as exc:
             errors.append(str(exc))
     raise BackendUnavailableError("; ".join(errors))

@@ -39,14 +39,16 @@ class LiteRTBackend:
     """A .tflite model run by the LiteRT interpreter (XNNPACK on CPU)."""
 
     name = "litert"
+    #: returns the Interpreter class; the tflite-runtime backend swaps in its own package
+    interpreter_factory = staticmethod(_import_interpreter)
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        interpreter_cls = _import_interpreter()
+        interpreter_cls = self.interpreter_factory()
         self.path = Path(path)
         try:
             self._interp = interpreter_cls(model_path=str(self.path), num_threads=threads)
         except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"LiteRT cannot load {self.path}: {exc}") from exc
+            raise ModelError(f"{self.name} cannot load {self.path}: {exc}") from exc
         self._in = self._interp.get_input_details()
         self._out = self._ordered_outputs()
         # Fully convolutional nets (P-Net) declare placeholder 1x1 inputs that cannot be allocated:

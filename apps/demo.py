@@ -1,0 +1,135 @@
+"""`facegate demo`: the README's main job, end to end on the embedded defaults.
+
+Fetches the 5-celebrity photos into the cache (never committed), enrols three people from their
+train photos into a fresh encrypted gallery, then identifies and verifies every val photo: the
+enrolled people must be accepted as themselves and the two strangers refused. Prints each
+decision with its score and timing, and a summary.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import statistics
+import tempfile
+from pathlib import Path
+
+from facegate.apps.common import EXIT_REJECT
+from facegate.apps.enroll import binding_of, encode_crop
+from facegate.edge.errors import ModelError, NoFaceError
+from facegate.edge.gallery import Decision, GalleryStore, KeySource, Matcher
+from facegate.edge.gallery.matching import thresholds_from_card
+from facegate.edge.images import list_images, load_rgb
+
+log = logging.getLogger(__name__)
+ENROLLED = ("ben_afflek", "elton_john", "jerry_seinfeld")
+STRANGERS = ("madonna", "mindy_kaling")
+
+
+def ensure_default_embedder() -> Path:
+    """The installed default embedder; on a workstation, export the teacher on first use."""
+    from facegate.edge.registry import default_embedder_path, teacher_export_path
+    try:
+        return default_embedder_path()
+    except ModelError:
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            raise
+    log.info("no embedder installed yet: exporting the FaceNet teacher to TFLite (first run only)")
+    from facegate.convert.export.model import export_model
+    export_model("facenet-teacher", "tflite", "fp32", out_dir=teacher_export_path().parent,
+                 command="facegate demo (first-run teacher export)")
+    return teacher_export_path()
+
+
+def run_demo(data: Path | None = None, workdir: Path | None = None, per_person: int = 8, threads: int | None = None,
+             far: str = "1e-3") -> dict:
+    from facegate.edge.downloads import celebrity5_dir
+    from facegate.edge.pipeline import Pipeline
+
+    root = Path(data) if data else celebrity5_dir()
+    pipe = Pipeline.from_config(embedder=str(ensure_default_embedder()), threads=threads)
+    accept, retry = thresholds_from_card(pipe.embedder.card.thresholds, far)
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="facegate-demo-"))
+    store = GalleryStore(workdir / "demo-gallery.fgg", KeySource("raw", secrets.token_bytes(32)))
+    binding = binding_of(pipe.embedder)
+    store.create(binding, keep_crops=True)
+    print(f"models: detector {pipe.detector.name}, embedder {pipe.embedder.name} "
+          f"(accept >= {accept:.3f} at FAR {far}, retry >= {retry:.3f})")
+    print(f"gallery: {store.path} (AES-256-GCM, throw-away demo key)")
+    timings: dict[str, list[float]] = {"detect": [], "embed": []}
+    with store.transaction(expect=binding) as gallery:
+        for name in ENROLLED:
+            person = gallery.add_person(name.replace("_", " ").title())
+            vecs, crops = [], []
+            for path in list_images(root / "train" / name)[:per_person]:
+                try:
+                    image = load_rgb(path)
+                    emb = pipe.embed(image)
+                except NoFaceError as exc:
+                    print(f"  enrol {name}: skipped {path.name}: {exc}")
+                    continue
+                vecs.append(emb.vector)
+                crops.append(encode_crop(pipe._crop(image, emb.face)))
+            gallery.add_templates(person.id, vecs, crops)
+            print(f"enrolled {person.name}: {len(vecs)} templates")
+    matcher = Matcher(store.load(expect=binding), accept, retry)
+    rows, stats = [], {"identify_ok": 0, "identify_total": 0, "false_accepts": 0, "genuine_accepts": 0,
+                       "genuine_total": 0, "impostor_rejects": 0, "impostor_total": 0, "no_face": 0}
+    print(f"\n{'photo':<34} {'who':<15} {'identify':<26} {'verify (claim)':<28} ms")
+    probe_no = 0
+    for name in ENROLLED + STRANGERS:
+        for path in list_images(root / "val" / name):
+            probe_no += 1
+            try:
+                emb = pipe.embed(load_rgb(path), require_quality=False)
+            except NoFaceError:
+                stats["no_face"] += 1
+                continue
+            for k in timings:
+                timings[k].append(emb.timings_ms[k])
+            ident = matcher.identify(emb.vector)
+            expected = name.replace("_", " ").title() if name in ENROLLED else None
+            ok = (ident.decision is Decision.ACCEPT and ident.name == expected) if expected else \
+                 (ident.decision is not Decision.ACCEPT)
+            stats["identify_ok"] += ok
+            stats["identify_total"] += 1
+            if ident.decision is Decision.ACCEPT and ident.name != expected:
+                stats["false_accepts"] += 1
+            # strangers claim to be an enrolled person (rotating, so every run makes the same claims)
+            claim = expected or ENROLLED[probe_no % len(ENROLLED)].replace("_", " ").title()
+            ver = matcher.verify(emb.vector, claim)
+            if expected:
+                stats["genuine_total"] += 1
+                stats["genuine_accepts"] += ver.decision is Decision.ACCEPT
+            else:
+                stats["impostor_total"] += 1
+                stats["impostor_rejects"] += ver.decision is not Decision.ACCEPT
+            who = f"{ident.decision.value} {ident.name or ''}".strip()
+            print(f"{path.name[:33]:<34} {name[:14]:<15} {who + f' {ident.score:.2f}':<26} "
+                  f"{ver.decision.value + f' ({claim.split()[0]}) {ver.score:.2f}':<28} "
+                  f"{emb.timings_ms['detect'] + emb.timings_ms['embed']:.0f}")
+            rows.append({"image": str(path), "person": name, "identify": ident.to_dict(), "verify": ver.to_dict()})
+    stats["median_detect_ms"] = round(statistics.median(timings["detect"]), 1) if timings["detect"] else None
+    stats["median_embed_ms"] = round(statistics.median(timings["embed"]), 1) if timings["embed"] else None
+    print(f"\nidentify: {stats['identify_ok']}/{stats['identify_total']} correct, "
+          f"{stats['false_accepts']} false accepts | verify: genuine accepted "
+          f"{stats['genuine_accepts']}/{stats['genuine_total']}, impostors refused "
+          f"{stats['impostor_rejects']}/{stats['impostor_total']} | median detect {stats['median_detect_ms']} ms, "
+          f"embed {stats['median_embed_ms']} ms")
+    return {"stats": stats, "rows": rows, "gallery": str(store.path)}
+
+
+def cmd_demo(args) -> int:
+    result = run_demo(args.data, args.workdir, threads=args.threads, far=args.far)
+    return EXIT_REJECT if result["stats"]["false_accepts"] else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="enrol 3 of the 5-celebrity people, then identify/verify everyone")
+    p.add_argument("--data", type=Path, default=None, help="folder with train/ and val/ person folders")
+    p.add_argument("--workdir", type=Path, default=None, help="where the demo gallery goes (default: a temp dir)")
+    p.add_argument("--far", default="1e-3", help="operating point from the model card")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=cmd_demo)

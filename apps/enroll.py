@@ -1,0 +1,79 @@
+"""`facegate enroll`: add a person (or more templates of them) to an encrypted gallery from photos."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+import cv2
+
+from facegate.apps.common import add_gallery_args, add_pipeline_args, gallery_key, pipeline_from_args
+from facegate.edge.errors import FacegateError, NoFaceError, PersonNotFoundError
+from facegate.edge.gallery import GalleryStore, ModelBinding
+from facegate.edge.images import load_rgb
+
+log = logging.getLogger(__name__)
+
+
+def binding_of(embedder) -> ModelBinding:
+    card = embedder.card
+    return ModelBinding(card.name, card.sha256, int(card.embedding_dim or 0))
+
+
+def encode_crop(crop) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return buf.tobytes()
+
+
+def cmd_enroll(args) -> int:
+    pipe = pipeline_from_args(args)
+    vectors, crops, accepted = [], [], []
+    for path in args.images:
+        try:
+            emb = pipe.embed(load_rgb(path), require_quality=not args.no_quality)
+        except NoFaceError as exc:
+            print(f"skipped {path}: {exc}")
+            continue
+        vectors.append(emb.vector)
+        crops.append(encode_crop(pipe._crop(load_rgb(path), emb.face)))
+        accepted.append(path)
+    if not vectors:
+        raise NoFaceError(f"none of the {len(args.images)} photos gave a usable face; nothing enrolled")
+    store = GalleryStore(args.gallery, gallery_key(args, confirm=not args.gallery.exists()))
+    binding = binding_of(pipe.embedder)
+    if not store.exists():
+        store.create(binding, template_dtype=args.template_dtype, keep_crops=args.keep_crops)
+        print(f"created gallery {args.gallery} ({binding.name}, {args.template_dtype}"
+              f"{', keeps encrypted face crops' if args.keep_crops else ''})")
+    with store.transaction(expect=binding) as gallery:
+        try:
+            person = gallery.find(args.name)
+            created = False
+        except PersonNotFoundError:
+            person = gallery.add_person(args.name, args.external_id, args.valid_from, args.valid_until, args.group)
+            created = True
+        gallery.add_templates(person.id, vectors, crops if gallery.keep_crops else None)
+        total = gallery.template_count(person.id)
+    print(f"{'enrolled' if created else 'updated'} {args.name} (id {person.id}): +{len(vectors)} templates, "
+          f"{total} in all; {len(args.images) - len(vectors)} photos skipped")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("enroll", help="enrol a person from photos into an encrypted gallery")
+    add_gallery_args(p)
+    p.add_argument("--name", required=True, help="display name (stored encrypted)")
+    p.add_argument("images", nargs="+", type=__import__("pathlib").Path)
+    p.add_argument("--external-id", default=None, help="badge / employee number")
+    p.add_argument("--valid-from", default=None, help="ISO date/time access starts")
+    p.add_argument("--valid-until", default=None, help="ISO date/time access ends")
+    p.add_argument("--group", action="append", default=[], help="door group (repeatable)")
+    p.add_argument("--template-dtype", choices=["float32", "float16", "int8"], default="float32",
+                   help="storage of templates when the gallery is created")
+    p.add_argument("--keep-crops", action="store_true", help="keep encrypted face crops (allows re-embedding "
+                   "with a new model later) when the gallery is created")
+    p.add_argument("--no-quality", action="store_true", help="enrol even photos failing quality gates")
+    add_pipeline_args(p)
+    p.set_defaults(func=cmd_enroll)
+
+
+__all__ = ["register", "binding_of", "FacegateError"]

@@ -1,0 +1,53 @@
+"""`facegate verify` (1:1, claimed identity) and `facegate identify` (1:N) on one photo."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from facegate.apps.common import (EXIT_REJECT, EXIT_RETRY, add_gallery_args, add_pipeline_args, emit, gallery_key,
+                                  pipeline_from_args)
+from facegate.apps.enroll import binding_of
+from facegate.edge.gallery import Decision, GalleryStore, Matcher
+from facegate.edge.gallery.matching import thresholds_from_card
+from facegate.edge.images import load_rgb
+
+EXIT_BY_DECISION = {Decision.ACCEPT: 0, Decision.RETRY: EXIT_RETRY, Decision.REJECT: EXIT_REJECT}
+
+
+def _matcher(args, pipe) -> Matcher:
+    gallery = GalleryStore(args.gallery, gallery_key(args)).load(expect=binding_of(pipe.embedder))
+    accept, retry = thresholds_from_card(pipe.embedder.card.thresholds, args.far, args.retry_far)
+    return Matcher(gallery, accept, retry)
+
+
+def cmd_match(args) -> int:
+    pipe = pipeline_from_args(args)
+    matcher = _matcher(args, pipe)
+    emb = pipe.embed(load_rgb(args.image), require_quality=not args.no_quality)
+    if args.command == "verify":
+        result = matcher.verify(emb.vector, args.name, door_group=args.door_group)
+    else:
+        result = matcher.identify(emb.vector, top_k=args.top_k, door_group=args.door_group)
+    out = {"image": str(args.image), **result.to_dict(), "timings_ms": emb.timings_ms}
+    emit(out, args.json)
+    return EXIT_BY_DECISION[result.decision]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    for name, helptext in (("verify", "is the person in IMAGE the claimed person? (1:1)"),
+                           ("identify", "who is the person in IMAGE? (1:N)")):
+        p = sub.add_parser(name, help=helptext, description=f"{helptext} Exit 0 accept, "
+                           f"{EXIT_RETRY} retry, {EXIT_REJECT} reject.")
+        add_gallery_args(p)
+        if name == "verify":
+            p.add_argument("--name", required=True, help="claimed person (name, external id or gallery id)")
+        else:
+            p.add_argument("--top-k", type=int, default=5)
+        p.add_argument("image", type=Path)
+        p.add_argument("--far", default="1e-3", help="accept threshold: the card's threshold at this FAR")
+        p.add_argument("--retry-far", default="1e-2", help="retry band down to the threshold at this FAR")
+        p.add_argument("--door-group", default=None, help="only people in this door group are accepted")
+        p.add_argument("--no-quality", action="store_true", help="decide even on a face failing quality gates")
+        p.add_argument("--json", action="store_true", help="one JSON object instead of key: value lines")
+        add_pipeline_args(p)
+        p.set_defaults(func=cmd_match)

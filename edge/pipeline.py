@@ -1,0 +1,155 @@
+"""The face pipeline: detect -> align -> quality gates -> embed -> L2-normalise.
+
+A short public API in the spirit of face_recognition's api.py::
+
+    from facegate.edge.pipeline import Pipeline
+    pipe = Pipeline.from_config("door.toml")      # or Pipeline.from_config() for the defaults
+    results = pipe.faces(image)                    # every face with its quality report
+    probe = pipe.embed(image)                      # the subject's embedding, or NoFaceError(reasons)
+
+Configuration is data (TOML or a dict), never code.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facegate.edge.align import align_face
+from facegate.edge.detect import MTCNN, CascadeConfig, Face
+from facegate.edge.detect.face import pick_face
+from facegate.edge.embed import Embedder
+from facegate.edge.errors import FacegateError, NoFaceError
+from facegate.edge.images import as_rgb_uint8
+from facegate.edge.quality import QualityConfig, QualityReport, assess
+from facegate.edge.registry import load_detector, load_embedder
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(FacegateError):
+    """The configuration file has an unknown key or a value of the wrong kind."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    detector: str = "mtcnn-teacher"
+    detector_format: str | None = None        # 'tflite' | 'onnx' | None (best installed)
+    embedder: str | None = None               # model file with card; None: the default embedder
+    backend: str | None = None                # force a backend for the embedder
+    threads: int | None = None
+    min_face_size: float = 40.0               # door use: people stand close; 40 px is ~3x faster than 20
+    face_policy: str = "central"              # 'central' | 'largest' when several faces are seen
+    quality: QualityConfig = field(default_factory=QualityConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
+        data = dict(data)
+        quality = data.pop("quality", {}) or {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown pipeline setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        qknown = {f.name for f in fields(QualityConfig)}
+        if set(quality) - qknown:
+            raise ConfigError(f"unknown quality setting(s): {', '.join(sorted(set(quality) - qknown))}")
+        quality = {k: tuple(v) if isinstance(v, list) else v for k, v in quality.items()}
+        try:
+            return cls(**data, quality=QualityConfig(**quality))
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from exc
+
+    @classmethod
+    def from_toml(cls, path: str | Path, section: str = "pipeline") -> "PipelineConfig":
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"configuration file not found: {path}")
+        try:
+            doc = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        return cls.from_dict(doc.get(section, {}))
+
+
+@dataclass
+class FaceResult:
+    face: Face
+    crop: np.ndarray
+    quality: QualityReport
+
+
+@dataclass
+class Embedding:
+    vector: np.ndarray
+    face: Face
+    quality: QualityReport
+    timings_ms: dict[str, float]
+
+
+class Pipeline:
+    """Detector + embedder + quality gates, configured once, used per frame."""
+
+    def __init__(self, detector: MTCNN, embedder: Embedder, config: PipelineConfig = PipelineConfig()) -> None:
+        self.detector = detector
+        self.embedder = embedder
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig | str | Path | dict | None = None, **overrides) -> "Pipeline":
+        if config is None:
+            config = PipelineConfig()
+        elif isinstance(config, (str, Path)):
+            config = PipelineConfig.from_toml(config)
+        elif isinstance(config, dict):
+            config = PipelineConfig.from_dict(config)
+        if overrides:
+            config = replace(config, **overrides)
+        detector = load_detector(config.detector, fmt=config.detector_format, threads=config.threads,
+                                 config=CascadeConfig(min_face_size=config.min_face_size))
+        embedder = load_embedder(config.embedder, threads=config.threads, backend=config.backend)
+        return cls(detector, embedder, config)
+
+    def _crop(self, image: np.ndarray, face: Face) -> np.ndarray:
+        return align_face(image, face, self.embedder.input_size, self.embedder.spec.alignment)
+
+    def faces(self, image: np.ndarray) -> list[FaceResult]:
+        """Every detected face with its aligned crop and quality report, best score first."""
+        image = as_rgb_uint8(image)
+        out = []
+        for face in self.detector.detect(image):
+            crop = self._crop(image, face)
+            quality_crop = crop if crop.shape[0] == 112 else align_face(image, face, 112, "similarity112")
+            out.append(FaceResult(face, crop, assess(face, quality_crop, self.config.quality)))
+        return out
+
+    def embed(self, image: np.ndarray, require_quality: bool = True) -> Embedding:
+        """The subject face's embedding. Raises NoFaceError (with the reasons) if there is no
+        face, or the subject fails a quality gate and `require_quality` is set."""
+        image = as_rgb_uint8(image)
+        t0 = time.perf_counter()
+        faces = self.detector.detect(image)
+        t1 = time.perf_counter()
+        face = pick_face(faces, image.shape, self.config.face_policy)
+        if face is None:
+            raise NoFaceError("no face found in the image")
+        crop = self._crop(image, face)
+        quality_crop = crop if crop.shape[0] == 112 else align_face(image, face, 112, "similarity112")
+        report = assess(face, quality_crop, self.config.quality)
+        t2 = time.perf_counter()
+        if require_quality and not report.ok:
+            raise NoFaceError("face rejected: " + "; ".join(report.reasons))
+        vector = self.embedder.embed(crop[None])[0]
+        t3 = time.perf_counter()
+        timings = {"detect": 1000 * (t1 - t0), "align_quality": 1000 * (t2 - t1), "embed": 1000 * (t3 - t2)}
+        return Embedding(vector, face, report, {k: round(v, 2) for k, v in timings.items()})
+
+    def embed_faces(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
+        image = as_rgb_uint8(image)
+        return self.embedder.embed(np.stack([self._crop(image, f) for f in faces]))
