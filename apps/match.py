@@ -4,8 +4,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facegate.apps.common import (EXIT_REJECT, EXIT_RETRY, add_gallery_args, add_pipeline_args, emit, gallery_key,
-                                  pipeline_from_args)
+from facegate.apps.common import (
+    EXIT_REJECT,
+    EXIT_RETRY,
+    add_gallery_args,
+    add_pipeline_args,
+    emit,
+    gallery_key,
+    pipeline_from_args,
+)
 from facegate.apps.enroll import binding_of
 from facegate.edge.gallery import Decision, GalleryStore, Matcher
 from facegate.edge.gallery.matching import thresholds_from_card

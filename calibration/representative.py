@@ -7,11 +7,10 @@ teacher's sdist. The aligned crops are cached (per folder, size, alignment and s
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
-
 from facegate.calibration.faces import aligned_crops, sample_images
 from facegate.edge.cards import InputSpec
 from facegate.edge.downloads import cache_dir, celebrity5_dir

@@ -2,11 +2,10 @@
 source models directly (parity checks, evaluation before export)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
-
 from facegate.edge.backends.base import TensorInfo
 
 

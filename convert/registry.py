@@ -5,9 +5,8 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 from facegate.edge.cards import ModelCard, load_card
 from facegate.edge.downloads import FACENET_SDIST
@@ -37,7 +36,6 @@ def resolve_embedder(spec: str, threads: int | None = None) -> Embedder:
         raise ModelError(f"unknown model {spec!r}: not one of {', '.join(EMBEDDERS)} and no such file")
     if path.suffix == ".keras":
         import keras
-
         from facegate.convert.keras_backend import KerasBackend
         card = load_card(path)
         model = keras.saving.load_model(path, compile=False)

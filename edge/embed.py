@@ -1,11 +1,10 @@
 """Embedders: a backend plus the input recipe from its card, producing L2-normalised vectors."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
 from facegate.edge.backends import Backend, load_backend
 from facegate.edge.cards import InputSpec, ModelCard, load_card
 from facegate.edge.errors import ModelError

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
+import tomllib
 from facegate.edge.align import align_face
 from facegate.edge.detect import MTCNN, CascadeConfig, Face
 from facegate.edge.detect.face import pick_face

@@ -4,13 +4,10 @@ import types
 
 import numpy as np
 import pytest
-
 from ai_edge_litert.interpreter import Interpreter as _LiteRTInterpreter
-
+from conftest import TEACHER_DETECTOR
 from facegate.edge import backends
 from facegate.edge.errors import BackendUnavailableError, ModelError
-
-from conftest import TEACHER_DETECTOR
 
 
 def test_tflite_runtime_missing_names_the_package(monkeypatch):

@@ -3,13 +3,11 @@ import shutil
 
 import numpy as np
 import pytest
-
+from conftest import TEACHER_DETECTOR
 from facegate.edge.backends import load_backend
 from facegate.edge.cards import InputSpec, ModelCard, load_card, write_card
 from facegate.edge.errors import ChecksumError, ModelError
 from facegate.edge.registry import load_detector
-
-from conftest import TEACHER_DETECTOR
 
 
 @pytest.mark.parametrize("net,shape", [("pnet", (2, 31, 45, 3)), ("rnet", (7, 24, 24, 3)), ("onet", (3, 48, 48, 3))])

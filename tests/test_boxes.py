@@ -1,8 +1,14 @@
 """Box geometry used by the cascade."""
 import numpy as np
 import pytest
-
-from facegate.edge.detect.boxes import apply_regression, clip_to_image, crop_and_resize, nms, pairwise_overlap, to_square
+from facegate.edge.detect.boxes import (
+    apply_regression,
+    clip_to_image,
+    crop_and_resize,
+    nms,
+    pairwise_overlap,
+    to_square,
+)
 
 
 def test_overlap_union_and_min():

@@ -4,7 +4,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from facegate.apps.cli import main
 
 
@@ -36,8 +35,8 @@ def test_eval_pairs_tsv_with_no_face_image(tmp_path, lfw_images):
         (root / n).mkdir(parents=True)
         for p in lfw_images[n][:2]:
             shutil.copy(p, root / n / p.name)
-    import numpy as np
     import cv2
+    import numpy as np
     cv2.imwrite(str(root / "blank.jpg"), np.full((250, 250, 3), 128, np.uint8))
     rows = []
     for fold, n in enumerate(names):

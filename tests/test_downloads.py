@@ -2,7 +2,6 @@
 import subprocess
 
 import pytest
-
 from facegate.edge import downloads
 from facegate.edge.errors import FetchError
 

@@ -9,9 +9,15 @@ import time
 
 import numpy as np
 import pytest
-
-from facegate.edge.errors import (GalleryCorruptError, GalleryError, GalleryLockedError, KeyFileError,
-                                  ModelMismatchError, PersonNotFoundError, WrongKeyError)
+from facegate.edge.errors import (
+    GalleryCorruptError,
+    GalleryError,
+    GalleryLockedError,
+    KeyFileError,
+    ModelMismatchError,
+    PersonNotFoundError,
+    WrongKeyError,
+)
 from facegate.edge.gallery import Decision, GalleryStore, KeySource, Matcher, ModelBinding
 from facegate.edge.gallery.keys import write_keyfile
 

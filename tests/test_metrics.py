@@ -1,9 +1,16 @@
 """Metric functions on score arrays whose answers are known by hand."""
 import numpy as np
 import pytest
-
-from facegate.convert.evaluate.metrics import (auc, best_threshold, eer, kfold_accuracy, roc_curve, tar_at_far,
-                                               verification_summary, voc_ap)
+from facegate.convert.evaluate.metrics import (
+    auc,
+    best_threshold,
+    eer,
+    kfold_accuracy,
+    roc_curve,
+    tar_at_far,
+    verification_summary,
+    voc_ap,
+)
 
 
 def test_perfect_separation():

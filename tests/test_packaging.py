@@ -1,8 +1,9 @@
 """The distribution layout: every package folder is installed, and edge never needs TensorFlow."""
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +22,7 @@ def test_every_package_folder_is_listed_in_pyproject():
 
 def test_edge_runs_without_tensorflow(tmp_path):
     """Block tensorflow/keras imports, then load the committed detector and detect a face."""
-    script = f"""
+    script = """
 import sys
 class Block:
     def find_spec(self, name, path=None, target=None):

@@ -1,7 +1,6 @@
 """Teachers rebuilt from the pinned downloads (fetched into the cache on first run)."""
 import numpy as np
 import pytest
-
 from conftest import TEACHER_DETECTOR
 
 pytestmark = pytest.mark.slow
@@ -67,7 +66,6 @@ def test_mtcnn_teacher_matches_committed_exports():
 def test_export_writes_cards_and_rejects_nan(tmp_path):
     """Exported files carry cards; a weightless export (the from_concrete_functions trap) is caught."""
     import keras
-
     from facegate.convert.export.tflite import export_tflite
     from facegate.convert.teachers.export_mtcnn import export_mtcnn_teacher
     from facegate.edge.backends import load_backend

@@ -6,8 +6,8 @@ writes a file without weights whose outputs are NaN (NOTES-stack; guarded by a t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import keras
 import numpy as np

@@ -15,7 +15,6 @@ from pathlib import Path
 import joblib
 import keras
 import numpy as np
-
 from facegate.edge.downloads import mtcnn_weight_file
 from facegate.edge.errors import ModelError
 

@@ -6,8 +6,9 @@ or embedder runs unchanged on LiteRT, ONNX Runtime or (in facegate.convert) Kera
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
 from facegate.edge.backends.base import TensorInfo
 from facegate.edge.errors import BackendUnavailableError, ModelError
 

@@ -1,11 +1,10 @@
 """ONNX Runtime backend for .onnx files (CPU by default; CUDA/TensorRT providers on Jetson)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
 from facegate.edge.backends.base import TensorInfo
 from facegate.edge.errors import BackendUnavailableError, ModelError
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
-
 from facegate.edge.backends import Backend, load_backend
 from facegate.edge.detect.boxes import NMS_MODES, apply_regression, clip_to_image, crop_and_resize, nms, to_square
 from facegate.edge.detect.face import Face

@@ -14,8 +14,8 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from facegate.edge.errors import GalleryCorruptError, GalleryError, GalleryLockedError
 from facegate.edge.gallery.fileformat import pack, read_header, unpack
