@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from facegate.apps.common import add_gallery_args, gallery_key
 from facegate.edge.errors import GalleryError, KeyFileError
 from facegate.edge.gallery import GalleryStore, KeySource

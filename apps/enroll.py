@@ -5,6 +5,7 @@ import argparse
 import logging
 
 import cv2
+
 from facegate.apps.common import add_gallery_args, add_pipeline_args, gallery_key, pipeline_from_args
 from facegate.edge.errors import FacegateError, NoFaceError, PersonNotFoundError
 from facegate.edge.gallery import GalleryStore, ModelBinding

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from facegate.edge.images import load_rgb
 from facegate.edge.registry import load_detector
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from facegate.calibration.thresholds import DEFAULT_FARS, calibrate, identity_pair_scores
 from facegate.convert.evaluate.embeddings import embed_files
 from facegate.convert.evaluate.faces import FaceFinder

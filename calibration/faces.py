@@ -5,12 +5,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
 from facegate.edge.align import align_face
 from facegate.edge.detect.face import pick_face
 from facegate.edge.errors import DatasetError
 from facegate.edge.images import list_images, load_rgb
 from facegate.edge.registry import load_detector
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

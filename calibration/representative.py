@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+
 from facegate.calibration.faces import aligned_crops, sample_images
 from facegate.edge.cards import InputSpec
 from facegate.edge.downloads import cache_dir, celebrity5_dir

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
+
 from facegate.edge.backends.base import TensorInfo
 
 

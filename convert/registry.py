@@ -36,6 +36,7 @@ def resolve_embedder(spec: str, threads: int | None = None) -> Embedder:
         raise ModelError(f"unknown model {spec!r}: not one of {', '.join(EMBEDDERS)} and no such file")
     if path.suffix == ".keras":
         import keras
+
         from facegate.convert.keras_backend import KerasBackend
         card = load_card(path)
         model = keras.saving.load_model(path, compile=False)

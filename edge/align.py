@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from facegate.edge.detect.face import Face
 
 #: ArcFace / InsightFace 5-point template for a 112x112 crop (left eye, right eye, nose, mouth corners)

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from facegate.edge.backends import Backend, load_backend
 from facegate.edge.cards import InputSpec, ModelCard, load_card
 from facegate.edge.errors import ModelError

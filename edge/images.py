@@ -5,6 +5,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from facegate.edge.errors import ImageError
 
 

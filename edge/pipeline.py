@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import tomllib
+
 from facegate.edge.align import align_face
 from facegate.edge.detect import MTCNN, CascadeConfig, Face
 from facegate.edge.detect.face import pick_face

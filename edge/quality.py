@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
+
 from facegate.edge.detect.face import Face
 
 

@@ -1,6 +1,7 @@
 """Alignment geometry on synthetic points and images."""
 import numpy as np
 import pytest
+
 from facegate.edge.align import TEMPLATE_112, align_similarity, fallback_face, margin_crop, template, umeyama
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter as _LiteRTInterpreter
 from conftest import TEACHER_DETECTOR
+
 from facegate.edge import backends
 from facegate.edge.errors import BackendUnavailableError, ModelError
 

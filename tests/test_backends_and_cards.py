@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import TEACHER_DETECTOR
+
 from facegate.edge.backends import load_backend
 from facegate.edge.cards import InputSpec, ModelCard, load_card, write_card
 from facegate.edge.errors import ChecksumError, ModelError

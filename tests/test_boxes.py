@@ -1,6 +1,7 @@
 """Box geometry used by the cascade."""
 import numpy as np
 import pytest
+
 from facegate.edge.detect.boxes import (
     apply_regression,
     clip_to_image,

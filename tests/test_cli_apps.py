@@ -5,6 +5,7 @@ import os
 import secrets
 
 import pytest
+
 from facegate.apps.cli import main
 from facegate.edge.images import list_images
 

@@ -1,6 +1,7 @@
 """The edge cascade on real photos, bad inputs, and parity with the reference mtcnn package."""
 import numpy as np
 import pytest
+
 from facegate.convert.evaluate.wider import read_gt_txt
 from facegate.edge.detect.boxes import pairwise_overlap
 from facegate.edge.detect.face import pick_face

@@ -2,6 +2,7 @@
 import subprocess
 
 import pytest
+
 from facegate.edge import downloads
 from facegate.edge.errors import FetchError
 

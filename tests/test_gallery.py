@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+
 from facegate.edge.errors import (
     GalleryCorruptError,
     GalleryError,

@@ -1,6 +1,7 @@
 """Metric functions on score arrays whose answers are known by hand."""
 import numpy as np
 import pytest
+
 from facegate.convert.evaluate.metrics import (
     auc,
     best_threshold,

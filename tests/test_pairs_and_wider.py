@@ -1,6 +1,7 @@
 """Pair files and the WIDER protocol on inputs with known answers."""
 import numpy as np
 import pytest
+
 from facegate.convert.evaluate.pairs import balanced_subset, read_lfw_pairs, read_pairs, read_tsv_pairs
 from facegate.convert.evaluate.wider import GroundTruth, image_pr, read_gt_txt, wider_ap
 from facegate.edge.errors import DatasetError

@@ -2,6 +2,7 @@
 import cv2
 import numpy as np
 import pytest
+
 from facegate.edge.errors import NoFaceError
 from facegate.edge.images import load_rgb
 from facegate.edge.pipeline import ConfigError, Pipeline, PipelineConfig

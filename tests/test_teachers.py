@@ -66,6 +66,7 @@ def test_mtcnn_teacher_matches_committed_exports():
 def test_export_writes_cards_and_rejects_nan(tmp_path):
     """Exported files carry cards; a weightless export (the from_concrete_functions trap) is caught."""
     import keras
+
     from facegate.convert.export.tflite import export_tflite
     from facegate.convert.teachers.export_mtcnn import export_mtcnn_teacher
     from facegate.edge.backends import load_backend

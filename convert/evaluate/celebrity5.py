@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from facegate.convert.evaluate.embeddings import embed_files
 from facegate.convert.evaluate.faces import FaceFinder
 from facegate.convert.evaluate.report import _pyplot, write_outputs

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
 from facegate.convert.evaluate.faces import FaceFinder, file_key
 from facegate.edge.align import align_face
 from facegate.edge.downloads import cache_dir
 from facegate.edge.embed import Embedder
 from facegate.edge.images import load_rgb
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
 from facegate.edge.align import fallback_face
 from facegate.edge.detect import MTCNN, Face
 from facegate.edge.detect.face import pick_face

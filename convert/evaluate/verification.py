@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from facegate.convert.evaluate.embeddings import embed_files
 from facegate.convert.evaluate.faces import FaceFinder
 from facegate.convert.evaluate.metrics import roc_curve, verification_summary

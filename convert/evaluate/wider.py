@@ -15,12 +15,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
+
 from facegate.convert.evaluate.metrics import voc_ap
 from facegate.convert.evaluate.report import plot_pr, write_outputs
 from facegate.edge.detect import MTCNN
 from facegate.edge.errors import DatasetError
 from facegate.edge.images import load_rgb
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 SETTINGS = ("easy", "medium", "hard")

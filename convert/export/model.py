@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from facegate.calibration.faces import aligned_crops, sample_images
 from facegate.calibration.representative import representative_dataset
 from facegate.convert.export.formats import ExportArgumentError, exporter, resolve_format, validate

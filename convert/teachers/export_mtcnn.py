@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
 from facegate.convert.export.onnx import export_onnx
 from facegate.convert.export.tflite import export_tflite
 from facegate.convert.keras_backend import KerasBackend

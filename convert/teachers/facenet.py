@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import keras
 import numpy as np
+
 from facegate.edge.downloads import cache_dir, facenet_h5
 from facegate.edge.errors import ModelError
 

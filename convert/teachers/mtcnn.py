@@ -15,6 +15,7 @@ from pathlib import Path
 import joblib
 import keras
 import numpy as np
+
 from facegate.edge.downloads import mtcnn_weight_file
 from facegate.edge.errors import ModelError
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from facegate.edge.backends.base import TensorInfo
 from facegate.edge.errors import BackendUnavailableError, ModelError
 

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
 from facegate.edge.backends.litert import LiteRTBackend
 from facegate.edge.errors import BackendUnavailableError
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from facegate.edge.backends import Backend, load_backend
 from facegate.edge.detect.boxes import NMS_MODES, apply_regression, clip_to_image, crop_and_resize, nms, to_square
 from facegate.edge.detect.face import Face

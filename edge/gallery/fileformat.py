@@ -25,6 +25,7 @@ from dataclasses import asdict
 import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from facegate.edge.errors import GalleryCorruptError, WrongKeyError
 from facegate.edge.gallery.records import Gallery, ModelBinding, Person
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
 from facegate.edge.errors import GalleryCorruptError, KeyFileError
 
 KEY_BYTES = 32

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
+
 from facegate.edge.errors import GalleryError, ModelError
 from facegate.edge.gallery.records import Gallery
 

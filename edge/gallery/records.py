@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from facegate.edge.errors import GalleryError, ModelMismatchError, PersonNotFoundError
 
 TEMPLATE_DTYPES = ("float32", "float16", "int8")
