@@ -160,13 +160,18 @@ def cmd_export(args) -> int:
         print("facegate export: error: --model is required", file=sys.stderr)
         return 2
     r = export_model(args.model, args.format, args.quant, args.out, data=args.data, fraction=args.fraction,
-                     parity_data=args.parity_data, floor=args.floor, opset=args.opset, command=_command_line(),
-                     progress=not args.no_progress)
-    p = r.parity
+                     parity_data=args.parity_data, floor=args.floor, opset=args.opset, io_type=args.io_type,
+                     lfw_dir=args.lfw_dir, lfw_pairs=args.lfw_pairs, full_lfw=args.full,
+                     command=_command_line(), progress=not args.no_progress)
+    p, acc = r.parity, r.card.accuracy
     extra = (f"cosine to source mean {p['cosine_mean']:.5f} / min {p['cosine_min']:.5f}, "
-             f"{p['latency_ms_batch1']} ms per face") if "cosine_mean" in p else "spec checked (not runnable here)"
-    print(f"{r.path} ({r.card.accuracy['size_bytes'] / 1e6:.1f} MB): {extra}")
-    print(f"card: {r.path.name}.json")
+             f"{next(iter(acc['latency_ms_per_face'].values()))} ms per face") if "cosine_mean" in p \
+        else "spec checked (not runnable here)"
+    print(f"{r.path} ({acc['size_bytes'] / 1e6:.2f} MB): {extra}")
+    if "lfw" in acc:
+        print(f"LFW ({acc['lfw']['pairs']} pairs): {100 * acc['lfw']['accuracy_mean']:.2f}% "
+              f"± {100 * acc['lfw']['accuracy_std']:.2f}")
+    print(f"card: {r.path.name}.json, usage: {r.path.name}.USAGE.md")
     return 0
 
 
@@ -235,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: 5-celebrity val)")
     exp.add_argument("--floor", type=float, default=None, help="minimum mean cosine to the source (default by quant)")
     exp.add_argument("--opset", type=int, default=13, help="ONNX opset (>= 13)")
+    exp.add_argument("--io-type", choices=["float", "int8"], default="float",
+                     help="int8 TFLite: keep float32 input/output tensors (default) or make them int8")
+    exp.add_argument("--lfw-dir", type=Path, default=None, help="LFW folder for the accuracy check "
+                     "(default ../shared/datasets/lfw; skipped when absent)")
+    exp.add_argument("--lfw-pairs", type=int, default=600, help="fold-balanced LFW subset size (0: skip)")
+    exp.add_argument("--full", action="store_true", help="validate on all 6000 LFW pairs")
     exp.add_argument("--out", type=Path, default=None)
     exp.add_argument("--list", action="store_true", help="print the format table and exit")
     exp.add_argument("--no-progress", action="store_true")

@@ -21,12 +21,18 @@ def export_coreml(model: keras.Model, path: str | Path, quant: str = "fp32") -> 
         raise ValueError(f"Core ML quantisation must be fp32 or fp16, not {quant!r}")
     shape = (1, *model.inputs[0].shape[1:])
     precision = ct.precision.FLOAT16 if quant == "fp16" else ct.precision.FLOAT32
+    graph_input = model.inputs[0].name.split(":")[0]
     mlmodel = ct.convert(model, source="tensorflow", convert_to="mlprogram",
-                         inputs=[ct.TensorType(name="image", shape=shape)],
+                         inputs=[ct.TensorType(name=graph_input, shape=shape)],
                          compute_precision=precision, minimum_deployment_target=ct.target.iOS15,
                          skip_model_load=True)
+    # stable feature names for app code, whatever Keras called its tensors
+    spec = mlmodel.get_spec()
+    ct.utils.rename_feature(spec, spec.description.input[0].name, "image")
+    ct.utils.rename_feature(spec, spec.description.output[0].name, "embedding")
+    mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
     path = Path(path)
-    tmp = path.with_name(path.name + ".part")
+    tmp = path.with_name(path.stem + ".part.mlpackage")  # coremltools insists on the suffix
     shutil.rmtree(tmp, ignore_errors=True)
     mlmodel.save(str(tmp))
     shutil.rmtree(path, ignore_errors=True)

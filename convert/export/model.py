@@ -1,14 +1,18 @@
 """Export a facegate Keras embedder to an edge artifact, prove it is still the same model, and
-write its card.
+write its card and USAGE.md.
 
-Validation: embeddings of held-out aligned faces from the exported file (run through the edge
-backend, as a board would) against the Keras source: mean and minimum cosine. Below the floor the
-export fails (non-zero exit) and the file is removed. Formats that cannot run here (Core ML on
-Linux) are checked through their spec instead, and the card says so.
+Validation, in the order a reviewer would ask:
+1. parity: embeddings of held-out aligned faces from the exported file (run through the edge
+   backend, as a board would) against the Keras source — mean and minimum cosine, all finite.
+   Below the floor the export fails (non-zero exit) and the file is set aside as `.rejected`.
+2. LFW accuracy on a fold-balanced subset (or the full 6000 pairs with `full_lfw`), when LFW is
+   available; 3. size on disk; 4. latency per face on its runtime. All of it goes into the card.
+Formats that cannot run here (Core ML on Linux) are checked through their spec, and the card says so.
 """
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ import numpy as np
 from facegate.calibration.faces import aligned_crops, sample_images
 from facegate.calibration.representative import representative_dataset
 from facegate.convert.export.formats import ExportArgumentError, exporter, resolve_format, validate
+from facegate.convert.export.usage import write_usage
 from facegate.convert.registry import resolve_embedder
 from facegate.edge.backends import load_backend
 from facegate.edge.cards import ModelCard, write_card
@@ -30,6 +35,7 @@ log = logging.getLogger(__name__)
 
 #: minimum mean cosine to the Keras source, per quantisation
 PARITY_FLOORS = {"fp32": 0.999, "fp16": 0.999, "dynamic": 0.99, "int8": 0.98}
+DEFAULT_LFW = Path(os.environ.get("FACEGATE_SHARED", Path.cwd().parent / "shared")) / "datasets" / "lfw"
 
 
 @dataclass
@@ -39,11 +45,11 @@ class ExportResult:
     parity: dict
 
 
-def _size_bytes(path: Path) -> int:
+def size_bytes(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _latency_ms(backend, x: np.ndarray, runs: int = 10) -> float:
+def latency_ms(backend, x: np.ndarray, runs: int = 10) -> float:
     backend.run([x])
     times = []
     for _ in range(runs):
@@ -53,9 +59,47 @@ def _latency_ms(backend, x: np.ndarray, runs: int = 10) -> float:
     return round(1000 * float(np.median(times)), 2)
 
 
+def check_parity(reference: np.ndarray, exported: np.ndarray, floor: float, name: str) -> dict:
+    """Cosine of each exported embedding to its source; ModelError below the floor or if any
+    output is not finite (the weightless-TFLite trap gives NaN)."""
+    if not np.all(np.isfinite(exported)):
+        raise ModelError(f"{name}: the exported model outputs NaN/inf — it was written without its weights "
+                         "(e.g. TFLiteConverter.from_concrete_functions on a Keras 3 model)")
+    cos = np.sum(reference * exported, axis=1)
+    result = {"cosine_mean": round(float(cos.mean()), 6), "cosine_min": round(float(cos.min()), 6)}
+    if cos.mean() < floor:
+        raise ModelError(f"{name}: mean cosine to the source model {cos.mean():.4f} is below the floor {floor}")
+    return result
+
+
+def _reject(path: Path) -> Path:
+    bad = path.with_name(path.name + ".rejected")
+    if bad.is_dir():
+        shutil.rmtree(bad)
+    elif bad.exists():
+        bad.unlink()
+    path.rename(bad)
+    return bad
+
+
+def lfw_accuracy(path: Path, lfw_dir: Path, max_pairs: int | None, progress: bool) -> dict:
+    from facegate.convert.evaluate.faces import FaceFinder
+    from facegate.convert.evaluate.pairs import balanced_subset, read_lfw_pairs
+    from facegate.convert.evaluate.verification import evaluate_pairs
+    from facegate.edge.registry import load_detector
+
+    pairs = balanced_subset(read_lfw_pairs(lfw_dir / "pairs.txt", lfw_dir / "images"), max_pairs)
+    r = evaluate_pairs(pairs, Embedder.from_file(path), FaceFinder(load_detector()), path.parent / "validation",
+                       path.stem + "_lfw", f"LFW ({len(pairs)} pairs)", command="facegate export (validation)",
+                       progress=progress)
+    return {k: r[k] for k in ("pairs", "accuracy_mean", "accuracy_std", "roc_auc", "tar_at_far_1e-3")}
+
+
 def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: Path | None = None,
                  data: Path | None = None, fraction: float = 1.0, parity_data: Path | None = None,
-                 floor: float | None = None, opset: int = 13, command: str = "", progress: bool = True) -> ExportResult:
+                 floor: float | None = None, opset: int = 13, io_type: str = "float",
+                 lfw_dir: Path | None = None, lfw_pairs: int | None = 600, full_lfw: bool = False,
+                 command: str = "", progress: bool = True) -> ExportResult:
     fmt = resolve_format(fmt_name)
     validate(fmt, quant)
     if not 0 < fraction <= 1:
@@ -67,45 +111,42 @@ def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: P
     spec = source.spec
     out_dir = Path(out_dir or Path("runs") / "export" / source.name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{source.name}_{quant}{fmt.suffix}"
-    representative = None
-    if quant == "int8":
-        representative = representative_dataset(spec, data, fraction=fraction, progress=progress)
-    exporter(fmt)(model, path, quant=quant, representative=representative, opset=opset)
+    path = out_dir / f"{source.name}_{quant}{'_int8io' if io_type == 'int8' else ''}{fmt.suffix}"
+    representative = representative_dataset(spec, data, fraction=fraction, progress=progress) if quant == "int8" else None
+    exporter(fmt)(model, path, quant=quant, representative=representative, opset=opset, io_type=io_type)
 
-    # parity on held-out aligned faces
     parity_folder = Path(parity_data) if parity_data else celebrity5_dir() / "val"
     crops, used = aligned_crops(sample_images(parity_folder, 64), spec.size, spec.alignment, progress=progress)
     reference = source.embed(crops)
+    accuracy: dict = {"parity_vs_source": {"faces": len(used), "data": str(parity_folder)}}
     notes = ""
-    parity: dict = {"faces": len(used), "data": str(parity_folder)}
     if fmt.runnable_here:
         backend = load_backend(path)
         exported = Embedder(backend, spec, path.name, identity=path.name).embed(crops)
-        cos = np.sum(reference * exported, axis=1)
-        parity.update({"cosine_mean": round(float(cos.mean()), 6), "cosine_min": round(float(cos.min()), 6)})
-        limit = PARITY_FLOORS[quant] if floor is None else floor
-        if not np.all(np.isfinite(exported)) or cos.mean() < limit:
-            bad = path.with_name(path.name + ".rejected")
-            shutil.rmtree(bad, ignore_errors=True) if bad.is_dir() else bad.unlink(missing_ok=True)
-            path.rename(bad)
-            raise ModelError(f"export failed validation: mean cosine to the Keras model {cos.mean():.4f} < floor "
-                             f"{limit} (kept for inspection as {bad.name})")
-        x1 = np.zeros((1, spec.size, spec.size, 3), np.float32)
-        parity["latency_ms_batch1"] = _latency_ms(backend, x1)
+        try:
+            accuracy["parity_vs_source"].update(
+                check_parity(reference, exported, PARITY_FLOORS[quant] if floor is None else floor, path.name))
+        except ModelError as exc:
+            raise ModelError(f"export failed validation: {exc} (kept for inspection as {_reject(path).name})") from exc
+        accuracy["latency_ms_per_face"] = {backend.name: latency_ms(backend, np.zeros((1, spec.size, spec.size, 3),
+                                                                                       np.float32))}
     else:
         from facegate.convert.export.coreml import coreml_spec_summary
-        summary = coreml_spec_summary(path) if fmt.name == "coreml" else {}
-        parity["spec"] = summary
-        notes = ("Core ML prediction needs macOS: this file was checked through its spec (inputs/outputs/shapes), "
-                 "not run. Parity is guaranteed only for the runnable formats exported from the same model.")
+        accuracy["parity_vs_source"]["spec"] = coreml_spec_summary(path) if fmt.name == "coreml" else {}
+        notes = ("Not runnable on this machine (Core ML prediction needs macOS): checked through its spec "
+                 "(inputs, outputs, shapes), not by running it. The runnable exports of the same source carry parity.")
+    accuracy["size_bytes"] = size_bytes(path)
+    accuracy["export_command"] = command
     card = ModelCard(
         name=f"{source.name}-{quant}", task="embedding", file=path.name, sha256="", input=spec,
         outputs=[{"name": "embedding", "dim": int(reference.shape[1]), "l2_normalise": True}],
-        version="1", format=fmt.name, quantization=quant, metric="cosine",
-        thresholds=dict(source.card.thresholds) if source.card else {},
-        accuracy={"parity_vs_source": parity, "size_bytes": _size_bytes(path), "export_command": command},
-        teacher=source.card.teacher if source.card else None,
-        source=f"{model_spec} ({source.identity})", notes=notes)
+        version="1", format=fmt.name, quantization=quant + ("/int8-io" if io_type == "int8" else ""),
+        metric="cosine", thresholds=dict(source.card.thresholds) if source.card else {}, accuracy=accuracy,
+        teacher=source.card.teacher if source.card else None, source=f"{model_spec} ({source.identity})", notes=notes)
     write_card(card, path)
-    return ExportResult(path, card, parity)
+    lfw = Path(lfw_dir) if lfw_dir else DEFAULT_LFW
+    if fmt.runnable_here and (lfw / "pairs.txt").exists() and (full_lfw or lfw_pairs):
+        card.accuracy["lfw"] = lfw_accuracy(path, lfw, None if full_lfw else lfw_pairs, progress)
+        write_card(card, path)
+    write_usage(card, path)
+    return ExportResult(path, card, accuracy["parity_vs_source"])

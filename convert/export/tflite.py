@@ -19,8 +19,18 @@ QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 
 
 def export_tflite(model: keras.Model, path: str | Path, quant: str = "fp32",
-                  representative: Callable[[], Iterable[list[np.ndarray]]] | None = None, **_) -> Path:
-    """Write `model` as a .tflite file with the given quantisation and return the path."""
+                  representative: Callable[[], Iterable[list[np.ndarray]]] | None = None,
+                  io_type: str = "float", **_) -> Path:
+    """Write `model` as a .tflite file with the given quantisation and return the path.
+
+    int8 is full-integer (every op int8, calibrated on `representative`); with io_type='int8' the
+    input and output tensors are int8 too (the caller quantises with the scale/zero-point in the
+    file; facegate's LiteRT backend does this itself), else they stay float32.
+    """
+    if io_type not in ("float", "int8"):
+        raise ValueError(f"io_type must be 'float' or 'int8', not {io_type!r}")
+    if io_type == "int8" and quant != "int8":
+        raise ValueError("int8 input/output tensors need --quant int8")
     if quant not in QUANTIZATIONS:
         raise ValueError(f"TFLite quantisation must be one of {QUANTIZATIONS}, not {quant!r}")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -35,6 +45,9 @@ def export_tflite(model: keras.Model, path: str | Path, quant: str = "fp32",
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io_type == "int8":
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
     blob = converter.convert()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
