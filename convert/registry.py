@@ -38,7 +38,8 @@ def resolve_embedder(spec: str, threads: int | None = None) -> Embedder:
         import keras
 
         from facegate.convert.keras_backend import KerasBackend
+        from facegate.convert.teachers.facenet import ScaleSum  # pruned teachers contain it
         card = load_card(path)
-        model = keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False, custom_objects={"ScaleSum": ScaleSum})
         return Embedder(KerasBackend(model), card.input, card.name, identity=f"{card.name}:{card.sha256}", card=card)
     return Embedder.from_file(path, threads=threads)
