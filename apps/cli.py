@@ -160,6 +160,7 @@ def cmd_export(args) -> int:
         print("facegate export: error: --model is required", file=sys.stderr)
         return 2
     r = export_model(args.model, args.format, args.quant, args.out, data=args.data, fraction=args.fraction,
+                     calib_images=args.calib_images,
                      parity_data=args.parity_data, floor=args.floor, opset=args.opset, io_type=args.io_type,
                      lfw_dir=args.lfw_dir, lfw_pairs=args.lfw_pairs, full_lfw=args.full,
                      command=_command_line(), progress=not args.no_progress)
@@ -247,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--data", type=Path, default=None, help="face photos for the int8 representative set "
                      "(default: 5-celebrity train)")
     exp.add_argument("--fraction", type=float, default=1.0, help="fraction of the representative set to use")
+    exp.add_argument("--calib-images", type=int, default=200, help="photos sampled for the representative set "
+                     "(aligned crops are cached)")
     exp.add_argument("--parity-data", type=Path, default=None, help="held-out face photos for the parity check "
                      "(default: 5-celebrity val)")
     exp.add_argument("--floor", type=float, default=None, help="minimum mean cosine to the source (default by quant)")

@@ -35,7 +35,8 @@ def small_embedder(tmp_path_factory):
 
 
 @pytest.mark.parametrize("fmt,quant", [("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "dynamic"),
-                                       ("tflite", "int8"), ("android", "fp32"), ("onnx", "fp32")])
+                                       ("tflite", "int8"), ("android", "fp32"), ("onnx", "fp32"),
+                                       ("onnx", "int8")])
 def test_runnable_formats_keep_parity(small_embedder, tmp_path, fmt, quant):
     from facegate.convert.export.model import PARITY_FLOORS, export_model
     r = export_model(str(small_embedder), fmt, quant, tmp_path, lfw_pairs=0, progress=False)
@@ -98,7 +99,7 @@ def test_format_table_validation():
     with pytest.raises(ExportArgumentError, match="Did you mean 'onnx'"):
         resolve_format("onxx")
     with pytest.raises(ExportArgumentError, match="supports fp32"):
-        validate(resolve_format("onnx"), "int8")
+        validate(resolve_format("onnx"), "fp16")
     from facegate.apps.cli import main
     assert main(["export", "--model", "facenet-teacher", "--format", "tflight"]) == 2
     assert main(["export", "--model", "facenet-teacher", "--format", "coreml", "--quant", "int8"]) == 2
@@ -116,3 +117,14 @@ def test_threshold_calibration_known_answers():
     assert far_key(1e-3) == "1e-3"
     g, i = identity_pair_scores(np.eye(3, dtype=np.float32)[[0, 0, 1]], ["a", "a", "b"])
     assert g.tolist() == [1.0] and i.tolist() == [0.0, 0.0]
+
+
+def test_onnx_int8_is_a_qdq_graph(small_embedder, tmp_path):
+    import onnx
+
+    from facegate.convert.export.model import export_model
+    r = export_model(str(small_embedder), "onnx", "int8", tmp_path, lfw_pairs=0, progress=False)
+    ops = {n.op_type for n in onnx.load(str(r.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert r.parity["cosine_mean"] >= 0.98
+    assert not list(tmp_path.glob("*.int8-source.tflite"))  # the intermediate file is cleaned up

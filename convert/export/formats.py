@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 
 from facegate.edge.errors import FacegateError
 
@@ -25,7 +26,8 @@ class ExportFormat:
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("tflite", ".tflite", ("fp32", "fp16", "dynamic", "int8"), "tensorflow", True,
                  "TensorFlow Lite / LiteRT: Android apps, Raspberry Pi, Jetson"),
-    ExportFormat("onnx", ".onnx", ("fp32",), "tf2onnx", True, "ONNX (tf2onnx): ONNX Runtime, TensorRT, OpenCV DNN"),
+    ExportFormat("onnx", ".onnx", ("fp32", "int8"), "tf2onnx", True,
+                 "ONNX (tf2onnx): ONNX Runtime, TensorRT, OpenCV DNN; int8 = QDQ graph from the int8 TFLite"),
     ExportFormat("coreml", ".mlpackage", ("fp32", "fp16"), "coremltools", False, "Core ML ML Program: iOS/macOS apps"),
     ExportFormat("saved_model", "_saved_model", ("fp32",), "tensorflow", False, "TensorFlow SavedModel"),
 )}
@@ -56,8 +58,18 @@ def exporter(fmt: ExportFormat):
         from facegate.convert.export.tflite import export_tflite
         return export_tflite
     if fmt.name == "onnx":
-        from facegate.convert.export.onnx import export_onnx
-        return lambda model, path, quant="fp32", opset=13, **_: export_onnx(model, path, opset=opset)
+        from facegate.convert.export.onnx import export_onnx, export_onnx_from_tflite
+        from facegate.convert.export.tflite import export_tflite
+
+        def to_onnx(model, path, quant="fp32", opset=13, representative=None, **_):
+            if quant == "fp32":
+                return export_onnx(model, path, opset=opset)
+            tfl = export_tflite(model, Path(path).with_suffix(".int8-source.tflite"), "int8", representative)
+            try:
+                return export_onnx_from_tflite(tfl, path, opset=opset)
+            finally:
+                tfl.unlink(missing_ok=True)
+        return to_onnx
     if fmt.name == "coreml":
         from facegate.convert.export.coreml import export_coreml
         return lambda model, path, quant="fp32", **_: export_coreml(model, path, quant)

@@ -96,7 +96,8 @@ def lfw_accuracy(path: Path, lfw_dir: Path, max_pairs: int | None, progress: boo
 
 
 def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: Path | None = None,
-                 data: Path | None = None, fraction: float = 1.0, parity_data: Path | None = None,
+                 data: Path | None = None, fraction: float = 1.0, calib_images: int = 200,
+                 parity_data: Path | None = None,
                  floor: float | None = None, opset: int = 13, io_type: str = "float",
                  lfw_dir: Path | None = None, lfw_pairs: int | None = 600, full_lfw: bool = False,
                  command: str = "", progress: bool = True) -> ExportResult:
@@ -112,7 +113,8 @@ def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: P
     out_dir = Path(out_dir or Path("runs") / "export" / source.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{source.name}_{quant}{'_int8io' if io_type == 'int8' else ''}{fmt.suffix}"
-    representative = representative_dataset(spec, data, fraction=fraction, progress=progress) if quant == "int8" else None
+    representative = representative_dataset(spec, data, limit=calib_images, fraction=fraction,
+                                            progress=progress) if quant == "int8" else None
     exporter(fmt)(model, path, quant=quant, representative=representative, opset=opset, io_type=io_type)
 
     parity_folder = Path(parity_data) if parity_data else celebrity5_dir() / "val"

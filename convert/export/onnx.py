@@ -29,3 +29,18 @@ def export_onnx(model: keras.Model, path: str | Path, opset: int = 13) -> Path:
     tmp.replace(path)
     log.info("wrote %s (opset %d)", path, opset)
     return path
+
+
+def export_onnx_from_tflite(tflite_path: str | Path, path: str | Path, opset: int = 13) -> Path:
+    """Convert a (full-integer) TFLite file into an ONNX graph with QuantizeLinear/DequantizeLinear
+    nodes, so ONNX Runtime and TensorRT run the same int8 model the TFLite file holds."""
+    if opset < 13:
+        raise ValueError(f"ONNX opset must be >= 13, got {opset}")
+    proto, _ = tf2onnx.convert.from_tflite(str(tflite_path), opset=opset)
+    onnx.checker.check_model(proto)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)
+    log.info("wrote %s from %s (opset %d)", path, Path(tflite_path).name, opset)
+    return path
