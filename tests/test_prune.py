@@ -3,8 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from facegate.convert.prune import (apply_masks, distill_finetune, find_chains, magnitude_masks, prune_channels,
-                                    prune_magnitude)
+from facegate.convert.prune import apply_masks, distill_finetune, find_chains, magnitude_masks, prune_channels, prune_magnitude
 from facegate.edge.embed import l2_normalise
 
 pytestmark = pytest.mark.slow
