@@ -16,9 +16,6 @@ from facegate.edge.errors import FacegateError
 
 log = logging.getLogger("facegate")
 
-SHARED = Path(os.environ.get("FACEGATE_SHARED", Path.cwd().parent / "shared"))
-DEFAULT_LFW = SHARED / "datasets" / "lfw"
-DEFAULT_WIDER = SHARED / "datasets" / "wider_val_dev"
 
 
 _ARGV: list[str] = []
@@ -65,7 +62,8 @@ def cmd_eval_verification(args) -> int:
     from facegate.convert.registry import resolve_embedder
 
     if args.eval_task == "lfw":
-        root = Path(args.lfw_dir)
+        from facegate.convert.datasets import lfw_dir
+        root = Path(args.lfw_dir) if args.lfw_dir else lfw_dir()
         pairs = read_lfw_pairs(root / "pairs.txt", root / "images")
         title = "LFW View 2"
     else:
@@ -90,9 +88,9 @@ def cmd_eval_verification(args) -> int:
 
 
 def cmd_eval_wider(args) -> int:
+    from facegate.convert.datasets import wider_dir
     from facegate.convert.evaluate.wider import evaluate_wider
-
-    images = Path(args.images)
+    images = Path(args.images) if args.images else wider_dir() / "images"
     gt = Path(args.gt) if args.gt else images.parent / "wider_face_val_bbx_gt.txt"
     mat_dir = Path(args.mat_dir) if args.mat_dir else gt.parent / "eval_tools"
     out = args.out or Path("runs") / "eval" / "wider"
@@ -206,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="measure models: lfw, pairs, wider, celebrity5")
     evs = ev.add_subparsers(dest="eval_task", required=True)
     lfw = evs.add_parser("lfw", help="LFW View 2 10-fold verification")
-    lfw.add_argument("--lfw-dir", default=str(DEFAULT_LFW), help="folder with pairs.txt and images/")
+    lfw.add_argument("--lfw-dir", default=None, help="folder with pairs.txt and images/ (default ../shared/datasets/lfw)")
     pairs = evs.add_parser("pairs", help="verification on any pairs file (LFW format or TSV)")
     pairs.add_argument("--pairs", required=True, type=Path)
     pairs.add_argument("--root", required=True, type=Path, help="folder the pair paths are relative to")
@@ -217,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_eval_verification)
 
     wider = evs.add_parser("wider", help="WIDER FACE easy/medium/hard AP and detector timing")
-    wider.add_argument("--images", default=str(DEFAULT_WIDER / "images"), help="WIDER images/ folder")
+    wider.add_argument("--images", default=None, help="WIDER images/ folder (default ../shared/datasets/wider_val_dev/images)")
     wider.add_argument("--gt", default=None, help="wider_face_val_bbx_gt.txt (default: beside images/)")
     wider.add_argument("--mat-dir", default=None, help="folder with wider_{easy,medium,hard}_val.mat "
                        "(default: eval_tools/ beside the gt file)")

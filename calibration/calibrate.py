@@ -2,12 +2,12 @@
 the thresholds for the target FARs into its card (the only place the edge runtime reads them)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from facegate.calibration.thresholds import DEFAULT_FARS, calibrate, identity_pair_scores
+from facegate.convert.datasets import celeba_images
 from facegate.convert.evaluate.embeddings import embed_files
 from facegate.convert.evaluate.faces import FaceFinder
 from facegate.convert.evaluate.pairs import read_pairs
@@ -16,8 +16,6 @@ from facegate.edge.embed import Embedder
 from facegate.edge.errors import DatasetError
 from facegate.edge.images import list_images
 from facegate.edge.registry import load_detector
-
-DEFAULT_DATA = Path(os.environ.get("FACEGATE_SHARED", Path.cwd().parent / "shared")) / "datasets" / "celeba_dev" / "images"
 
 
 def identity_images(folder: Path, per_identity: int) -> tuple[list[Path], list[str]]:
@@ -46,7 +44,7 @@ def calibrate_card(model: Path, data: Path | None = None, pairs: Path | None = N
         genuine, impostor = scores[same], scores[~same]
         source = str(pairs)
     else:
-        folder = Path(data) if data else DEFAULT_DATA
+        folder = Path(data) if data else celeba_images()
         paths, labels = identity_images(folder, per_identity)
         run = embed_files(paths, embedder, finder, progress=progress)
         genuine, impostor = identity_pair_scores(np.stack([run.vectors[p] for p in paths]), labels)

@@ -3,13 +3,13 @@ model on aligned face crops, and save it as a .keras file with its card (then `f
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from facegate.calibration.representative import representative_crops
+from facegate.convert.datasets import celeba_images
 from facegate.convert.prune import distill_finetune, prune_channels, prune_magnitude
 from facegate.convert.registry import resolve_embedder
 from facegate.convert.teachers.facenet import ScaleSum
@@ -17,7 +17,6 @@ from facegate.edge.cards import ModelCard, write_card
 from facegate.edge.embed import l2_normalise, normalise
 
 log = logging.getLogger(__name__)
-DEFAULT_DATA = Path(os.environ.get("FACEGATE_SHARED", Path.cwd().parent / "shared")) / "datasets" / "celeba_dev" / "images"
 
 
 def run_prune(model_spec: str, method: str = "structured", ratio: float = 0.25, pattern: str | None = None,
@@ -27,7 +26,7 @@ def run_prune(model_spec: str, method: str = "structured", ratio: float = 0.25, 
     source = resolve_embedder(model_spec)
     model = source.backend.model
     spec = source.spec
-    folder = Path(data) if data else DEFAULT_DATA
+    folder = Path(data) if data else celeba_images()
     crops = representative_crops(spec, folder, limit=images, progress=progress)
     n_val = max(8, len(crops) // 10)
     x = normalise(crops, spec.normalisation)

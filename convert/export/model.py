@@ -12,7 +12,6 @@ Formats that cannot run here (Core ML on Linux) are checked through their spec, 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 
 from facegate.calibration.faces import aligned_crops, sample_images
 from facegate.calibration.representative import representative_dataset
+from facegate.convert.datasets import lfw_dir as shared_lfw_dir
 from facegate.convert.export.formats import ExportArgumentError, exporter, resolve_format, validate
 from facegate.convert.export.usage import write_usage
 from facegate.convert.registry import resolve_embedder
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 #: minimum mean cosine to the Keras source, per quantisation
 PARITY_FLOORS = {"fp32": 0.999, "fp16": 0.999, "dynamic": 0.99, "int8": 0.98}
-DEFAULT_LFW = Path(os.environ.get("FACEGATE_SHARED", Path.cwd().parent / "shared")) / "datasets" / "lfw"
 
 
 @dataclass
@@ -146,7 +145,7 @@ def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: P
         metric="cosine", thresholds=dict(source.card.thresholds) if source.card else {}, accuracy=accuracy,
         teacher=source.card.teacher if source.card else None, source=f"{model_spec} ({source.identity})", notes=notes)
     write_card(card, path)
-    lfw = Path(lfw_dir) if lfw_dir else DEFAULT_LFW
+    lfw = Path(lfw_dir) if lfw_dir else shared_lfw_dir()
     if fmt.runnable_here and (lfw / "pairs.txt").exists() and (full_lfw or lfw_pairs):
         card.accuracy["lfw"] = lfw_accuracy(path, lfw, None if full_lfw else lfw_pairs, progress)
         write_card(card, path)
