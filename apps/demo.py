@@ -71,7 +71,7 @@ def run_demo(data: Path | None = None, workdir: Path | None = None, per_person: 
                     print(f"  enrol {name}: skipped {path.name}: {exc}")
                     continue
                 vecs.append(emb.vector)
-                crops.append(encode_crop(pipe._crop(image, emb.face)))
+                crops.append(encode_crop(pipe.crop(image, emb.face)))
             gallery.add_templates(person.id, vecs, crops)
             print(f"enrolled {person.name}: {len(vecs)} templates")
     matcher = Matcher(store.load(expect=binding), accept, retry)

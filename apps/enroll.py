@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import cv2
 
 from facegate.apps.common import add_gallery_args, add_pipeline_args, gallery_key, pipeline_from_args
-from facegate.edge.errors import FacegateError, NoFaceError, PersonNotFoundError
+from facegate.edge.errors import NoFaceError, PersonNotFoundError
 from facegate.edge.gallery import GalleryStore, ModelBinding
 from facegate.edge.images import load_rgb
 
@@ -29,12 +30,13 @@ def cmd_enroll(args) -> int:
     vectors, crops, accepted = [], [], []
     for path in args.images:
         try:
-            emb = pipe.embed(load_rgb(path), require_quality=not args.no_quality)
+            image = load_rgb(path)
+            emb = pipe.embed(image, require_quality=not args.no_quality)
         except NoFaceError as exc:
             print(f"skipped {path}: {exc}")
             continue
         vectors.append(emb.vector)
-        crops.append(encode_crop(pipe._crop(load_rgb(path), emb.face)))
+        crops.append(encode_crop(pipe.crop(image, emb.face)))
         accepted.append(path)
     if not vectors:
         raise NoFaceError(f"none of the {len(args.images)} photos gave a usable face; nothing enrolled")
@@ -62,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("enroll", help="enrol a person from photos into an encrypted gallery")
     add_gallery_args(p)
     p.add_argument("--name", required=True, help="display name (stored encrypted)")
-    p.add_argument("images", nargs="+", type=__import__("pathlib").Path)
+    p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--external-id", default=None, help="badge / employee number")
     p.add_argument("--valid-from", default=None, help="ISO date/time access starts")
     p.add_argument("--valid-until", default=None, help="ISO date/time access ends")
@@ -75,5 +77,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_pipeline_args(p)
     p.set_defaults(func=cmd_enroll)
 
-
-__all__ = ["register", "binding_of", "FacegateError"]

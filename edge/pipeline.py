@@ -116,7 +116,8 @@ class Pipeline:
         embedder = load_embedder(config.embedder, threads=config.threads, backend=config.backend)
         return cls(detector, embedder, config)
 
-    def _crop(self, image: np.ndarray, face: Face) -> np.ndarray:
+    def crop(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The face aligned the way the embedder's card asks (what enrolment stores as a crop)."""
         return align_face(image, face, self.embedder.input_size, self.embedder.spec.alignment)
 
     def faces(self, image: np.ndarray) -> list[FaceResult]:
@@ -124,7 +125,7 @@ class Pipeline:
         image = as_rgb_uint8(image)
         out = []
         for face in self.detector.detect(image):
-            crop = self._crop(image, face)
+            crop = self.crop(image, face)
             quality_crop = crop if crop.shape[0] == 112 else align_face(image, face, 112, "similarity112")
             out.append(FaceResult(face, crop, assess(face, quality_crop, self.config.quality)))
         return out
@@ -139,7 +140,7 @@ class Pipeline:
         face = pick_face(faces, image.shape, self.config.face_policy)
         if face is None:
             raise NoFaceError("no face found in the image")
-        crop = self._crop(image, face)
+        crop = self.crop(image, face)
         quality_crop = crop if crop.shape[0] == 112 else align_face(image, face, 112, "similarity112")
         report = assess(face, quality_crop, self.config.quality)
         t2 = time.perf_counter()
@@ -152,4 +153,4 @@ class Pipeline:
 
     def embed_faces(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         image = as_rgb_uint8(image)
-        return self.embedder.embed(np.stack([self._crop(image, f) for f in faces]))
+        return self.embedder.embed(np.stack([self.crop(image, f) for f in faces]))
