@@ -112,6 +112,36 @@ def _filter_importance(model: keras.Model, chain: Chain) -> np.ndarray:
     return score
 
 
+def _chain_statistics(model: keras.Model, chains: list[Chain], data: np.ndarray,
+                      batch_size: int = 16) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-channel mean and std of the tensor each chain feeds its consumer, on real inputs."""
+    tails = [ch.between[-1] if ch.between else ch.producer for ch in chains]
+    probe = keras.Model(model.inputs, [model.get_layer(t).output for t in tails])
+    sums = [0.0] * len(chains)
+    sq = [0.0] * len(chains)
+    counts = [0] * len(chains)  # per chain: each reads a different spatial resolution
+    for start in range(0, len(data), batch_size):
+        outs = probe(data[start:start + batch_size], training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        for i, o in enumerate(outs):
+            o = np.asarray(o, np.float64).reshape(-1, o.shape[-1])
+            sums[i] = sums[i] + o.sum(0)
+            sq[i] = sq[i] + (o ** 2).sum(0)
+            counts[i] += o.shape[0]
+    stats = {}
+    for ch, s1, s2, n in zip(chains, sums, sq, counts):
+        mean = s1 / n
+        stats[ch.producer] = (mean, np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0)))
+    return stats
+
+
+def _following_batchnorm(model: keras.Model, consumers: dict[str, list[str]], name: str) -> str | None:
+    nxt = consumers.get(name, [])
+    if len(nxt) == 1 and nxt[0] != "__output__" and isinstance(model.get_layer(nxt[0]), L.BatchNormalization):
+        return nxt[0]
+    return None
+
+
 def _slice_between(layer, weights: list[np.ndarray], keep: np.ndarray) -> list[np.ndarray]:
     if isinstance(layer, L.BatchNormalization):
         return [w[keep] for w in weights]
@@ -121,18 +151,32 @@ def _slice_between(layer, weights: list[np.ndarray], keep: np.ndarray) -> list[n
 
 
 def prune_channels(model: keras.Model, ratio: float, pattern: str | None = None,
-                   custom_objects: dict | None = None) -> tuple[keras.Model, PruneReport]:
-    """A new, slimmer model with `ratio` of the filters removed from every prunable chain."""
+                   custom_objects: dict | None = None, data: np.ndarray | None = None) -> tuple[keras.Model, PruneReport]:
+    """A new, slimmer model with `ratio` of the filters removed from every prunable chain.
+
+    With `data` (normalised model inputs, a few dozen real faces is enough) the pruning is
+    data-aware: a channel's importance is the spread of its activation times the norm of the
+    consumer weights reading it, and the removed channels' mean contribution is folded into the
+    consumer's bias (or the batch-norm right after it). Without that compensation, removing even
+    weak channels shifts every consumer output by a constant (post-BN/ReLU channels are rarely
+    zero) and a deep net like FaceNet collapses. Without `data`: L1 norm x batch-norm scale.
+    """
     if not 0 < ratio < 1:
         raise ValueError(f"pruning ratio must be in (0, 1), got {ratio}")
     chains = find_chains(model, pattern)
     if not chains:
         raise ValueError("no prunable Conv2D -> Conv2D chains in this model")
+    stats = _chain_statistics(model, chains, data) if data is not None else {}
     keeps: dict[str, np.ndarray] = {}
     for ch in chains:
-        imp = _filter_importance(model, ch)
+        if ch.producer in stats:
+            w_cons = model.get_layer(ch.consumer).get_weights()[0]
+            imp = stats[ch.producer][1] * np.sqrt((w_cons ** 2).sum(axis=(0, 1, 3)))
+        else:
+            imp = _filter_importance(model, ch)
         n_keep = max(1, int(round(len(imp) * (1 - ratio))))
         keeps[ch.producer] = np.sort(np.argsort(-imp)[:n_keep])
+    consumers = consumers_map(model)
     cfg = model.get_config()
     touched = {n for ch in chains for n in (ch.producer, *ch.between, ch.consumer)}
     for layer in cfg["layers"]:
@@ -143,7 +187,26 @@ def prune_channels(model: keras.Model, ratio: float, pattern: str | None = None,
     slim = keras.Model.from_config(cfg, custom_objects=custom_objects)
     between_keep = {b: keeps[ch.producer] for ch in chains for b in ch.between}
     consumer_keep = {ch.consumer: keeps[ch.producer] for ch in chains}
+    # constant each consumer output loses when the pruned channels go: sum_k,c W[k, c, o] * mean_c
+    shift: dict[str, np.ndarray] = {}
+    for ch in chains:
+        if ch.producer not in stats:
+            continue
+        dropped = np.setdiff1d(np.arange(len(stats[ch.producer][0])), keeps[ch.producer])
+        w_cons = model.get_layer(ch.consumer).get_weights()[0]
+        delta = np.einsum("hwco,c->o", w_cons[:, :, dropped, :], stats[ch.producer][0][dropped])
+        # a consumer that is itself a pruned producer keeps only some outputs
+        shift[ch.consumer] = delta[keeps[ch.consumer]] if ch.consumer in keeps else delta
+    compensate_bn: dict[str, np.ndarray] = {}
     report = PruneReport("structured", ratio, model.count_params(), 0)
+    for name, delta in shift.items():
+        layer = model.get_layer(name)
+        if not layer.use_bias:
+            bn = _following_batchnorm(model, consumers, name)
+            if bn is not None:
+                compensate_bn[bn] = delta
+            else:
+                log.warning("%s: no bias or batch norm to absorb the pruned channels' mean", name)
     for layer in model.layers:
         weights = layer.get_weights()
         if not weights:
@@ -157,6 +220,11 @@ def prune_channels(model: keras.Model, ratio: float, pattern: str | None = None,
             weights = _slice_between(layer, weights, between_keep[name])
         if name in consumer_keep:
             weights = [weights[0][:, :, consumer_keep[name], :]] + weights[1:]
+            if name in shift and layer.use_bias:
+                weights[1] = weights[1] + shift[name]
+        if name in compensate_bn:
+            names = [v.path.split("/")[-1] for v in layer.weights]
+            weights[names.index("moving_mean")] = weights[names.index("moving_mean")] - compensate_bn[name]
         slim.get_layer(name).set_weights(weights)
     report.params_after = slim.count_params()
     log.info("structured pruning: %d chains, %d -> %d parameters", len(chains), report.params_before,

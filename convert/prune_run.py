@@ -34,7 +34,8 @@ def run_prune(model_spec: str, method: str = "structured", ratio: float = 0.25, 
     custom = {"ScaleSum": ScaleSum}
     masks = None
     if method == "structured":
-        student, report = prune_channels(model, ratio, pattern, custom_objects=custom)
+        # data-aware ranking and mean compensation on the fine-tune images (not the held-out ones)
+        student, report = prune_channels(model, ratio, pattern, custom_objects=custom, data=x[n_val:n_val + 64])
     elif method == "magnitude":
         student, report, masks = prune_magnitude(model, ratio, pattern, custom_objects=custom)
     else:
