@@ -292,8 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--no-progress", action="store_true")
     th.set_defaults(func=cmd_calibrate)
 
-    from facegate.apps import admin, bench, demo, enroll, match, review
-    for module in (enroll, match, admin, demo, bench, review):
+    from facegate.apps import admin, bench, demo, door, enroll, match, review
+    for module in (enroll, match, admin, demo, bench, review, door):
         module.register(sub)
 
     det = sub.add_parser("detect", help="print detected faces (box, score, landmarks) as JSON lines")

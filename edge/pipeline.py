@@ -120,6 +120,12 @@ class Pipeline:
         """The face aligned the way the embedder's card asks (what enrolment stores as a crop)."""
         return align_face(image, face, self.embedder.input_size, self.embedder.spec.alignment)
 
+    def faces_quality(self, image: np.ndarray, face: Face, crop: np.ndarray | None = None) -> QualityReport:
+        """Quality report of one face (on the 112x112 similarity crop the gates are tuned for)."""
+        if crop is None or crop.shape[0] != 112:
+            crop = align_face(image, face, 112, "similarity112")
+        return assess(face, crop, self.config.quality)
+
     def faces(self, image: np.ndarray) -> list[FaceResult]:
         """Every detected face with its aligned crop and quality report, best score first."""
         image = as_rgb_uint8(image)

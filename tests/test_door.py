@@ -1,0 +1,265 @@
+"""The door unit on recorded frames: decisions drive a gpiozero mock pin, it fails secure, and the
+audit log is tamper-evident."""
+import base64
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from facegate.edge.audit import AuditError, AuditLog, verify
+from facegate.edge.gallery import Decision, MatchResult
+from facegate.edge.policy import DoorPolicy, PolicyConfig
+
+pytestmark = pytest.mark.slow
+FPS = 15.0
+
+
+# ---------- policy, audit, sd_notify: no models needed ----------
+
+def _r(decision, pid="p1", score=0.8):
+    return MatchResult(Decision(decision), pid if decision != "reject" else None, "n", score, 0.5, 0.4)
+
+
+def test_policy_k_of_n_cooldown_and_lockout():
+    pol = DoorPolicy(PolicyConfig(k=3, n=5, cooldown_s=5, max_failures=2, failure_window_s=60, lockout_s=30))
+    seq = [pol.observe(_r(d), t) for t, d in enumerate(["accept", "reject", "accept"])]
+    assert [e and e.kind for e in seq] == [None, None, None]
+    e = pol.observe(_r("accept"), 3.0)
+    assert e.kind == "accept" and e.person_id == "p1"
+    assert pol.observe(_r("accept"), 4.0) is None          # cooldown for the same person
+    for t in range(5):
+        e = pol.observe(_r("reject", score=0.1), 10.0 + t)
+    assert e.kind == "reject"
+    for t in range(5):
+        e = pol.observe(_r("reject", score=0.1), 20.0 + t)
+    assert e.kind == "lockout"
+    assert pol.observe(_r("accept"), 30.0).kind == "locked_out"
+    assert pol.observe(_r("retry"), 60.0).kind == "retry"  # lockout over
+    with pytest.raises(ValueError):
+        PolicyConfig(k=6, n=5)
+
+
+def test_audit_chain_detects_edits_deletions_and_survives_rotation(tmp_path):
+    log = AuditLog(tmp_path / "audit.jsonl", max_bytes=600, keep=5)
+    for i in range(12):
+        log.append("accept", person_id=f"id{i}", score=0.7)
+    info = verify(tmp_path / "audit.jsonl")
+    assert info["entries"] == 12 and len(info["files"]) > 1
+    with pytest.raises(AuditError, match="personal"):
+        log.append("accept", name="Alice")
+    current = tmp_path / "audit.jsonl"
+    lines = current.read_text().splitlines()
+    edited = json.loads(lines[0])
+    edited["person_id"] = "someone-else"
+    current.write_text("\n".join([json.dumps(edited, sort_keys=True)] + lines[1:]) + "\n")
+    with pytest.raises(AuditError, match="modified"):
+        verify(current)
+    current.write_text("\n".join(lines[1:]) + "\n")  # delete the first entry of the current file
+    with pytest.raises(AuditError, match="chain broken|sequence"):
+        verify(current)
+    current.write_text("\n".join(lines) + "\n")
+    assert verify(current)["entries"] == 12
+    # a reopened log continues the chain
+    AuditLog(current, max_bytes=600, keep=5).append("stopped")
+    assert verify(current)["entries"] == 13
+
+
+def test_sd_notify_sends_to_the_socket(tmp_path, monkeypatch):
+    from facegate.edge.sdnotify import notify, watchdog_interval
+    path = tmp_path / "notify.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(str(path))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "4000000")
+    assert notify("WATCHDOG=1") and srv.recv(64) == b"WATCHDOG=1"
+    assert watchdog_interval() == 2.0
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert notify("READY=1") is False
+    srv.close()
+
+
+# ---------- the loop with real models ----------
+
+@pytest.fixture(scope="module")
+def door_setup(tmp_path_factory, pipeline, celeb5):
+    from facegate.apps.bench import door_frame
+    from facegate.apps.enroll import binding_of
+    from facegate.edge.gallery import GalleryStore, KeySource
+    from facegate.edge.images import list_images
+    root = tmp_path_factory.mktemp("door")
+    key = KeySource("raw", secrets.token_bytes(32))
+    store = GalleryStore(root / "gallery.fgg", key)
+    store.create(binding_of(pipeline.embedder))
+    with store.transaction() as g:
+        p = g.add_person("Jerry", external_id="BADGE-7", groups=["front"])
+        vecs = [pipeline.embed(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), require_quality=False).vector
+                for f in list_images(celeb5 / "train" / "jerry_seinfeld")[:5]]
+        g.add_templates(p.id, np.stack(vecs))
+    frames = {}
+    for who, person in (("member", "jerry_seinfeld"), ("stranger", "madonna")):
+        photo = list_images(celeb5 / "val" / person)[0]
+        base = door_frame(photo)
+        frames[who] = [np.roll(base, shift, axis=1) for shift in range(0, 24, 2)]  # a person standing still-ish
+    frames["empty"] = [np.full((480, 640, 3), 128, np.uint8)] * 6
+    return {"root": root, "key": key, "store": store, "frames": frames}
+
+
+def _app(door_setup, pipeline, tmp_path, mode="identify", policy=None):
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    from facegate.edge.door import DoorApp, DoorSettings
+    from facegate.edge.gallery import Matcher
+    from facegate.edge.relay import DoorLock, GpioZeroRelay
+    Device.pin_factory = MockFactory()
+    relay = GpioZeroRelay(17)
+    lock = DoorLock(relay, pulse_seconds=2.0)
+    accept, retry = pipeline.embedder.card.thresholds["1e-3"], pipeline.embedder.card.thresholds["1e-2"]
+    gallery = door_setup["store"].load()
+    settings = DoorSettings(mode=mode, detect_every=2, pulse_seconds=2.0,
+                            policy=policy or PolicyConfig(k=3, n=5, max_failures=2, lockout_s=30))
+    clock = {"t": 0.0}
+    app = DoorApp(settings, pipeline, Matcher(gallery, accept, retry), lock, AuditLog(tmp_path / "audit.jsonl"),
+                  clock=lambda: clock["t"])
+    return app, relay, clock
+
+
+def _play(app, clock, frames):
+    outs = []
+    for f in frames:
+        outs.append(app.step(f))
+        clock["t"] += 1 / FPS
+    return outs
+
+
+def test_member_opens_the_door_then_it_relocks(door_setup, pipeline, tmp_path):
+    app, relay, clock = _app(door_setup, pipeline, tmp_path)
+    assert relay.locked and relay.pin.state is False
+    outs = _play(app, clock, door_setup["frames"]["member"])
+    events = [(o.index, o.event.kind) for o in outs if o.event]
+    assert events and events[0][1] == "accept"
+    first = events[0][0]
+    assert first == 4  # the 3rd detection frame (every 2nd frame): k=3 votes
+    assert [o.door_open for o in outs][first] is True and relay.pin.state is True
+    # the pulse is 2 s = 30 frames at 15 fps: still open before, locked after
+    more = _play(app, clock, door_setup["frames"]["empty"] * 6)
+    opened_for = sum(o.door_open for o in outs[first:] + more)
+    assert 28 <= opened_for <= 31
+    assert relay.locked and relay.pin.state is False
+    entries = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    accept = [e for e in entries if e["event"] == "accept"][0]
+    assert accept["person_id"] == app.matcher.gallery.find("Jerry").id and "name" not in accept
+    assert "Jerry" not in (tmp_path / "audit.jsonl").read_text()
+
+
+def test_stranger_is_rejected_then_locked_out(door_setup, pipeline, tmp_path):
+    app, relay, clock = _app(door_setup, pipeline, tmp_path)
+    outs = _play(app, clock, door_setup["frames"]["stranger"] * 2)
+    kinds = [o.event.kind for o in outs if o.event]
+    assert "accept" not in kinds and kinds.count("reject") >= 1 and "lockout" in kinds
+    assert not any(o.door_open for o in outs) and relay.pin.state is False
+    # during the lockout even a member is not let in
+    member = _play(app, clock, door_setup["frames"]["member"])
+    assert not any(o.door_open for o in member)
+    assert any(o.event and o.event.kind == "locked_out" for o in member)
+    assert verify(tmp_path / "audit.jsonl")["entries"] == 2  # one reject, then the lockout
+    events = [json.loads(x)["event"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert events == ["reject", "lockout"]
+
+
+def test_claim_mode_verifies_the_badge(door_setup, pipeline, tmp_path):
+    app, relay, clock = _app(door_setup, pipeline, tmp_path, mode="claim")
+    assert not any(o.door_open for o in _play(app, clock, door_setup["frames"]["member"][:6]))  # no claim yet
+    assert app.claim("BADGE-7")
+    assert any(o.door_open for o in _play(app, clock, door_setup["frames"]["member"]))
+    assert app.claim("nobody") is False
+
+
+def test_relay_locked_after_an_exception(door_setup, pipeline, tmp_path):
+    app, relay, clock = _app(door_setup, pipeline, tmp_path)
+
+    def frames():
+        for f in door_setup["frames"]["member"]:
+            yield f
+        raise RuntimeError("camera unplugged")
+    app.lock.open_for(60)  # even with the door open at that moment
+    with pytest.raises(RuntimeError, match="camera unplugged"):
+        app.run(frames())
+    assert relay.locked and relay.pin.state is False
+    entries = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert entries[-1]["event"] == "error" and "camera unplugged" in entries[-1]["reason"]
+
+
+def test_door_process_locks_on_sigterm_and_serves_health(door_setup, embedder_path, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, f in enumerate(door_setup["frames"]["member"]):
+        cv2.imwrite(str(frames / f"{i:03d}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    state = tmp_path / "relay.log"
+    cfg = tmp_path / "door.toml"
+    cfg.write_text(f"""
+[door]
+detect_every = 2
+pulse_seconds = 30
+[door.policy]
+k = 2
+n = 3
+[camera]
+source = "folder"
+device = "{frames}"
+loop = true
+fps = 15
+[relay]
+kind = "mock"
+state_file = "{state}"
+[gallery]
+path = "{door_setup['store'].path}"
+[audit]
+path = "{tmp_path / 'audit.jsonl'}"
+[http]
+port = 0
+[pipeline]
+embedder = "{embedder_path}"
+""")
+    env = dict(os.environ, FACEGATE_GALLERY_KEY=base64.b64encode(door_setup["key"].secret).decode())
+    proc = subprocess.Popen([sys.executable, "-m", "facegate.apps.cli", "door", "run", "--config", str(cfg),
+                             "--realtime"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        port = int(line.strip().rsplit(":", 1)[1].split("/")[0])
+        deadline = time.time() + 60
+        while time.time() < deadline and "unlocked" not in (state.read_text() if state.exists() else ""):
+            time.sleep(0.2)
+        assert "unlocked" in state.read_text(), "the member never opened the door"
+        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())
+        assert health["ok"] and health["door"] == "open"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert state.read_text().splitlines()[-1].endswith("locked")
+    assert not state.read_text().splitlines()[-1].endswith("unlocked")
+    events = [json.loads(x)["event"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert events[0] == "started" and "accept" in events and events[-1] == "stopped"
+
+
+def test_door_config_errors(tmp_path):
+    from facegate.apps.cli import main
+    cfg = tmp_path / "door.toml"
+    cfg.write_text("[door]\nmode = 'identify'\n[camrea]\nsource = 'v4l2'\n")
+    assert main(["door", "run", "--config", str(cfg)]) == 2
+    cfg.write_text("[door]\nmode = 'maybe'\n")
+    assert main(["door", "run", "--config", str(cfg)]) == 2
+    cfg.write_text("[relay]\nkind = 'mock'\npins = 4\n")
+    assert main(["door", "run", "--config", str(cfg)]) == 2
+    assert main(["door", "run", "--config", str(tmp_path / "missing.toml")]) == 2
