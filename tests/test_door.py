@@ -188,8 +188,7 @@ def test_relay_locked_after_an_exception(door_setup, pipeline, tmp_path):
     app, relay, clock = _app(door_setup, pipeline, tmp_path)
 
     def frames():
-        for f in door_setup["frames"]["member"]:
-            yield f
+        yield from door_setup["frames"]["member"]
         raise RuntimeError("camera unplugged")
     app.lock.open_for(60)  # even with the door open at that moment
     with pytest.raises(RuntimeError, match="camera unplugged"):
