@@ -25,8 +25,58 @@ def encode_crop(crop) -> bytes:
     return buf.tobytes()
 
 
+def best_camera_frames(pipe, frames, keep: int, max_frames: int, say=print) -> tuple[list, list]:
+    """Enrollment station: watch the camera, tell the person what to fix (the quality gate's
+    reason, at most once per distinct message in a row), and keep the `keep` best views that pass
+    every gate (bigger, sharper, more frontal first). Near-identical views are kept once."""
+    from facegate.edge.detect.face import pick_face
+    from facegate.edge.quality import sharpness
+    from facegate.edge.tracking import view_quality
+    candidates = []  # (merit, vector, crop)
+    last_hint = None
+    for i, frame in enumerate(frames):
+        if i >= max_frames:
+            break
+        face = pick_face(pipe.detector.detect(frame), frame.shape, pipe.config.face_policy)
+        if face is None:
+            hint = "step in front of the camera"
+        else:
+            crop = pipe.crop(frame, face)
+            report = pipe.faces_quality(frame, face)
+            if report.ok:
+                vec = pipe.embedder.embed(crop[None])[0]
+                if all(float(vec @ v) < 0.995 for _, v, _ in candidates):
+                    candidates.append((view_quality(face) * min(sharpness(crop), 500.0), vec, crop))
+                hint = "hold still" if len(candidates) < keep else None
+            else:
+                hint = report.reasons[0]
+        if hint and hint != last_hint:
+            say(f"  {hint}")
+        last_hint = hint
+        if len(candidates) >= 3 * keep:
+            break
+    candidates.sort(key=lambda c: -c[0])
+    best = candidates[:keep]
+    return [v for _, v, _ in best], [c for _, _, c in best]
+
+
 def cmd_enroll(args) -> int:
     pipe = pipeline_from_args(args)
+    if args.camera:
+        from facegate.edge.camera import CameraConfig, open_source
+        if args.images:
+            raise NoFaceError("give either photos or --camera, not both")
+        source = open_source(CameraConfig(args.source, args.device, fps=15.0))
+        try:
+            print(f"enrolling {args.name}: look at the camera")
+            vectors, raw_crops = best_camera_frames(pipe, source.frames(), args.keep, args.max_frames)
+        finally:
+            source.close()
+        if not vectors:
+            raise NoFaceError(f"no camera frame of {args.name} passed the quality gates; nothing enrolled")
+        return _store(args, pipe, vectors, [encode_crop(c) for c in raw_crops], skipped=0)
+    if not args.images:
+        raise NoFaceError("no photos given (or use --camera)")
     vectors, crops, accepted = [], [], []
     for path in args.images:
         try:
@@ -40,6 +90,10 @@ def cmd_enroll(args) -> int:
         accepted.append(path)
     if not vectors:
         raise NoFaceError(f"none of the {len(args.images)} photos gave a usable face; nothing enrolled")
+    return _store(args, pipe, vectors, crops, skipped=len(args.images) - len(vectors))
+
+
+def _store(args, pipe, vectors, crops, skipped: int) -> int:
     store = GalleryStore(args.gallery, gallery_key(args, confirm=not args.gallery.exists()))
     binding = binding_of(pipe.embedder)
     if not store.exists():
@@ -56,7 +110,7 @@ def cmd_enroll(args) -> int:
         gallery.add_templates(person.id, vectors, crops if gallery.keep_crops else None)
         total = gallery.template_count(person.id)
     print(f"{'enrolled' if created else 'updated'} {args.name} (id {person.id}): +{len(vectors)} templates, "
-          f"{total} in all; {len(args.images) - len(vectors)} photos skipped")
+          f"{total} in all; {skipped} photos skipped")
     return 0
 
 
@@ -64,7 +118,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("enroll", help="enrol a person from photos into an encrypted gallery")
     add_gallery_args(p)
     p.add_argument("--name", required=True, help="display name (stored encrypted)")
-    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("images", nargs="*", type=Path)
+    p.add_argument("--camera", action="store_true", help="enrollment station: take the best frames from a camera")
+    p.add_argument("--source", default="v4l2", help="camera source: picamera2, v4l2, gstreamer, video, folder")
+    p.add_argument("--device", default="0", help="camera device / pipeline / video file / frames folder")
+    p.add_argument("--keep", type=int, default=5, help="--camera: best frames to keep as templates")
+    p.add_argument("--max-frames", type=int, default=300, help="--camera: give up after this many frames")
     p.add_argument("--external-id", default=None, help="badge / employee number")
     p.add_argument("--valid-from", default=None, help="ISO date/time access starts")
     p.add_argument("--valid-until", default=None, help="ISO date/time access ends")

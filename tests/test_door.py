@@ -262,3 +262,31 @@ def test_door_config_errors(tmp_path):
     cfg.write_text("[relay]\nkind = 'mock'\npins = 4\n")
     assert main(["door", "run", "--config", str(cfg)]) == 2
     assert main(["door", "run", "--config", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_enroll_from_camera_keeps_the_best_frames_and_guides(door_setup, embedder_path, tmp_path, capsys, monkeypatch):
+    from facegate.apps.cli import main
+    frames = tmp_path / "station"
+    frames.mkdir()
+    member = door_setup["frames"]["member"]
+    bad = [cv2.GaussianBlur(member[0], (0, 0), 6), (member[1] * 0.12).astype(np.uint8)]
+    for i, f in enumerate(door_setup["frames"]["empty"][:2] + bad + member):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    monkeypatch.setenv("FACEGATE_GALLERY_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
+    gallery = tmp_path / "station.fgg"
+    assert main(["enroll", "--gallery", str(gallery), "--name", "Newcomer", "--camera", "--source", "folder",
+                 "--device", str(frames), "--keep", "3", "--embedder", str(embedder_path)]) == 0
+    out = capsys.readouterr().out
+    assert "step in front of the camera" in out
+    assert "blurred" in out or "too dark" in out
+    assert "+3 templates" in out
+    from facegate.edge.gallery import GalleryStore, KeySource
+    g = GalleryStore(gallery, KeySource.from_env()).load()
+    assert len(g.templates) == 3 and g.find("Newcomer")
+    # nothing usable: a clear error and no gallery written
+    empty = tmp_path / "nobody"
+    empty.mkdir()
+    cv2.imwrite(str(empty / "0.png"), door_setup["frames"]["empty"][0])
+    assert main(["enroll", "--gallery", str(tmp_path / "g2.fgg"), "--name", "X", "--camera", "--source", "folder",
+                 "--device", str(empty), "--embedder", str(embedder_path)]) == 9
+    assert not (tmp_path / "g2.fgg").exists()
