@@ -196,6 +196,25 @@ def cmd_prune(args) -> int:
     return 0
 
 
+def cmd_hardware(args) -> int:
+    if args.hardware_cmd == "profiles":
+        from facegate.hardware.profiles import list_profiles, load_profile
+        for name in list_profiles():
+            p = load_profile(name)
+            print(f"{name:<12} Python {p.python}  {p.description}")
+        return 0
+    if args.hardware_cmd == "bundle":
+        from facegate.hardware.bundle import build_bundle
+        m = build_bundle(args.board, args.out, args.embedder)
+        print(f"bundle for {m['board']} in {args.out}: {len(m['wheels'])} wheels, {len(m['models'])} model files, "
+              f"{m['bytes'] / 1e6:.0f} MB. Install on the board with: sudo ./install.sh")
+        return 0
+    from facegate.hardware.selftest import run_selftest
+    report = run_selftest(args.bundle, args.embedder, args.detector_format, args.relay, args.relay_pin, args.threads)
+    print(report.text())
+    return 0 if report.passed else 16
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facegate", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -295,6 +314,22 @@ def build_parser() -> argparse.ArgumentParser:
     from facegate.apps import admin, bench, demo, door, enroll, match, review
     for module in (enroll, match, admin, demo, bench, review, door):
         module.register(sub)
+
+    hw = sub.add_parser("hardware", help="board profiles, flashing bundles, on-board self-test")
+    hws = hw.add_subparsers(dest="hardware_cmd", required=True)
+    hws.add_parser("profiles", help="list the board profiles")
+    bu = hws.add_parser("bundle", help="build an offline install bundle for a board")
+    bu.add_argument("--board", required=True, help="rpi4 | rpi5 | jetson-orin | jetson-nano")
+    bu.add_argument("--out", type=Path, required=True)
+    bu.add_argument("--embedder", type=Path, default=None, help="embedder file with card (default: the installed default)")
+    st = hws.add_parser("selftest", help="check models, pipeline, gallery (and relay) on this machine")
+    st.add_argument("--bundle", type=Path, default=None, help="bundle folder (its models and self-test photos)")
+    st.add_argument("--embedder", type=Path, default=None)
+    st.add_argument("--detector-format", choices=["tflite", "onnx"], default=None)
+    st.add_argument("--relay", choices=["mock", "gpiozero", "jetson"], default=None, help="also toggle this relay")
+    st.add_argument("--relay-pin", type=int, default=17)
+    st.add_argument("--threads", type=int, default=None)
+    hw.set_defaults(func=cmd_hardware)
 
     det = sub.add_parser("detect", help="print detected faces (box, score, landmarks) as JSON lines")
     det.add_argument("images", nargs="+", type=Path)

@@ -1,0 +1,43 @@
+"""Board profiles: what a board runs (Python, wheel platform tags, pinned requirements, apt packages)
+and the door.toml sections that suit it (camera, relay, pipeline)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+
+from facegate.edge.errors import FacegateError
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+
+
+class ProfileError(FacegateError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class BoardProfile:
+    name: str
+    description: str
+    python: str
+    platforms: tuple[str, ...]
+    requirements: tuple[str, ...]
+    system_site_packages: bool
+    apt: tuple[str, ...]
+    door: dict          # camera / relay / pipeline sections for door.toml
+
+
+def list_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
+
+
+def load_profile(name: str) -> BoardProfile:
+    path = PROFILES_DIR / f"{name}.toml"
+    if not path.exists():
+        raise ProfileError(f"unknown board {name!r}; known: {', '.join(list_profiles())}")
+    doc = tomllib.loads(path.read_text())
+    b = doc["board"]
+    return BoardProfile(name, b["description"], b["python"], tuple(b["platforms"]), tuple(b["requirements"]),
+                        bool(b.get("system_site_packages", False)), tuple(b.get("apt", [])),
+                        {k: v for k, v in doc.items() if k != "board"})
