@@ -121,7 +121,7 @@ def _chain_statistics(model: keras.Model, chains: list[Chain], data: np.ndarray,
     sq = [0.0] * len(chains)
     counts = [0] * len(chains)  # per chain: each reads a different spatial resolution
     for start in range(0, len(data), batch_size):
-        outs = probe(data[start:start + batch_size], training=False)
+        outs = probe([data[start:start + batch_size]], training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for i, o in enumerate(outs):
             o = np.asarray(o, np.float64).reshape(-1, o.shape[-1])

@@ -241,6 +241,9 @@ embedder = "{embedder_path}"
         assert "unlocked" in state.read_text(), "the member never opened the door"
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())
         assert health["ok"] and health["door"] == "open"
+        jpeg = urllib.request.urlopen(f"http://127.0.0.1:{port}/snapshot.jpg", timeout=5).read()
+        snap = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert snap.shape == (480, 640, 3)  # the kiosk overlay of the last frame
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
