@@ -209,8 +209,16 @@ def cmd_hardware(args) -> int:
         print(f"bundle for {m['board']} in {args.out}: {len(m['wheels'])} wheels, {len(m['models'])} model files, "
               f"{m['bytes'] / 1e6:.0f} MB. Install on the board with: sudo ./install.sh")
         return 0
+    if args.hardware_cmd == "emulate":
+        from facegate.hardware.emulate import run_emulated_selftest
+        r = run_emulated_selftest(args.board, args.bundle, args.timeout)
+        print(r["report"] or r["stderr_tail"])
+        print(f"emulated aarch64 ({args.board}, tflite-runtime): prepared in {r['seconds_prepare']} s, "
+              f"self-test {r['seconds_selftest']} s (emulation: timings prove function, not speed)")
+        return 0 if r["passed"] else 16
     from facegate.hardware.selftest import run_selftest
-    report = run_selftest(args.bundle, args.embedder, args.detector_format, args.relay, args.relay_pin, args.threads)
+    report = run_selftest(args.bundle, args.embedder, args.detector_format, args.relay, args.relay_pin, args.threads,
+                          args.backend)
     print(report.text())
     return 0 if report.passed else 16
 
@@ -329,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--relay", choices=["mock", "gpiozero", "jetson"], default=None, help="also toggle this relay")
     st.add_argument("--relay-pin", type=int, default=17)
     st.add_argument("--threads", type=int, default=None)
+    st.add_argument("--backend", choices=["litert", "tflite-runtime", "onnxruntime"], default=None,
+                    help="force one runtime for every model (e.g. tflite-runtime on legacy boards)")
+    em = hws.add_parser("emulate", help="run the self-test on emulated aarch64 (qemu-user + debootstrap)")
+    em.add_argument("--board", default="rpi4")
+    em.add_argument("--bundle", type=Path, default=None, help="bundle to test (default: build one, cached)")
+    em.add_argument("--timeout", type=int, default=1200)
     hw.set_defaults(func=cmd_hardware)
 
     det = sub.add_parser("detect", help="print detected faces (box, score, landmarks) as JSON lines")

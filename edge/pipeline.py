@@ -44,6 +44,7 @@ class PipelineConfig:
     detector_format: str | None = None        # 'tflite' | 'onnx' | None (best installed)
     embedder: str | None = None               # model file with card; None: the default embedder
     backend: str | None = None                # force a backend for the embedder
+    detector_backend: str | None = None       # force a backend for the detector nets (e.g. tflite-runtime)
     threads: int | None = None
     min_face_size: float = 40.0               # door use: people stand close; 40 px is ~3x faster than 20
     face_policy: str = "central"              # 'central' | 'largest' when several faces are seen
@@ -112,7 +113,8 @@ class Pipeline:
         if overrides:
             config = replace(config, **overrides)
         detector = load_detector(config.detector, fmt=config.detector_format, threads=config.threads,
-                                 config=CascadeConfig(min_face_size=config.min_face_size))
+                                 config=CascadeConfig(min_face_size=config.min_face_size),
+                                 backend=config.detector_backend)
         embedder = load_embedder(config.embedder, threads=config.threads, backend=config.backend)
         return cls(detector, embedder, config)
 

@@ -59,26 +59,32 @@ def load_embedder(path: str | Path | None = None, threads: int | None = None, ba
     return Embedder.from_file(Path(path) if path else default_embedder_path(), threads=threads, backend=backend)
 
 
-def _preferred_suffix(folder: Path) -> str:
-    try:
-        import ai_edge_litert  # noqa: F401
-        if (folder / "pnet.tflite").exists():
-            return ".tflite"
-    except ImportError:
-        pass
+def _preferred_suffix(folder: Path, backend: str | None = None) -> str:
+    """The detector file type to load: the forced backend's, else TFLite when a TFLite runtime is
+    installed (fastest for these small nets), else ONNX."""
+    import importlib.util
+
+    from facegate.edge.backends import BACKENDS_BY_SUFFIX
+    if backend:
+        for suffix, names in BACKENDS_BY_SUFFIX.items():
+            if backend in names:
+                return suffix
+    tflite_runtime = any(importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "tflite_runtime"))
+    if tflite_runtime and (folder / "pnet.tflite").exists():
+        return ".tflite"
     if (folder / "pnet.onnx").exists():
         return ".onnx"
     return ".tflite"
 
 
 def load_detector(name: str = DEFAULT_DETECTOR, fmt: str | None = None, threads: int | None = None,
-                  config: CascadeConfig | None = None) -> MTCNN:
+                  config: CascadeConfig | None = None, backend: str | None = None) -> MTCNN:
     """An MTCNN cascade from a named (committed) model set or a folder, cards verified."""
     folder = detector_dir(name)
-    suffix = f".{fmt.lstrip('.')}" if fmt else _preferred_suffix(folder)
+    suffix = f".{fmt.lstrip('.')}" if fmt else _preferred_suffix(folder, backend)
     nets = []
     for net in ("pnet", "rnet", "onet"):
         path = folder / f"{net}{suffix}"
         load_card(path)  # refuses a file whose checksum does not match its card
-        nets.append(load_backend(path, threads=threads))
+        nets.append(load_backend(path, backend=backend, threads=threads))
     return MTCNN(*nets, config=config, name=f"{folder.name}{suffix}")

@@ -50,7 +50,8 @@ def _run(report: SelfTestReport, name: str, fn) -> object:
 
 
 def run_selftest(bundle: Path | None = None, embedder: Path | None = None, detector_format: str | None = None,
-                 relay: str | None = None, relay_pin: int = 17, threads: int | None = None) -> SelfTestReport:
+                 relay: str | None = None, relay_pin: int = 17, threads: int | None = None,
+                 backend: str | None = None) -> SelfTestReport:
     from facegate.edge.cards import load_card
     from facegate.edge.detect.face import pick_face
     from facegate.edge.gallery import Decision, GalleryStore, KeySource, Matcher, ModelBinding
@@ -75,7 +76,7 @@ def run_selftest(bundle: Path | None = None, embedder: Path | None = None, detec
 
     def load_pipeline():
         cfg = PipelineConfig(detector=str(det_dir), detector_format=detector_format, embedder=str(embedder),
-                             threads=threads, min_face_size=20)
+                             threads=threads, min_face_size=20, backend=backend, detector_backend=backend)
         pipe = Pipeline.from_config(cfg)
         return True, f"{pipe.detector.name} + {pipe.embedder.name} ({pipe.embedder.backend.name})", pipe
     pipe = _run(report, "load models", load_pipeline)
