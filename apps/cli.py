@@ -209,6 +209,13 @@ def cmd_hardware(args) -> int:
         print(f"bundle for {m['board']} in {args.out}: {len(m['wheels'])} wheels, {len(m['models'])} model files, "
               f"{m['bytes'] / 1e6:.0f} MB. Install on the board with: sudo ./install.sh")
         return 0
+    if args.hardware_cmd == "emulate" and args.system:
+        from facegate.hardware.emulate import run_system_selftest
+        r = run_system_selftest(args.board, args.bundle, args.timeout)
+        for be, res in r["backends"].items():
+            print(f"--- {be}\n{res['report'] or res['tail']}")
+        print(f"{r['mode']}: {r['seconds']} s in all (emulation: timings prove function, not speed)")
+        return 0 if r["backends"] and all(x["passed"] for x in r["backends"].values()) else 16
     if args.hardware_cmd == "emulate":
         from facegate.hardware.emulate import run_emulated_selftest
         r = run_emulated_selftest(args.board, args.bundle, args.timeout)
@@ -342,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     em = hws.add_parser("emulate", help="run the self-test on emulated aarch64 (qemu-user + debootstrap)")
     em.add_argument("--board", default="rpi4")
     em.add_argument("--bundle", type=Path, default=None, help="bundle to test (default: build one, cached)")
-    em.add_argument("--timeout", type=int, default=1200)
+    em.add_argument("--timeout", type=int, default=2400)
+    em.add_argument("--system", action="store_true", help="full-system qemu-system-aarch64 with the bundle's own "
+                    "wheels (LiteRT, ONNX Runtime) instead of qemu-user with tflite-runtime")
     hw.set_defaults(func=cmd_hardware)
 
     det = sub.add_parser("detect", help="print detected faces (box, score, landmarks) as JSON lines")

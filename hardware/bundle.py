@@ -154,10 +154,13 @@ def build_bundle(board: str, out: Path, embedder: Path | None = None, selftest_p
     models = out / "models"
     shutil.copytree(MODELS_DIR / "mtcnn-teacher", models / "mtcnn-teacher")
     embedder = Path(embedder) if embedder else default_embedder_path()
-    for suffix in ("", ".json", ".USAGE.md"):
-        src = embedder.with_name(embedder.name + suffix)
-        if src.exists():
-            shutil.copy2(src, models / src.name)
+    # the same embedder in the other runtime's format, when it was exported too (ONNX Runtime boards)
+    siblings = [embedder.with_suffix(s) for s in (".tflite", ".onnx") if embedder.with_suffix(s).exists()]
+    for model in dict.fromkeys([embedder, *siblings]):
+        for suffix in ("", ".json", ".USAGE.md"):
+            src = model.with_name(model.name + suffix)
+            if src.exists():
+                shutil.copy2(src, models / src.name)
     (out / "config").mkdir()
     (out / "config" / "door.toml").write_text(door_toml(profile, embedder.name))
     shutil.copytree(HARDWARE_DIR / "systemd", out / "systemd")

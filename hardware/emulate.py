@@ -107,3 +107,139 @@ def run_emulated_selftest(board: str = "rpi4", bundle: Path | None = None, timeo
             "stderr_tail": proc.stderr[-800:], "seconds_prepare": round(prepared, 1),
             "seconds_selftest": round(time.perf_counter() - t1, 1), "runtime": list(LEGACY_RUNTIME),
             "bundle": str(bundle)}
+
+
+# -- full-system emulation: the bundle's own wheels (LiteRT, ONNX Runtime, numpy 2) ----------------
+
+APT_ARM64 = ("-o", "APT::Architecture=arm64", "-o", "APT::Architectures=arm64")
+INIT_SCRIPT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p; do
+  [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null
+done
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 host0 /mnt || { echo FACEGATE_MOUNT_FAILED; poweroff -f; }
+mount -t proc proc /mnt/proc; mount -t sysfs sys /mnt/sys; mount -o bind /dev /mnt/dev; mount -t tmpfs tmp /mnt/tmp
+chroot /mnt /bin/sh /opt/emu/run.sh
+poweroff -f
+"""
+KERNEL_MODULES = ("drivers/virtio/virtio_pci_legacy_dev", "drivers/virtio/virtio_pci_modern_dev",
+                  "drivers/virtio/virtio_pci", "fs/netfs/netfs", "fs/fscache/fscache", "net/9p/9pnet",
+                  "net/9p/9pnet_virtio", "fs/9p/9p")
+
+
+def system_kit() -> tuple[Path, Path]:
+    """Debian's arm64 kernel and a busybox initramfs that mounts the emulation root over virtio-9p
+    and runs /opt/emu/run.sh in it. Fetched with apt for arm64 without changing the host's apt
+    configuration (separate package lists), cached."""
+    kit = cache_dir() / "emulation" / "system-kit"
+    kernel, initrd = kit / "vmlinuz", kit / "initrd.gz"
+    if kernel.exists() and initrd.exists():
+        return kernel, initrd
+    apt = _need("apt-get", "apt")
+    _need("cpio", "cpio")
+    lists = kit / "apt-lists"
+    (lists / "partial").mkdir(parents=True, exist_ok=True)
+    opts = [*APT_ARM64, "-o", f"Dir::State::Lists={lists}"]
+    subprocess.run([apt, *opts, "update", "-qq"], check=True, capture_output=True)
+    dep = subprocess.run(["apt-cache", *opts, "depends", "linux-image-arm64"], check=True, capture_output=True,
+                         text=True).stdout
+    image = next(line.split(":", 1)[1].strip() for line in dep.splitlines() if "Depends:" in line)
+    debs = kit / "debs"
+    debs.mkdir(exist_ok=True)
+    proc = subprocess.run([apt, *opts, "download", image, "busybox-static"], cwd=debs, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EmulationError(f"could not download the arm64 kernel / busybox:\n{proc.stderr[-1000:]}")
+    tree = kit / "tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    for deb in debs.glob("*.deb"):
+        subprocess.run(["dpkg", "-x", str(deb), str(tree)], check=True, capture_output=True)
+    vmlinuz = next((tree / "boot").glob("vmlinuz-*"))
+    modules = next((tree / "lib" / "modules").iterdir()) / "kernel"
+    ird = kit / "initramfs"
+    shutil.rmtree(ird, ignore_errors=True)
+    for d in ("bin", "lib/modules", "proc", "sys", "dev", "mnt"):
+        (ird / d).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(tree / "bin" / "busybox", ird / "bin" / "busybox")
+    for rel in KERNEL_MODULES:
+        ko = next(iter(sorted(modules.glob(rel + ".ko*"))), None)
+        if ko is None:
+            raise EmulationError(f"kernel module {rel} missing from {image}")
+        shutil.copy2(ko, ird / "lib" / "modules" / ko.name)
+    (ird / "init").write_text(INIT_SCRIPT)
+    (ird / "init").chmod(0o755)
+    listing = subprocess.run(["find", "."], cwd=ird, capture_output=True, check=True)
+    cpio = subprocess.run(["cpio", "-o", "-H", "newc"], cwd=ird, input=listing.stdout, capture_output=True, check=True)
+    import gzip
+    initrd.write_bytes(gzip.compress(cpio.stdout))
+    shutil.copy2(vmlinuz, kernel)
+    return kernel, initrd
+
+
+def run_system_selftest(board: str = "rpi4", bundle: Path | None = None, timeout_s: int = 2400,
+                        backends: tuple[str, ...] = ("litert", "onnxruntime")) -> dict:
+    """The bundle's own aarch64 wheels under qemu-system-aarch64 (cortex-a72, 2 cores, 3 GiB)."""
+    qemu = _need("qemu-system-aarch64", "qemu-system-arm")
+    profile = load_profile(board)
+    if bundle is None:
+        bundle = cache_dir() / "emulation" / f"bundle-{board}"
+        if not (bundle / "SHA256SUMS").exists():
+            from facegate.hardware.bundle import build_bundle
+            shutil.rmtree(bundle, ignore_errors=True)
+            build_bundle(board, bundle)
+    bundle = Path(bundle)
+    kernel, initrd = system_kit()
+    root = arm64_root()
+    emu = root / "opt" / "emu"
+    shutil.rmtree(emu, ignore_errors=True)
+    (emu).mkdir(parents=True)
+    (root / "tmp").mkdir(exist_ok=True)
+    shutil.copytree(bundle, emu / "bundle", copy_function=os_link_or_copy)
+    platforms = [a for tag in profile.platforms for a in ("--platform", tag)]
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+                           "--only-binary=:all:", "--python-version", profile.python, "--implementation", "cp",
+                           *platforms, "--target", str(emu / "site"), *map(str, sorted((bundle / "wheels").glob("*.whl")))],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EmulationError(f"installing the bundle's wheels failed:\n{proc.stderr[-1500:]}")
+    models = emu / "bundle" / "models"
+    lines = ["cd /opt/emu"]
+    for be in backends:
+        suffix = ".tflite" if be == "litert" else ".onnx"
+        embedder = next((p for p in sorted(models.glob(f"*{suffix}"))), None)
+        if embedder is None:
+            lines.append(f"echo '=== BACKEND {be}'; echo 'SKIPPED: no {suffix} embedder in the bundle'")
+            continue
+        lines.append(f"echo '=== BACKEND {be}'; PYTHONPATH=/opt/emu/site HOME=/tmp FACEGATE_CACHE=/tmp/fg "
+                     f"/usr/bin/python{profile.python} -m facegate.apps.cli hardware selftest --bundle /opt/emu/bundle "
+                     f"--backend {be} --detector-format {suffix[1:]} --embedder /opt/emu/bundle/models/{embedder.name} "
+                     f"--relay mock; echo SELFTEST_EXIT=$?")
+    (emu / "run.sh").write_text("\n".join(lines) + "\n")
+    cmd = [qemu, "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "3072", "-kernel", str(kernel),
+           "-initrd", str(initrd), "-append", "console=ttyAMA0 rdinit=/init quiet", "-nographic", "-no-reboot",
+           "-virtfs", f"local,path={root},mount_tag=host0,security_model=none,id=host0"]
+    t0 = time.perf_counter()
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s).stdout
+    except subprocess.TimeoutExpired as exc:
+        raise EmulationError(f"the full-system emulation did not finish within {timeout_s} s") from exc
+    results = {}
+    for section in out.split("=== BACKEND ")[1:]:
+        name, _, body = section.partition("\n")
+        report = "\n".join(x for x in body.splitlines() if x.startswith(("PASS", "FAIL", "self-test", "SKIPPED")))
+        results[name.strip()] = {"passed": "SELFTEST_EXIT=0" in body, "report": report,
+                                 "tail": body[-600:] if "SELFTEST_EXIT=0" not in body else ""}
+    if "FACEGATE_MOUNT_FAILED" in out:
+        raise EmulationError("the emulated kernel could not mount the root over virtio-9p")
+    return {"board": board, "mode": "qemu-system-aarch64 (cortex-a72, 2 cores)", "backends": results,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def os_link_or_copy(src: str, dst: str) -> str:
+    """Hard-link bundle files into the root (no 200 MB copy); copy across file systems."""
+    import os
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst

@@ -15,3 +15,24 @@ def test_selftest_passes_on_emulated_aarch64(embedder_path):
     assert r["passed"], r["report"] + r["stderr_tail"]
     assert "self-test PASSED (6/6 checks)" in r["report"]
     assert "(tflite-runtime)" in r["report"]  # the models really ran on the aarch64 interpreter
+
+
+@pytest.mark.skipif(not shutil.which("qemu-system-aarch64") or not shutil.which("cpio") or
+                    not shutil.which("apt-get"),
+                    reason="needs qemu-system-arm, cpio and apt (apt-get install qemu-system-arm cpio)")
+def test_litert_and_onnxruntime_on_full_system_aarch64(embedder_path, tmp_path):
+    """The rpi4 bundle's own wheels (numpy 2, ai-edge-litert, onnxruntime) under qemu-system-aarch64."""
+    from facegate.hardware.bundle import build_bundle
+    from facegate.hardware.emulate import run_system_selftest
+    onnx = embedder_path.with_suffix(".onnx")
+    if not onnx.exists():
+        from facegate.convert.export.model import export_model
+        export_model("facenet-teacher", "onnx", "fp32", out_dir=embedder_path.parent, lfw_pairs=0, progress=False)
+    bundle = tmp_path / "bundle"
+    build_bundle("rpi4", bundle, embedder_path)
+    assert (bundle / "models" / onnx.name).exists()
+    r = run_system_selftest("rpi4", bundle, timeout_s=2400)
+    for backend in ("litert", "onnxruntime"):
+        res = r["backends"][backend]
+        assert res["passed"], f"{backend}: {res['report']}{res['tail']}"
+        assert f"({backend})" in res["report"] and "6/6" in res["report"]
