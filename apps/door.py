@@ -11,14 +11,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from facegate.edge.audit import AuditLog, verify
 from facegate.edge.camera import CameraConfig, open_source, paced
+from facegate.edge.config import ConfigError, read_toml
 from facegate.edge.door import DoorApp, DoorSettings
 from facegate.edge.gallery import GalleryStore, KeySource, Matcher
 from facegate.edge.gallery.matching import thresholds_from_card
-from facegate.edge.pipeline import ConfigError, Pipeline, PipelineConfig
+from facegate.edge.pipeline import Pipeline, PipelineConfig
 from facegate.edge.policy import PolicyConfig
 from facegate.edge.relay import DoorLock, make_relay
 
@@ -84,13 +83,7 @@ def _build(cls, data: dict[str, Any], where: str):
 
 
 def load_door_config(path: str | Path) -> DoorConfig:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"door configuration not found: {path}")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    doc = read_toml(path)
     sections = {f.name for f in fields(DoorConfig)}
     unknown = set(doc) - sections
     if unknown:

@@ -18,24 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 
 from facegate.edge.align import align_face
+from facegate.edge.config import ConfigError, read_toml
 from facegate.edge.detect import MTCNN, CascadeConfig, Face
 from facegate.edge.detect.face import pick_face
 from facegate.edge.embed import Embedder
-from facegate.edge.errors import FacegateError, NoFaceError
+from facegate.edge.errors import NoFaceError
 from facegate.edge.images import as_rgb_uint8
 from facegate.edge.quality import QualityConfig, QualityReport, assess
 from facegate.edge.registry import load_detector, load_embedder
 
 log = logging.getLogger(__name__)
-
-
-class ConfigError(FacegateError):
-    """The configuration file has an unknown key or a value of the wrong kind."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -69,14 +63,7 @@ class PipelineConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, section: str = "pipeline") -> "PipelineConfig":
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"configuration file not found: {path}")
-        try:
-            doc = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-        return cls.from_dict(doc.get(section, {}))
+        return cls.from_dict(read_toml(path).get(section, {}))
 
 
 @dataclass

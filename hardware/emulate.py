@@ -80,15 +80,39 @@ def install_site(bundle: Path, profile_name: str) -> Path:
     return site
 
 
+def source_digest() -> str:
+    """Digest of the project's package sources: a cached bundle is only reused for the same code
+    (its facegate wheel would otherwise test yesterday's code)."""
+    import hashlib
+
+    from facegate.hardware.bundle import PROJECT_ROOT
+    h = hashlib.sha256()
+    for folder in ("edge", "convert", "calibration", "apps", "hardware"):
+        for f in sorted((PROJECT_ROOT / folder).rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(PROJECT_ROOT)).encode())
+                h.update(f.read_bytes())
+    h.update((PROJECT_ROOT / "pyproject.toml").read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cached_bundle(board: str, bundle: Path | None) -> Path:
+    """The given bundle, or one built for the board and the current sources, under the cache."""
+    if bundle is not None:
+        return Path(bundle)
+    base = cache_dir() / "emulation"
+    path = base / f"bundle-{board}-{source_digest()}"
+    if not (path / "SHA256SUMS").exists():
+        from facegate.hardware.bundle import build_bundle
+        for old in base.glob(f"bundle-{board}*"):
+            shutil.rmtree(old, ignore_errors=True)
+        build_bundle(board, path)
+    return path
+
+
 def run_emulated_selftest(board: str = "rpi4", bundle: Path | None = None, timeout_s: int = 1200) -> dict:
     qemu = _need("qemu-aarch64-static", "qemu-user-static")
-    if bundle is None:
-        from facegate.hardware.bundle import build_bundle
-        bundle = cache_dir() / "emulation" / f"bundle-{board}"
-        if not (bundle / "SHA256SUMS").exists():
-            shutil.rmtree(bundle, ignore_errors=True)
-            build_bundle(board, bundle)
-    bundle = Path(bundle)
+    bundle = cached_bundle(board, bundle)
     t0 = time.perf_counter()
     root = arm64_root()
     site = install_site(bundle, board)
@@ -181,13 +205,7 @@ def run_system_selftest(board: str = "rpi4", bundle: Path | None = None, timeout
     """The bundle's own aarch64 wheels under qemu-system-aarch64 (cortex-a72, 2 cores, 3 GiB)."""
     qemu = _need("qemu-system-aarch64", "qemu-system-arm")
     profile = load_profile(board)
-    if bundle is None:
-        bundle = cache_dir() / "emulation" / f"bundle-{board}"
-        if not (bundle / "SHA256SUMS").exists():
-            from facegate.hardware.bundle import build_bundle
-            shutil.rmtree(bundle, ignore_errors=True)
-            build_bundle(board, bundle)
-    bundle = Path(bundle)
+    bundle = cached_bundle(board, bundle)
     kernel, initrd = system_kit()
     root = arm64_root()
     emu = root / "opt" / "emu"

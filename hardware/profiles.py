@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
-
+from facegate.edge.config import read_toml
 from facegate.edge.errors import FacegateError
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
@@ -36,7 +35,7 @@ def load_profile(name: str) -> BoardProfile:
     path = PROFILES_DIR / f"{name}.toml"
     if not path.exists():
         raise ProfileError(f"unknown board {name!r}; known: {', '.join(list_profiles())}")
-    doc = tomllib.loads(path.read_text())
+    doc = read_toml(path)
     b = doc["board"]
     return BoardProfile(name, b["description"], b["python"], tuple(b["platforms"]), tuple(b["requirements"]),
                         bool(b.get("system_site_packages", False)), tuple(b.get("apt", [])),

@@ -63,7 +63,12 @@ def run_selftest(bundle: Path | None = None, embedder: Path | None = None, detec
     models = Path(bundle) / "models" if bundle else None
     det_dir = (models / "mtcnn-teacher") if models else MODELS_DIR / "mtcnn-teacher"
     if embedder is None and models:
-        embedder = next((p for p in sorted(models.iterdir()) if p.suffix in (".tflite", ".onnx")), None)
+        # the embedder file the chosen runtime can run (a bundle may carry .tflite and .onnx)
+        from facegate.edge.backends import BACKENDS_BY_SUFFIX
+        wanted = [sfx for sfx, names in BACKENDS_BY_SUFFIX.items() if backend in names] if backend else \
+            [f".{detector_format}"] if detector_format else [".tflite", ".onnx"]
+        candidates = [p for sfx in wanted for p in sorted(models.glob(f"*{sfx}"))]
+        embedder = candidates[0] if candidates else None
     if embedder is None:
         embedder = default_embedder_path()
 

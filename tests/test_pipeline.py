@@ -3,9 +3,10 @@ import cv2
 import numpy as np
 import pytest
 
+from facegate.edge.config import ConfigError
 from facegate.edge.errors import NoFaceError
 from facegate.edge.images import load_rgb
-from facegate.edge.pipeline import ConfigError, Pipeline, PipelineConfig
+from facegate.edge.pipeline import Pipeline, PipelineConfig
 from facegate.edge.quality import QualityConfig, assess, pose_from_landmarks
 
 pytestmark = pytest.mark.slow
