@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -19,16 +18,7 @@ import cv2
 import numpy as np
 
 from facegate.edge.images import load_rgb
-
-
-def _median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return round(1000 * statistics.median(times), 2)
+from facegate.edge.timing import median_ms
 
 
 def door_frame(photo: Path, size: tuple[int, int] = (640, 480)) -> np.ndarray:
@@ -58,13 +48,13 @@ def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], thread
         face = pick_face(faces, frame.shape)
         if face is None:
             raise RuntimeError(f"no face found in the benchmark frame from {photo}")
-        t_det = _median_ms(lambda: det.detect(frame), repeats)
+        t_det = median_ms(lambda: det.detect(frame), repeats)
         for emb_path in embedders:
             emb = load_embedder(emb_path, threads=threads)
             crop = align_face(frame, face, emb.input_size, emb.spec.alignment)
-            t_align = _median_ms(lambda: assess(face, align_face(frame, face, 112, "similarity112")) and
+            t_align = median_ms(lambda: assess(face, align_face(frame, face, 112, "similarity112")) and
                                  align_face(frame, face, emb.input_size, emb.spec.alignment), repeats)
-            t_emb = _median_ms(lambda: emb.embed(crop[None]), repeats)
+            t_emb = median_ms(lambda: emb.embed(crop[None]), repeats)
             rows.append({"detector": det.name, "embedder": Path(emb_path).name, "backend": emb.backend.name,
                          "threads": threads, "detect_ms": t_det, "align_quality_ms": t_align, "embed_ms": t_emb,
                          "total_ms": round(t_det + t_align + t_emb, 2), "faces": len(faces)})
@@ -88,7 +78,7 @@ def bench_gallery(dim: int = 128, sizes=(1_000, 10_000, 100_000), repeats: int =
         g.owners = np.repeat(np.arange(people), 2)
         m = Matcher(g, 0.5)
         probe = g.templates[n // 3]
-        out["identify_ms"][str(n)] = _median_ms(lambda: m.identify(probe, top_k=5), repeats)
+        out["identify_ms"][str(n)] = median_ms(lambda: m.identify(probe, top_k=5), repeats)
     with tempfile.TemporaryDirectory() as tmp:
         key = KeySource("raw", secrets.token_bytes(32))
         store = GalleryStore(Path(tmp) / "g.fgg", key)
@@ -98,7 +88,7 @@ def bench_gallery(dim: int = 128, sizes=(1_000, 10_000, 100_000), repeats: int =
                 p = g.add_person(f"person {i}")
                 g.add_templates(p.id, rng.normal(size=(2, dim)))
         out["file_mb_10k_people"] = round(store.path.stat().st_size / 1e6, 2)
-        out["open_ms_10k_people"] = _median_ms(lambda: GalleryStore(store.path, key).load(), 5)
+        out["open_ms_10k_people"] = median_ms(lambda: GalleryStore(store.path, key).load(), 5)
         small = GalleryStore(Path(tmp) / "small.fgg", key)
         small.create(binding)
         with small.transaction() as g:

@@ -121,8 +121,7 @@ class Pipeline:
         out = []
         for face in self.detector.detect(image):
             crop = self.crop(image, face)
-            quality_crop = crop if crop.shape[0] == 112 else align_face(image, face, 112, "similarity112")
-            out.append(FaceResult(face, crop, assess(face, quality_crop, self.config.quality)))
+            out.append(FaceResult(face, crop, self.faces_quality(image, face, crop)))
         return out
 
     def embed(self, image: np.ndarray, require_quality: bool = True) -> Embedding:
@@ -136,8 +135,7 @@ class Pipeline:
         if face is None:
             raise NoFaceError("no face found in the image")
         crop = self.crop(image, face)
-        quality_crop = crop if crop.shape[0] == 112 else align_face(image, face, 112, "similarity112")
-        report = assess(face, quality_crop, self.config.quality)
+        report = self.faces_quality(image, face, crop)
         t2 = time.perf_counter()
         if require_quality and not report.ok:
             raise NoFaceError("face rejected: " + "; ".join(report.reasons))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facegate.edge.backends import load_backend
+from facegate.edge.backends import load_backend, suffix_for_backend
 from facegate.edge.cards import load_card
 from facegate.edge.detect.mtcnn import MTCNN, CascadeConfig
 from facegate.edge.downloads import cache_dir
@@ -64,11 +64,8 @@ def _preferred_suffix(folder: Path, backend: str | None = None) -> str:
     installed (fastest for these small nets), else ONNX."""
     import importlib.util
 
-    from facegate.edge.backends import BACKENDS_BY_SUFFIX
     if backend:
-        for suffix, names in BACKENDS_BY_SUFFIX.items():
-            if backend in names:
-                return suffix
+        return suffix_for_backend(backend)
     tflite_runtime = any(importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "tflite_runtime"))
     if tflite_runtime and (folder / "pnet.tflite").exists():
         return ".tflite"

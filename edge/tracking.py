@@ -2,12 +2,12 @@
 when a better view comes) instead of on every frame.
 
 Detection runs every N frames; detections are matched to tracks by box IoU. Between detections
-the last box stands. A track remembers its best quality so far and its embedding; `needs_embedding`
-says when a new view is clearly better (or none exists yet).
+the last box stands. A track remembers its embedding and the quality of the view it came from;
+`needs_embedding` says when a new view is clearly better (or none exists yet).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,11 +28,8 @@ class Track:
     id: int
     face: Face
     last_seen: int
-    hits: int = 1
-    best_quality: float = 0.0
     embedding: np.ndarray | None = None
     embedded_quality: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def needs_embedding(self, improvement: float = 1.15) -> bool:
         return self.embedding is None or view_quality(self.face) > improvement * self.embedded_quality
@@ -56,12 +53,10 @@ class IoUTracker:
                 track = self.tracks[ti]
                 if track.last_seen == frame_index:
                     continue
-                track.face, track.last_seen, track.hits = faces[fi], frame_index, track.hits + 1
-                track.best_quality = max(track.best_quality, view_quality(faces[fi]))
+                track.face, track.last_seen = faces[fi], frame_index
                 unmatched.remove(fi)
         for fi in unmatched:
-            q = view_quality(faces[fi])
-            self.tracks.append(Track(self._next_id, faces[fi], frame_index, best_quality=q))
+            self.tracks.append(Track(self._next_id, faces[fi], frame_index))
             self._next_id += 1
         self.tracks = [t for t in self.tracks if frame_index - t.last_seen <= self.max_age]
         return [t for t in self.tracks if t.last_seen == frame_index]

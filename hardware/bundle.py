@@ -46,10 +46,8 @@ def download_wheels(profile: BoardProfile, dest: Path) -> list[Path]:
     cache = cache_dir() / "wheels" / profile.name
     cache.mkdir(parents=True, exist_ok=True)
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--disable-pip-version-check", "-q",
-           "--python-version", profile.python, "--implementation", "cp", "--find-links", str(cache), "-d", str(dest)]
-    for tag in (*profile.platforms, "any"):
-        cmd += ["--platform", tag]
+    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q", *profile.pip_target_args(),
+           "--find-links", str(cache), "-d", str(dest)]
     proc = subprocess.run([*cmd, *profile.requirements], capture_output=True, text=True)
     if proc.returncode != 0:
         raise BundleError(f"could not download the {profile.name} wheels:\n{proc.stderr.strip()[-1500:]}")

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from facegate.edge.backends import suffix_for_backend
 from facegate.edge.downloads import cache_dir
 from facegate.edge.errors import FacegateError
 from facegate.hardware.profiles import load_profile
@@ -66,10 +67,8 @@ def install_site(bundle: Path, profile_name: str) -> Path:
     profile = load_profile(profile_name)
     site = cache_dir() / "emulation" / f"site-{profile_name}"
     shutil.rmtree(site, ignore_errors=True)
-    platforms = [a for tag in profile.platforms for a in ("--platform", tag)]
     base = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-            "--only-binary=:all:", "--python-version", profile.python, "--implementation", "cp", *platforms,
-            "--target", str(site)]
+            *profile.pip_target_args(), "--target", str(site)]
     wheel = next(iter(sorted((bundle / "wheels").glob("facegate-*.whl"))), None)
     if wheel is None:
         raise EmulationError(f"{bundle} has no facegate wheel; build it with `facegate hardware bundle`")
@@ -213,17 +212,15 @@ def run_system_selftest(board: str = "rpi4", bundle: Path | None = None, timeout
     (emu).mkdir(parents=True)
     (root / "tmp").mkdir(exist_ok=True)
     shutil.copytree(bundle, emu / "bundle", copy_function=os_link_or_copy)
-    platforms = [a for tag in profile.platforms for a in ("--platform", tag)]
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-                           "--only-binary=:all:", "--python-version", profile.python, "--implementation", "cp",
-                           *platforms, "--target", str(emu / "site"), *map(str, sorted((bundle / "wheels").glob("*.whl")))],
-                          capture_output=True, text=True)
+                           *profile.pip_target_args(), "--target", str(emu / "site"),
+                           *map(str, sorted((bundle / "wheels").glob("*.whl")))], capture_output=True, text=True)
     if proc.returncode != 0:
         raise EmulationError(f"installing the bundle's wheels failed:\n{proc.stderr[-1500:]}")
     models = emu / "bundle" / "models"
     lines = ["cd /opt/emu"]
     for be in backends:
-        suffix = ".tflite" if be == "litert" else ".onnx"
+        suffix = suffix_for_backend(be)
         embedder = next((p for p in sorted(models.glob(f"*{suffix}"))), None)
         if embedder is None:
             lines.append(f"echo '=== BACKEND {be}'; echo 'SKIPPED: no {suffix} embedder in the bundle'")

@@ -26,6 +26,13 @@ class BoardProfile:
     apt: tuple[str, ...]
     door: dict          # camera / relay / pipeline sections for door.toml
 
+    def pip_target_args(self) -> list[str]:
+        """pip arguments that select this board's wheels from another machine (binary wheels only)."""
+        args = ["--only-binary=:all:", "--python-version", self.python, "--implementation", "cp"]
+        for tag in (*self.platforms, "any"):
+            args += ["--platform", tag]
+        return args
+
 
 def list_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))

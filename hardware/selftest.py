@@ -64,8 +64,8 @@ def run_selftest(bundle: Path | None = None, embedder: Path | None = None, detec
     det_dir = (models / "mtcnn-teacher") if models else MODELS_DIR / "mtcnn-teacher"
     if embedder is None and models:
         # the embedder file the chosen runtime can run (a bundle may carry .tflite and .onnx)
-        from facegate.edge.backends import BACKENDS_BY_SUFFIX
-        wanted = [sfx for sfx, names in BACKENDS_BY_SUFFIX.items() if backend in names] if backend else \
+        from facegate.edge.backends import suffix_for_backend
+        wanted = [suffix_for_backend(backend)] if backend else \
             [f".{detector_format}"] if detector_format else [".tflite", ".onnx"]
         candidates = [p for sfx in wanted for p in sorted(models.glob(f"*{sfx}"))]
         embedder = candidates[0] if candidates else None

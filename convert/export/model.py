@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from facegate.edge.cards import ModelCard, write_card
 from facegate.edge.downloads import celebrity5_dir
 from facegate.edge.embed import Embedder
 from facegate.edge.errors import ModelError
+from facegate.edge.timing import median_ms
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,7 @@ def size_bytes(path: Path) -> int:
 
 
 def latency_ms(backend, x: np.ndarray, runs: int = 10) -> float:
-    backend.run([x])
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        backend.run([x])
-        times.append(time.perf_counter() - t0)
-    return round(1000 * float(np.median(times)), 2)
+    return median_ms(lambda: backend.run([x]), runs)
 
 
 def check_parity(reference: np.ndarray, exported: np.ndarray, floor: float, name: str) -> dict:

@@ -10,13 +10,21 @@ from pathlib import Path
 from facegate.edge.backends.base import Backend, TensorInfo
 from facegate.edge.errors import BackendUnavailableError, ModelError
 
-__all__ = ["Backend", "TensorInfo", "load_backend", "BACKENDS_BY_SUFFIX"]
+__all__ = ["Backend", "TensorInfo", "load_backend", "suffix_for_backend", "BACKENDS_BY_SUFFIX"]
 
 #: file suffix -> backend names that can run it, in order of preference
 BACKENDS_BY_SUFFIX: dict[str, tuple[str, ...]] = {
     ".tflite": ("litert", "tflite-runtime"),
     ".onnx": ("onnxruntime",),
 }
+
+
+def suffix_for_backend(name: str) -> str:
+    """The model file type a backend runs ('.tflite' for litert and tflite-runtime, '.onnx' for onnxruntime)."""
+    for suffix, names in BACKENDS_BY_SUFFIX.items():
+        if name in names:
+            return suffix
+    raise ModelError(f"unknown backend {name!r}; known: {', '.join(n for ns in BACKENDS_BY_SUFFIX.values() for n in ns)}")
 
 
 #: ONNX Runtime execution providers by board profile name (unavailable ones are skipped)
