@@ -61,6 +61,48 @@ def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], thread
     return rows
 
 
+def bench_detectors(photo: Path, detectors: list[str], formats: list[str], threads_list: list[int | None],
+                    repeats: int, min_face: float = 40.0) -> list[dict]:
+    """Full cascade on a 640x480 door frame for each detector set x format x thread count, in one
+    run (speed ratios are only meaningful within a run), plus the door speed features on each."""
+    from facegate.edge.detect import CascadeConfig
+    from facegate.edge.detect.face import pick_face
+    from facegate.edge.registry import load_detector
+
+    frame = door_frame(photo)
+    rows = []
+    for name in detectors:
+        for fmt in formats:
+            for threads in threads_list:
+                det = load_detector(name, fmt=fmt, threads=threads, config=CascadeConfig(min_face_size=min_face))
+                face = pick_face(det.detect(frame), frame.shape)
+                row = {"detector": name, "format": fmt, "threads": threads, "faces": len(det.detect(frame)),
+                       "full_ms": median_ms(lambda: det.detect(frame), repeats)}
+                fast = det.with_config(fast_path_min_face=max(min_face, 120.0))
+                row["fast_path_ms"] = median_ms(lambda: fast.detect(frame), repeats)
+                if face is not None:
+                    row["roi_ms"] = median_ms(lambda: det.detect(frame, roi=face), repeats)
+                    one = det.with_config(max_faces=1)
+                    row["max_faces1_ms"] = median_ms(lambda: one.detect(frame), repeats)
+                rows.append(row)
+    return rows
+
+
+def bench_embedders(embedders: list[str], threads_list: list[int | None], repeats: int) -> list[dict]:
+    """Latency of one face through each embedder file (edge runtime), per thread count, one run."""
+    from facegate.edge.registry import load_embedder
+
+    rows = []
+    for path in embedders:
+        for threads in threads_list:
+            emb = load_embedder(path, threads=threads)
+            crop = np.random.default_rng(0).integers(0, 255, (1, emb.input_size, emb.input_size, 3), dtype=np.uint8)
+            rows.append({"embedder": Path(path).name, "backend": emb.backend.name, "threads": threads,
+                         "size_mb": round(Path(path).stat().st_size / 1e6, 2) if Path(path).is_file() else None,
+                         "embed_ms": median_ms(lambda: emb.embed(crop), repeats)})
+    return rows
+
+
 def bench_gallery(dim: int = 128, sizes=(1_000, 10_000, 100_000), repeats: int = 50) -> dict:
     from facegate.edge.gallery import GalleryStore, KeySource, Matcher, ModelBinding
     from facegate.edge.gallery.records import Gallery, Person
@@ -117,6 +159,27 @@ def cmd_bench(args) -> int:
             print(f"| {r['detector']} | {r['embedder']} ({r['backend']}) | {r['threads'] or 'default'} | "
                   f"{r['detect_ms']} ms | {r['align_quality_ms']} ms | {r['embed_ms']} ms | {r['total_ms']} ms |")
         result = {"pipeline": rows, "frame": "640x480, one face", "photo": str(photo)}
+    elif args.bench_cmd == "detector":
+        from facegate.edge.downloads import celebrity5_dir
+        from facegate.edge.images import list_images
+        photo = args.photo or list_images(celebrity5_dir() / "val" / "jerry_seinfeld")[0]
+        rows = bench_detectors(photo, args.detector, args.format, args.threads, args.repeats, args.min_face)
+        print(f"| detector | format | threads | full cascade | fast path | ROI | max_faces=1 |  (640x480, min face "
+              f"{args.min_face:g})")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['detector']} | {r['format']} | {r['threads'] or 'default'} | {r['full_ms']} ms | "
+                  f"{r['fast_path_ms']} ms | {r.get('roi_ms', '-')} ms | {r.get('max_faces1_ms', '-')} ms |")
+        result = {"detectors": rows, "frame": "640x480, one face", "photo": str(photo), "min_face": args.min_face}
+    elif args.bench_cmd == "embedder":
+        from facegate.edge.registry import default_embedder_path
+        rows = bench_embedders(args.embedder or [str(default_embedder_path())], args.threads, args.repeats)
+        print("| embedder | backend | threads | size | embed one face |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['embedder']} | {r['backend']} | {r['threads'] or 'default'} | {r['size_mb']} MB | "
+                  f"{r['embed_ms']} ms |")
+        result = {"embedders": rows}
     else:
         result = bench_gallery(sizes=tuple(args.sizes))
         print("| templates (2 per person) | identify: 1 probe, top-5 people |")
@@ -142,6 +205,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=20)
     g = bs.add_parser("gallery", help="identify latency, open time, enrol throughput")
     g.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
-    for q in (p, g):
+    d = bs.add_parser("detector", help="full cascade + door speed features per detector set, format, threads")
+    d.add_argument("--detector", nargs="+", default=["mtcnn-teacher", "mtcnn-student"])
+    d.add_argument("--format", nargs="+", default=["tflite"], choices=["tflite", "onnx"])
+    d.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    d.add_argument("--min-face", type=float, default=40.0)
+    d.add_argument("--photo", type=Path, default=None)
+    d.add_argument("--repeats", type=int, default=30)
+    e = bs.add_parser("embedder", help="one-face latency per embedder file and thread count, in one run")
+    e.add_argument("--embedder", action="append", default=None, help="embedder file(s) with cards (repeatable)")
+    e.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    e.add_argument("--repeats", type=int, default=30)
+    for q in (p, g, d, e):
         q.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON")
     b.set_defaults(func=cmd_bench)

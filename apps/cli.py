@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from facegate.edge.errors import FacegateError
+from facegate.edge.registry import DEFAULT_DETECTOR
 
 log = logging.getLogger("facegate")
 
@@ -27,7 +28,7 @@ def _command_line() -> str:
 
 
 def _add_detector_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--detector", default="mtcnn-teacher",
+    p.add_argument("--detector", default=DEFAULT_DETECTOR,
                    help="detector model set (committed name or folder with pnet/rnet/onet files)")
     p.add_argument("--detector-format", choices=["tflite", "onnx"], default=None,
                    help="which files of the detector set to run (default: tflite if LiteRT is installed)")
@@ -73,11 +74,15 @@ def cmd_eval_verification(args) -> int:
     if args.max_pairs:
         title += f" (subset of {len(pairs)} pairs)"
     embedder = resolve_embedder(args.model, threads=args.threads)
+    probe = resolve_embedder(args.probe_model, threads=args.threads) if args.probe_model else None
     finder = FaceFinder(_detector(args), use_cache=not args.no_cache)
     out = args.out or Path("runs") / "eval" / args.eval_task
     stem = f"{args.eval_task}_{Path(embedder.name).stem}" + (f"_{args.align}" if args.align else "")
+    if probe is not None:
+        stem += f"_probe_{Path(probe.name).stem}"
+        title += f" — enrolled with {embedder.name}, probed with {probe.name}"
     r = evaluate_pairs(pairs, embedder, finder, out, stem, title, _command_line(), alignment=args.align,
-                       use_cache=not args.no_cache, progress=not args.no_progress)
+                       use_cache=not args.no_cache, progress=not args.no_progress, probe_embedder=probe)
     far3 = r["tar_at_far_1e-3"]
     print(f"{title} — {r['model']}: accuracy {100 * r['accuracy_mean']:.2f}% ± {100 * r['accuracy_std']:.2f}, "
           f"AUC {r['roc_auc']:.4f}, EER {100 * r['eer']:.2f}%, "
@@ -95,10 +100,32 @@ def cmd_eval_wider(args) -> int:
     mat_dir = Path(args.mat_dir) if args.mat_dir else gt.parent / "eval_tools"
     out = args.out or Path("runs") / "eval" / "wider"
     r = evaluate_wider(_detector(args), images, gt, mat_dir, out, _command_line(), max_images=args.max_images,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, holdout_every=args.holdout_every)
     t = r["timing_640x480"]
     print(f"WIDER FACE ({r['images']} images) — {r['detector']}: AP easy {r['ap_easy']:.3f}, "
           f"medium {r['ap_medium']:.3f}, hard {r['ap_hard']:.3f}; 640x480 median {t['ms_median']} ms/frame")
+    return 0
+
+
+def cmd_eval_lfw_detect(args) -> int:
+    from facegate.convert.datasets import lfw_dir
+    from facegate.convert.evaluate.detector_agreement import compare_detectors
+    from facegate.convert.evaluate.pairs import read_lfw_pairs
+    from facegate.edge.detect import CascadeConfig
+    from facegate.edge.registry import load_detector
+
+    root = Path(args.lfw_dir) if args.lfw_dir else lfw_dir()
+    paths = sorted({p for pr in read_lfw_pairs(root / "pairs.txt", root / "images") for p in (pr.a, pr.b)})
+    if args.max_images:
+        paths = paths[:: max(1, len(paths) // args.max_images)][: args.max_images]
+    reference = load_detector(args.reference, fmt=args.detector_format, config=CascadeConfig())
+    r = compare_detectors(paths, _detector(args), reference, args.out or Path("runs") / "eval" / "lfw_detect",
+                          _command_line(), progress=not args.no_progress)
+    print(f"LFW ({r['images']} images) — {r['detector']}: detection rate {100 * r['detection_rate']:.2f}% "
+          f"(reference {100 * r['reference_detection_rate']:.2f}%), landmark error vs {r['reference']} "
+          f"{100 * r['landmark_error_iod_mean']:.2f}% of inter-ocular distance (median "
+          f"{100 * r['landmark_error_iod_median']:.2f}%, p95 {100 * r['landmark_error_iod_p95']:.2f}%), "
+          f"box IoU {r['box_iou_mean']}, {r['ms_per_image']} ms per image")
     return 0
 
 
@@ -246,9 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
         _add_eval_common(p)
         p.add_argument("--max-pairs", type=int, default=None, help="fold-balanced subset for quick runs")
         p.add_argument("--align", default=None, help="override the model card's alignment")
+        p.add_argument("--probe-model", default=None, help="embed each pair's second image with this model "
+                       "(gallery enrolled with --model, probed with another: compatibility)")
         p.set_defaults(func=cmd_eval_verification)
 
     wider = evs.add_parser("wider", help="WIDER FACE easy/medium/hard AP and detector timing")
+    wider.add_argument("--holdout-every", type=int, default=0,
+                       help="only images with index %% N == 0 (those `distill detector` held out)")
     wider.add_argument("--images", default=None, help="WIDER images/ folder (default ../shared/datasets/wider_val_dev/images)")
     wider.add_argument("--gt", default=None, help="wider_face_val_bbx_gt.txt (default: beside images/)")
     wider.add_argument("--mat-dir", default=None, help="folder with wider_{easy,medium,hard}_val.mat "
@@ -259,6 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_detector_args(wider)
     wider.set_defaults(func=cmd_eval_wider)
 
+    ld = evs.add_parser("lfw-detect", help="detector vs reference on LFW photos: detection rate, landmark error")
+    ld.add_argument("--reference", default="mtcnn-teacher", help="reference detector set")
+    ld.add_argument("--lfw-dir", default=None)
+    ld.add_argument("--max-images", type=int, default=None, help="evenly spaced subset of the 7,701 pair images")
+    ld.add_argument("--out", type=Path, default=None)
+    ld.add_argument("--no-progress", action="store_true")
+    _add_detector_args(ld)
+    ld.set_defaults(func=cmd_eval_lfw_detect)
     cel = evs.add_parser("celebrity5", help="5-celebrity faces: linear SVM and 1-NN on embeddings")
     cel.add_argument("--data", default=None, help="folder with train/ and val/ (default: from the teacher sdist)")
     _add_eval_common(cel)
@@ -326,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--no-progress", action="store_true")
     th.set_defaults(func=cmd_calibrate)
 
-    from facegate.apps import admin, bench, demo, door, enroll, match, review
-    for module in (enroll, match, admin, demo, bench, review, door):
+    from facegate.apps import admin, bench, demo, distill, door, enroll, match, review
+    for module in (enroll, match, admin, demo, bench, review, door, distill):
         module.register(sub)
 
     hw = sub.add_parser("hardware", help="board profiles, flashing bundles, on-board self-test")

@@ -71,6 +71,7 @@ class DoorApp:
         self._stop = threading.Event()
         self._claim: tuple[str, float] | None = None
         self._subject_track: int | None = None
+        self._roi_face = None   # last subject face: where to look first when roi_from_previous is on
         self.status: dict = {"door": "locked", "frames": 0, "last_event": None, "started": time.time()}
         self.snapshot: bytes | None = None
         self._snapshot_lock = threading.Lock()
@@ -107,11 +108,13 @@ class DoorApp:
         result, event, n_faces = None, None, 0
         label, kind, shown_face = "", "none", None
         if self.frame_index % self.settings.detect_every == 0:
-            faces = self.pipeline.detector.detect(frame)
+            roi = self._roi_face if self.pipeline.config.roi_from_previous else None
+            faces = self.pipeline.detector.detect(frame, roi=roi)
             n_faces = len(faces)
             tracks = self.tracker.update(faces, self.frame_index)
             subject = pick_face([t.face for t in tracks], frame.shape, self.pipeline.config.face_policy)
             track = next((t for t in tracks if subject is not None and t.face is subject), None)
+            self._roi_face = track.face if track is not None else None
             if track is None:
                 if self._subject_track is not None:
                     self.policy.reset()

@@ -27,20 +27,24 @@ from facegate.edge.embed import Embedder
 from facegate.edge.errors import NoFaceError
 from facegate.edge.images import as_rgb_uint8
 from facegate.edge.quality import QualityConfig, QualityReport, assess
-from facegate.edge.registry import load_detector, load_embedder
+from facegate.edge.registry import DEFAULT_DETECTOR, load_detector, load_embedder
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    detector: str = "mtcnn-teacher"
+    detector: str = DEFAULT_DETECTOR
     detector_format: str | None = None        # 'tflite' | 'onnx' | None (best installed)
     embedder: str | None = None               # model file with card; None: the default embedder
     backend: str | None = None                # force a backend for the embedder
     detector_backend: str | None = None       # force a backend for the detector nets (e.g. tflite-runtime)
     threads: int | None = None
     min_face_size: float = 40.0               # door use: people stand close; 40 px is ~3x faster than 20
+    pyramid_factor: float = 0.709             # image pyramid step (larger: more levels, slower, finds more)
+    max_faces: int | None = None              # keep only the best N faces (and refine fewer candidates)
+    fast_path_min_face: float | None = None   # look for faces this large first (cheap); full search if none
+    roi_from_previous: bool = False           # door: search around the last subject's face first
     face_policy: str = "central"              # 'central' | 'largest' when several faces are seen
     quality: QualityConfig = field(default_factory=QualityConfig)
 
@@ -100,7 +104,9 @@ class Pipeline:
         if overrides:
             config = replace(config, **overrides)
         detector = load_detector(config.detector, fmt=config.detector_format, threads=config.threads,
-                                 config=CascadeConfig(min_face_size=config.min_face_size),
+                                 config=CascadeConfig(min_face_size=config.min_face_size,
+                                                      scale_factor=config.pyramid_factor, max_faces=config.max_faces,
+                                                      fast_path_min_face=config.fast_path_min_face),
                                  backend=config.detector_backend)
         embedder = load_embedder(config.embedder, threads=config.threads, backend=config.backend)
         return cls(detector, embedder, config)

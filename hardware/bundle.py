@@ -93,7 +93,8 @@ def door_toml(profile: BoardProfile, embedder_file: str | None) -> str:
         "display": {"mode": "headless"},
         "pipeline": dict(profile.door.get("pipeline", {})),
     }
-    sections["pipeline"]["detector"] = "/opt/facegate/models/mtcnn-teacher"
+    from facegate.edge.registry import DEFAULT_DETECTOR
+    sections["pipeline"]["detector"] = f"/opt/facegate/models/{DEFAULT_DETECTOR}"
     if embedder_file:
         sections["pipeline"]["embedder"] = f"/opt/facegate/models/{embedder_file}"
     lines = [f"# facegate door configuration for {profile.description}", ""]
@@ -136,7 +137,7 @@ echo "then: systemctl start facegate-door"
 def build_bundle(board: str, out: Path, embedder: Path | None = None, selftest_photos: int = 2) -> dict:
     from facegate.edge.downloads import celebrity5_dir
     from facegate.edge.images import list_images
-    from facegate.edge.registry import MODELS_DIR, default_embedder_path
+    from facegate.edge.registry import DEFAULT_DETECTOR, MODELS_DIR, default_embedder_path
     profile = load_profile(board)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -150,7 +151,7 @@ def build_bundle(board: str, out: Path, embedder: Path | None = None, selftest_p
         lock_lines.append(f"{name}=={version} --hash=sha256:{sha256_of(w)}")
     (out / "requirements.lock").write_text("\n".join(lock_lines) + "\n")
     models = out / "models"
-    shutil.copytree(MODELS_DIR / "mtcnn-teacher", models / "mtcnn-teacher")
+    shutil.copytree(MODELS_DIR / DEFAULT_DETECTOR, models / DEFAULT_DETECTOR)
     embedder = Path(embedder) if embedder else default_embedder_path()
     # the same embedder in the other runtime's format, when it was exported too (ONNX Runtime boards)
     siblings = [embedder.with_suffix(s) for s in (".tflite", ".onnx") if embedder.with_suffix(s).exists()]

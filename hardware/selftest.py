@@ -57,11 +57,11 @@ def run_selftest(bundle: Path | None = None, embedder: Path | None = None, detec
     from facegate.edge.gallery import Decision, GalleryStore, KeySource, Matcher, ModelBinding
     from facegate.edge.images import list_images, load_rgb
     from facegate.edge.pipeline import Pipeline, PipelineConfig
-    from facegate.edge.registry import MODELS_DIR, default_embedder_path
+    from facegate.edge.registry import DEFAULT_DETECTOR, MODELS_DIR, default_embedder_path
 
     report = SelfTestReport()
     models = Path(bundle) / "models" if bundle else None
-    det_dir = (models / "mtcnn-teacher") if models else MODELS_DIR / "mtcnn-teacher"
+    det_dir = (models / DEFAULT_DETECTOR) if models else MODELS_DIR / DEFAULT_DETECTOR
     if embedder is None and models:
         # the embedder file the chosen runtime can run (a bundle may carry .tflite and .onnx)
         from facegate.edge.backends import suffix_for_backend

@@ -11,3 +11,24 @@ def test_bench_gallery_small(tmp_path, capsys):
     assert set(r["identify_ms"]) == {"200", "2000"} and all(v > 0 for v in r["identify_ms"].values())
     assert r["file_mb_10k_people"] > 5 and r["enroll_per_s_1k_people"] > 0
     assert "| 2,000 |" in capsys.readouterr().out
+
+
+def test_bench_detector_compares_sets_in_one_run(tmp_path, capsys):
+    out = tmp_path / "d.json"
+    assert main(["bench", "detector", "--detector", "mtcnn-teacher", "mtcnn-student", "--threads", "1",
+                 "--repeats", "2", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["detectors"]
+    assert [r["detector"] for r in rows] == ["mtcnn-teacher", "mtcnn-student"]
+    for r in rows:
+        assert r["faces"] >= 1 and r["full_ms"] > 0 and r["roi_ms"] > 0 and r["fast_path_ms"] > 0
+    assert "| mtcnn-student | tflite | 1 |" in capsys.readouterr().out
+
+
+def test_bench_embedder_lists_each_file_and_thread_count(tmp_path):
+    from facegate.edge.registry import default_embedder_path
+    out = tmp_path / "e.json"
+    path = str(default_embedder_path())
+    assert main(["bench", "embedder", "--embedder", path, "--threads", "1", "2", "--repeats", "2",
+                 "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["embedders"]
+    assert [r["threads"] for r in rows] == [1, 2] and all(r["embed_ms"] > 0 for r in rows)

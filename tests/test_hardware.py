@@ -104,7 +104,8 @@ def test_selftest_fails_on_a_corrupt_model(rpi4_bundle, tmp_path, capsys):
     out, _ = rpi4_bundle
     copy = tmp_path / "b"
     shutil.copytree(out, copy)
-    with open(copy / "models" / "mtcnn-teacher" / "onet.tflite", "ab") as fh:
+    from facegate.edge.registry import DEFAULT_DETECTOR
+    with open(copy / "models" / DEFAULT_DETECTOR / "onet.tflite", "ab") as fh:
         fh.write(b"x")
     assert main(["hardware", "selftest", "--bundle", str(copy)]) == 16
     assert "FAIL  model checksums" in capsys.readouterr().out

@@ -17,28 +17,38 @@ from facegate.edge.embed import Embedder
 log = logging.getLogger(__name__)
 
 
-def pair_scores(pairs: list[Pair], vectors: dict[Path, np.ndarray]) -> np.ndarray:
-    """Cosine similarity of every pair (embeddings are unit length)."""
+def pair_scores(pairs: list[Pair], vectors: dict[Path, np.ndarray],
+                probe_vectors: dict[Path, np.ndarray] | None = None) -> np.ndarray:
+    """Cosine similarity of every pair (embeddings are unit length); with `probe_vectors`, the
+    second image of each pair is taken from them (enrolled with one model, probed with another)."""
     a = np.stack([vectors[p.a] for p in pairs])
-    b = np.stack([vectors[p.b] for p in pairs])
+    b = np.stack([(vectors if probe_vectors is None else probe_vectors)[p.b] for p in pairs])
     return np.sum(a * b, axis=1)
 
 
 def evaluate_pairs(pairs: list[Pair], embedder: Embedder, finder: FaceFinder, out_dir: Path, stem: str,
                    title: str, command: str, alignment: str | None = None, use_cache: bool = True,
-                   progress: bool = True) -> dict:
-    """Embed every image, score the pairs and write JSON, markdown, ROC/DET and histogram plots."""
+                   progress: bool = True, probe_embedder: Embedder | None = None) -> dict:
+    """Embed every image, score the pairs and write JSON, markdown, ROC/DET and histogram plots.
+
+    `probe_embedder`: cross-model compatibility — the first image of each pair is embedded with
+    `embedder` (the gallery), the second with `probe_embedder` (the board's model)."""
     check_images_exist(pairs)
     t0 = time.perf_counter()
     run = embed_files([p for pair in pairs for p in (pair.a, pair.b)], embedder, finder, alignment=alignment,
                       use_cache=use_cache, progress=progress)
-    scores = pair_scores(pairs, run.vectors)
+    probe = None
+    if probe_embedder is not None:
+        probe = embed_files([pair.b for pair in pairs], probe_embedder, finder, use_cache=use_cache,
+                            progress=progress).vectors
+    scores = pair_scores(pairs, run.vectors, probe)
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
     summary = verification_summary(scores, same, folds)
     n_images = len(run.vectors)
     result = {
         "task": "verification", "title": title, "model": embedder.name, "identity": embedder.identity,
+        **({"probe_model": probe_embedder.name} if probe_embedder is not None else {}),
         "detector": finder.detector.name, "alignment": alignment or embedder.spec.alignment,
         "command": command, **summary,
         "images": n_images, "images_without_face": len(run.no_face),

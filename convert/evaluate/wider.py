@@ -187,8 +187,10 @@ def time_at_resolution(detector: MTCNN, images: list[np.ndarray], size: tuple[in
 
 def evaluate_wider(detector: MTCNN, images_dir: Path, gt_file: Path, mat_dir: Path, out_dir: Path,
                    command: str, max_images: int | None = None, progress: bool = True,
-                   timing_frames: int = 20) -> dict:
+                   timing_frames: int = 20, holdout_every: int = 0) -> dict:
     gts = load_ground_truth(images_dir, gt_file, mat_dir)
+    if holdout_every:   # only the images `distill detector --hold-out-every N` never trained on
+        gts = [g for i, g in enumerate(gts) if i % holdout_every == 0]
     if max_images:
         gts = gts[:max_images]
     preds: dict[str, np.ndarray] = {}
@@ -208,6 +210,7 @@ def evaluate_wider(detector: MTCNN, images_dir: Path, gt_file: Path, mat_dir: Pa
     result = {
         "task": "detection", "dataset": "WIDER FACE val (images present)", "detector": detector.name,
         "command": command, "images": len(gts), "min_face_size": detector.config.min_face_size,
+        "subset": f"held-out (index % {holdout_every} == 0)" if holdout_every else "all",
         **{f"ap_{s}": round(aps[s]["ap"], 4) for s in SETTINGS},
         **{f"faces_{s}": aps[s]["faces"] for s in SETTINGS},
         # where the PR curve ends: tells a recall-limited detector from an imprecise one
@@ -218,7 +221,7 @@ def evaluate_wider(detector: MTCNN, images_dir: Path, gt_file: Path, mat_dir: Pa
         "timing_640x480": timing,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"wider_{detector.name.replace('.', '_')}"
+    stem = f"wider_{detector.name.replace('.', '_')}" + (f"_holdout{holdout_every}" if holdout_every else "")
     plot = plot_pr({s: (aps[s]["recall"], aps[s]["precision"], aps[s]["ap"]) for s in SETTINGS},
                    f"WIDER FACE ({len(gts)} val images) — {detector.name}", out_dir / f"{stem}_pr.png")
     result["plots"] = [plot.name]

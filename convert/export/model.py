@@ -82,7 +82,9 @@ def lfw_accuracy(path: Path, lfw_dir: Path, max_pairs: int | None, progress: boo
     from facegate.edge.registry import load_detector
 
     pairs = balanced_subset(read_lfw_pairs(lfw_dir / "pairs.txt", lfw_dir / "images"), max_pairs)
-    r = evaluate_pairs(pairs, Embedder.from_file(path), FaceFinder(load_detector()), path.parent / "validation",
+    # the reference (teacher) detector, so every embedder's LFW number is measured on the same crops
+    r = evaluate_pairs(pairs, Embedder.from_file(path), FaceFinder(load_detector("mtcnn-teacher")),
+                       path.parent / "validation",
                        path.stem + "_lfw", f"LFW ({len(pairs)} pairs)", command="facegate export (validation)",
                        progress=progress)
     return {k: r[k] for k in ("pairs", "accuracy_mean", "accuracy_std", "roc_auc", "tar_at_far_1e-3")}

@@ -45,10 +45,15 @@ class LiteRTBackend:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         interpreter_cls = self.interpreter_factory()
         self.path = Path(path)
+        self._threads = threads
         try:
             self._interp = interpreter_cls(model_path=str(self.path), num_threads=threads)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.name} cannot load {self.path}: {exc}") from exc
+        # One interpreter per input shape for fully convolutional nets (P-Net sees one shape per
+        # pyramid level): resizing an interpreter re-plans its memory and re-prepares XNNPACK on
+        # every call, which cost more than P-Net's own arithmetic. Bounded, least recently used out.
+        self._by_shape: dict[tuple, object] = {}
         self._in = self._interp.get_input_details()
         self._out = self._ordered_outputs()
         # Fully convolutional nets (P-Net) declare placeholder 1x1 inputs that cannot be allocated:
@@ -83,18 +88,44 @@ class LiteRTBackend:
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if len(inputs) != len(self._in):
             raise ModelError(f"{self.path.name} takes {len(self._in)} inputs, got {len(inputs)}")
-        resized = False
-        for d, x in zip(self._in, inputs):
-            if tuple(x.shape) != self._shapes[d["index"]]:
-                self._interp.resize_tensor_input(d["index"], list(x.shape))
-                self._shapes[d["index"]] = tuple(x.shape)
-                resized = True
-        if resized:
-            self._interp.allocate_tensors()
+        wanted = tuple(tuple(x.shape) for x in inputs)
+        if wanted != tuple(self._shapes[d["index"]] for d in self._in):
+            self._switch_shape(wanted)
         for d, x in zip(self._in, inputs):
             self._interp.set_tensor(d["index"], _quantize(np.asarray(x, np.float32), d))
         self._interp.invoke()
         return [_dequantize(self._interp.get_tensor(d["index"]), d) for d in self._out]
+
+    MAX_SHAPES = 24
+
+    def _spatially_dynamic(self) -> bool:
+        return any(any(s < 0 for s in list(d.get("shape_signature", d["shape"]))[1:3]) for d in self._in)
+
+    def _switch_shape(self, wanted: tuple) -> None:
+        current = tuple(self._shapes[d["index"]] for d in self._in)
+        if not self._spatially_dynamic():   # fixed-size nets: only the batch changes; resize in place
+            for d, shape in zip(self._in, wanted):
+                self._interp.resize_tensor_input(d["index"], list(shape))
+                self._shapes[d["index"]] = shape
+            self._interp.allocate_tensors()
+            return
+        if None not in current:
+            self._by_shape[current] = self._interp
+        interp = self._by_shape.pop(wanted, None)
+        if interp is None:
+            if None in current:          # the first shape: the constructor's interpreter is free
+                interp = self._interp
+            else:
+                interp = self.interpreter_factory()(model_path=str(self.path), num_threads=self._threads)
+            for d, shape in zip(self._in, wanted):
+                interp.resize_tensor_input(d["index"], list(shape))
+            interp.allocate_tensors()
+        self._by_shape.pop(wanted, None)
+        while len(self._by_shape) >= self.MAX_SHAPES:
+            self._by_shape.pop(next(iter(self._by_shape)))
+        self._interp = interp
+        for d, shape in zip(self._in, wanted):
+            self._shapes[d["index"]] = shape
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:

@@ -40,8 +40,12 @@ class CascadeConfig:
     nms_rnet: float = 0.7
     nms_onet: float = 0.7  # 'min' overlap, as the reference
     nms_mode: str = "reference"  # 'reference' (the mtcnn package's rule) or 'greedy' (classic NMS)
-    max_faces: int | None = None
+    max_faces: int | None = None   # keep the best N faces; also caps the candidates O-Net looks at
     batch_size: int = 256  # R-Net/O-Net crops per backend call (bounds memory on boards)
+    # door speed-ups (off by default, so detections equal the reference package's):
+    roi_grow: float = 1.0          # ROI from a previous face: its box grown by this much per side
+    roi_min_face_fraction: float = 0.5   # ...searched for faces >= this fraction of the previous face
+    fast_path_min_face: float | None = None  # try this (large) min face first; full search if none found
 
     def __post_init__(self) -> None:
         if self.min_face_size < 12:
@@ -50,6 +54,13 @@ class CascadeConfig:
             raise ValueError(f"scale_factor must be in (0.1, 1), got {self.scale_factor}")
         if len(self.thresholds) != 3 or not all(0.0 <= t < 1.0 for t in self.thresholds):
             raise ValueError(f"thresholds must be three scores in [0, 1), got {self.thresholds}")
+        if self.max_faces is not None and self.max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1 or unset, got {self.max_faces}")
+        if self.fast_path_min_face is not None and self.fast_path_min_face < self.min_face_size:
+            raise ValueError(f"fast_path_min_face ({self.fast_path_min_face}) must be >= min_face_size "
+                             f"({self.min_face_size})")
+        if self.roi_grow < 0 or not 0 < self.roi_min_face_fraction <= 1:
+            raise ValueError("roi_grow must be >= 0 and roi_min_face_fraction in (0, 1]")
         if self.nms_mode not in NMS_MODES:
             raise ValueError(f"nms_mode must be one of {NMS_MODES}, got {self.nms_mode!r}")
 
@@ -148,6 +159,8 @@ class MTCNN:
         boxes, scores = boxes[sel], scores[sel]
         keep = nms(boxes, scores, self.config.nms_rnet, mode=self.config.nms_mode)
         result = np.concatenate([to_square(boxes[keep]), scores[keep, None]], axis=1)
+        if self.config.max_faces:   # O-Net only refines the most promising few
+            result = result[np.argsort(-result[:, 4], kind="stable")[: max(4 * self.config.max_faces, 8)]]
         return result
 
     def _stage_onet(self, norm: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,9 +182,47 @@ class MTCNN:
         return np.concatenate([boxes[keep], scores[keep, None]], axis=1), landmarks[keep]
 
     # -- public -------------------------------------------------------------------------------
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """All faces in an HxWx3 RGB uint8 image, best score first."""
+    def detect(self, image: np.ndarray, roi: np.ndarray | Face | None = None) -> list[Face]:
+        """All faces in an HxWx3 RGB uint8 image, best score first.
+
+        `roi`: a face (or box x1, y1, x2, y2) from the previous frame. Only the region around it is
+        searched, for faces of at least `roi_min_face_fraction` of its size — a few pyramid levels
+        on a small crop instead of the whole frame. If nothing is found there, the whole frame is
+        searched, so a person who moved is never lost.
+        With `fast_path_min_face` set, large faces (a person standing at the door) are looked for
+        first with that min face size (two or three cheap pyramid levels), and the full search runs
+        only when none is found.
+        """
         image = as_rgb_uint8(image)
+        if roi is not None:
+            faces = self._detect_roi(image, roi)
+            if faces:
+                return faces
+        cfg = self.config
+        if cfg.fast_path_min_face and cfg.fast_path_min_face > cfg.min_face_size:
+            faces = self.with_config(min_face_size=cfg.fast_path_min_face, fast_path_min_face=None)._detect_full(image)
+            if faces:
+                return faces
+        return self._detect_full(image)
+
+    def _detect_roi(self, image: np.ndarray, roi: np.ndarray | Face) -> list[Face]:
+        box = np.asarray(roi.box if isinstance(roi, Face) else roi, np.float64)
+        h, w = image.shape[:2]
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        if bw <= 0 or bh <= 0:
+            return []
+        g = self.config.roi_grow
+        x1, y1 = int(max(0, box[0] - g * bw)), int(max(0, box[1] - g * bh))
+        x2, y2 = int(min(w, box[2] + g * bw)), int(min(h, box[3] + g * bh))
+        if x2 - x1 < 24 or y2 - y1 < 24:
+            return []
+        min_face = max(self.config.min_face_size, self.config.roi_min_face_fraction * min(bw, bh), 12.0)
+        sub = self.with_config(min_face_size=min_face, fast_path_min_face=None)
+        faces = sub._detect_full(np.ascontiguousarray(image[y1:y2, x1:x2]))
+        off = np.array([x1, y1, x1, y1], np.float32)
+        return [Face(box=f.box + off, score=f.score, landmarks=f.landmarks + off[:2]) for f in faces]
+
+    def _detect_full(self, image: np.ndarray) -> list[Face]:
         h, w = image.shape[:2]
         norm = (image.astype(np.float32) - 127.5) / 128.0
         cand = self._stage_pnet(norm)

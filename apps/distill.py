@@ -1,0 +1,138 @@
+"""`facegate distill embedder|detector`: train the small students from the teachers."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+
+def _command() -> str:
+    return "facegate " + shlex.join(sys.argv[1:])
+
+
+def cmd_distill_embedder(args) -> int:
+    from facegate.convert.distill.embedder import DEFAULT_WEIGHTS, DistillConfig
+    from facegate.convert.distill.pipeline import distill_embedder
+
+    weights = dict(DEFAULT_WEIGHTS)
+    for item in args.loss or []:
+        name, _, value = item.partition("=")
+        if name not in weights or not value:
+            raise SystemExit(f"facegate distill embedder: --loss takes NAME=WEIGHT with NAME in {sorted(weights)}")
+        weights[name] = float(value)
+    cfg = DistillConfig(out=args.out, epochs=args.epochs, batch=args.batch_size, lr=args.lr, width=args.width,
+                        depth=args.depth, weights=weights, augment_strength=args.augment, seed=args.seed,
+                        max_minutes=args.max_minutes, steps_per_epoch=args.steps_per_epoch,
+                        progress=not args.no_progress)
+    r = distill_embedder(cfg, args.data, args.teacher, args.max_images, args.hold_out_every, resume=not args.restart)
+    best = r["best"]
+    print(json.dumps({k: best.get(k) for k in ("epoch", "val_cosine_mean", "val_pair_accuracy",
+                                                "val_teacher_pair_accuracy")}))
+    state = "finished" if r["finished"] else f"stopped after epoch {r['epochs_done']} (run the same command to resume)"
+    print(f"{r['student']} ({r['train_faces']} training faces, {r['val_faces']} held-out): {state}; "
+          f"log {args.out / 'log.csv'}, plot {args.out / 'loss.png'}")
+    return 0
+
+
+def _per_net(values: list[int] | None, default: dict) -> dict:
+    if not values:
+        return dict(default)
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise SystemExit("facegate distill detector: give one value or three (P-Net R-Net O-Net)")
+    return dict(zip(("pnet", "rnet", "onet"), values))
+
+
+def cmd_distill_detector(args) -> int:
+    from facegate.convert.distill.detector import DetectorDistillConfig, distill_detector
+
+    defaults = DetectorDistillConfig(out=args.out)
+    cfg = DetectorDistillConfig(out=args.out, epochs=_per_net(args.epochs, defaults.epochs),
+                                batch=_per_net(args.batch_size, defaults.batch), lr=args.lr, ohem_keep=args.ohem,
+                                photos=args.photos, max_images=args.max_images, seed=args.seed,
+                                wider_holdout_every=args.hold_out_every, progress=not args.no_progress)
+    summary = distill_detector(cfg)
+    for net, r in summary["nets"].items():
+        print(f"{net}: {json.dumps(r)}")
+    print(f"student nets in {args.out} (pnet/rnet/onet.keras); export them with "
+          f"`facegate distill export-detector --src {args.out}`")
+    return 0
+
+
+def cmd_distill_export_detector(args) -> int:
+    from facegate.convert.distill.detector import export_detector
+    written = export_detector(args.src, args.out, args.name, int8=not args.no_int8, command=_command())
+    for p in written:
+        if p.suffix != ".json":
+            print(f"{p} ({p.stat().st_size / 1024:.0f} kB)")
+    return 0
+
+
+def cmd_distill_holdout(args) -> int:
+    from facegate.convert.datasets import celeba_images
+    from facegate.convert.distill.sources import write_holdout_folder
+    n = write_holdout_folder(args.source or celeba_images(), args.out, args.every, args.prefix)
+    print(f"{args.out}: links to the {n} identities held out of distillation (calibrate thresholds on them)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("distill", help="distil the teachers into small students (embedder, detector)")
+    ds = d.add_subparsers(dest="distill_cmd", required=True)
+    e = ds.add_parser("embedder", help="train the MobileFaceNet-style student on FaceNet's embeddings")
+    e.add_argument("--data", type=Path, action="append", default=None,
+                   help="folder of face photos (<person>/<image> gives labels); repeatable. Default: CelebA dev, "
+                        "LFW people outside pairs.txt and large WIDER faces from ../shared/datasets")
+    e.add_argument("--teacher", default=None, help="teacher model (default: the teacher's fp32 ONNX export "
+                   "if present, else the Keras teacher)")
+    e.add_argument("--out", type=Path, default=Path("runs/distill/embedder"))
+    e.add_argument("--epochs", type=int, default=30)
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--lr", type=float, default=2e-3)
+    e.add_argument("--width", type=float, default=1.0, help="channel multiplier of the student")
+    e.add_argument("--depth", type=float, default=1.0, help="block-repeat multiplier of the student")
+    e.add_argument("--loss", action="append", metavar="NAME=WEIGHT",
+                   help="loss weights, e.g. --loss triplet=0.5 (cosine, l2, relational, triplet)")
+    e.add_argument("--augment", type=float, default=1.0, help="augmentation strength (0: none)")
+    e.add_argument("--max-images", type=int, default=None, help="sample this many photos (quick runs)")
+    e.add_argument("--hold-out-every", type=int, default=8,
+                   help="hold out 1 in N labelled identities for validation (0: none)")
+    e.add_argument("--steps-per-epoch", type=int, default=None)
+    e.add_argument("--max-minutes", type=float, default=None, help="checkpoint and stop after this long")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_distill_embedder)
+
+    dt = ds.add_parser("detector", help="train the MobileNet MTCNN students (P, R, O-Net in cascade order)")
+    dt.add_argument("--out", type=Path, default=Path("runs/distill/detector"))
+    dt.add_argument("--epochs", type=int, nargs="+", default=None, metavar="N",
+                    help="epochs: one value for all nets or three (P R O); default 40 40 30")
+    dt.add_argument("--batch-size", type=int, nargs="+", default=None, metavar="N", help="default 64 256 128")
+    dt.add_argument("--lr", type=float, default=3e-3)
+    dt.add_argument("--ohem", type=float, default=0.7, help="fraction of hardest samples kept by the score loss")
+    dt.add_argument("--photos", type=int, default=300, help="LFW (non-pair people) + CelebA portraits to add")
+    dt.add_argument("--max-images", type=int, default=None, help="cap on WIDER training images (quick runs)")
+    dt.add_argument("--hold-out-every", type=int, default=4,
+                    help="WIDER images with index %% N == 0 are never trained on (0: train on all)")
+    dt.add_argument("--seed", type=int, default=0)
+    dt.add_argument("--no-progress", action="store_true")
+    dt.set_defaults(func=cmd_distill_detector)
+
+    xd = ds.add_parser("export-detector", help="export trained detector students (fp32 + int8 TFLite/ONNX with cards)")
+    xd.add_argument("--src", type=Path, default=Path("runs/distill/detector"))
+    xd.add_argument("--out", type=Path, default=Path("runs/distill/export"),
+                    help="parent folder: writes <name>/ and <name>-int8/ (edge/models to ship them)")
+    xd.add_argument("--name", default="mtcnn-student")
+    xd.add_argument("--no-int8", action="store_true")
+    xd.set_defaults(func=cmd_distill_export_detector)
+
+    ho = ds.add_parser("holdout", help="link the identities distillation held out into a folder (for calibration)")
+    ho.add_argument("--out", type=Path, required=True)
+    ho.add_argument("--source", type=Path, default=None, help="identity folders (default: CelebA dev images)")
+    ho.add_argument("--every", type=int, default=8, help="the --hold-out-every used for distillation")
+    ho.add_argument("--prefix", default="celeba:", help="label prefix distillation gave these identities")
+    ho.set_defaults(func=cmd_distill_holdout)

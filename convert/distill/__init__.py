@@ -1,0 +1,1 @@
+"""Distilling the teachers into the small students (`facegate distill ...`)."""

@@ -1,0 +1,272 @@
+"""`facegate distill detector`: train the MobileNet MTCNN students from the teacher, net by net in
+cascade order (P-Net, then R-Net on the student P-Net's proposals, then O-Net on the student P+R
+proposals).
+
+Losses (seed 003's weights as the starting point): face score 1.0 — binary KL divergence from the
+teacher's probability with online hard example mining (only the 70% of samples/windows in each
+batch farthest from the teacher contribute); box regression 0.5 and landmarks 1.0 — squared error to the teacher's
+outputs, weighted by the teacher's face probability (regressions of background windows are noise).
+Each net keeps a checkpoint per epoch in `<out>/checkpoints/<net>`; a finished net is saved as
+`<out>/<net>.keras` and skipped when the command runs again, so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from facegate.convert.distill import detector_data as dd
+from facegate.edge.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+NETS = ("pnet", "rnet", "onet")
+LOSS_WEIGHTS = {"cls": 1.0, "box": 0.5, "landmarks": 1.0}
+
+
+@dataclass
+class DetectorDistillConfig:
+    out: Path
+    epochs: dict = field(default_factory=lambda: {"pnet": 40, "rnet": 40, "onet": 30})
+    batch: dict = field(default_factory=lambda: {"pnet": 64, "rnet": 256, "onet": 128})
+    lr: float = 3e-3
+    ohem_keep: float = 0.7
+    loss_weights: dict = field(default_factory=lambda: dict(LOSS_WEIGHTS))
+    pnet_patches_per_image: int = 24
+    max_candidates: int = 300
+    jitter_per_face: int = 6
+    photos: int = 300                 # LFW + CelebA portrait photos added to the WIDER training split
+    wider_holdout_every: int = 4      # WIDER images i % N == 0 are never trained on
+    max_images: int | None = None     # cap on WIDER training images (quick runs)
+    seed: int = 0
+    progress: bool = True
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        return d
+
+
+def split_outputs(outputs) -> dict:
+    """Keras outputs by meaning (last dim 2 / 4 / 10), like the edge cascade does."""
+    names = {2: "prob", 4: "box", 10: "landmarks"}
+    return {names[int(o.shape[-1])]: o for o in outputs}
+
+
+def detector_losses(outputs, targets: dict, weights: dict, ohem_keep: float) -> dict:
+    import tensorflow as tf
+    out = split_outputs(outputs)
+    p = tf.reshape(out["prob"][..., 1], [-1])
+    t = tf.reshape(targets["prob"], [-1])
+    eps = 1e-6
+    # KL(teacher || student) = cross-entropy minus the teacher's own entropy: zero when the student
+    # matches, so "hard" (OHEM) means far from the teacher, not merely a window the teacher is unsure of
+    kl = (t * (tf.math.log(t + eps) - tf.math.log(p + eps))
+          + (1 - t) * (tf.math.log(1 - t + eps) - tf.math.log(1 - p + eps)))
+    k = tf.maximum(1, tf.cast(tf.cast(tf.size(kl), tf.float32) * ohem_keep, tf.int32))
+    terms = {"cls": tf.reduce_mean(tf.math.top_k(kl, k).values)}
+    w = tf.reshape(targets["prob"], [-1])
+    for name in ("box", "landmarks"):
+        if name in out and name in targets:
+            d = tf.reshape(out[name], [tf.size(w), -1]) - tf.reshape(targets[name], [tf.size(w), -1])
+            terms[name] = tf.reduce_sum(w * tf.reduce_sum(tf.square(d), axis=1)) / (tf.reduce_sum(w) + eps)
+    terms["total"] = tf.add_n([weights[k_] * v for k_, v in terms.items()])
+    return terms
+
+
+def train_net(net: str, model, samples: dict, cfg: DetectorDistillConfig) -> dict:
+    """Fit one student net to its teacher targets; checkpoint each epoch; resumable."""
+    import keras
+    import tensorflow as tf
+
+    folder = cfg.out / "checkpoints" / net
+    epochs, batch = int(cfg.epochs[net]), int(cfg.batch[net])
+    n = len(samples["x"])
+    steps = max(1, n // batch)
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, steps * epochs, alpha=0.02)
+    opt = keras.optimizers.Adam(schedule)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
+    manager = tf.train.CheckpointManager(ckpt, folder, max_to_keep=1)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint)
+        log.info("%s: resumed at epoch %d", net, int(epoch_var))
+    keys = [k for k in ("prob", "box", "landmarks") if k in samples]
+
+    @tf.function
+    def step(x, *ys):
+        with tf.GradientTape() as tape:
+            terms = detector_losses(model(x, training=True), dict(zip(keys, ys)), cfg.loss_weights, cfg.ohem_keep)
+        opt.apply_gradients(zip(tape.gradient(terms["total"], model.trainable_variables), model.trainable_variables))
+        return terms
+
+    rng = np.random.default_rng(cfg.seed)
+    log_rows = []
+    while int(epoch_var) < epochs:
+        e = int(epoch_var)
+        order = np.random.default_rng(cfg.seed * 100 + e).permutation(n)
+        sums: dict[str, float] = {}
+        t0 = time.time()
+        bar = tqdm(range(steps), desc=f"{net} epoch {e + 1}/{epochs}", unit="batch", disable=not cfg.progress)
+        for s in bar:
+            idx = order[s * batch:(s + 1) * batch]
+            x = samples["x"][idx].astype(np.float32)
+            if rng.random() < 0.5 and net != "onet":   # mirror (O-Net's landmark targets are not mirror-symmetric)
+                x = x[:, :, ::-1]
+                ys = [samples[k][idx][:, :, ::-1] if samples[k].ndim == 4 else samples[k][idx] for k in keys]
+                ys = [_mirror_box(y) if k == "box" else y for k, y in zip(keys, ys)]
+            else:
+                ys = [samples[k][idx] for k in keys]
+            terms = step(tf.constant(np.ascontiguousarray(x)), *[tf.constant(np.ascontiguousarray(y)) for y in ys])
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            bar.set_postfix(loss=f"{sums['total'] / (s + 1):.4f}")
+        epoch_var.assign(e + 1)
+        manager.save()
+        row = {"net": net, "epoch": e + 1, "seconds": round(time.time() - t0, 1),
+               **{f"loss_{k}": round(v / steps, 5) for k, v in sums.items()}}
+        log_rows.append(row)
+        _append_csv(cfg.out / "log.csv", row)
+        log.info("%s", row)
+    return log_rows[-1] if log_rows else {}
+
+
+def _mirror_box(box: np.ndarray) -> np.ndarray:
+    """Box regression (dx1, dy1, dx2, dy2) of a horizontally mirrored window: dx1' = -dx2, dx2' = -dx1."""
+    out = box.copy()
+    out[..., 0], out[..., 2] = -box[..., 2], -box[..., 0]
+    return out
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    rows = list(csv.DictReader(path.open())) if path.exists() else []
+    rows.append({k: str(v) for k, v in row.items()})
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def tflite_backend(model, folder: Path):
+    """A Keras net as a LiteRT backend (much faster than Keras calls for the cascade's many small runs)."""
+    from facegate.convert.export.tflite import export_tflite
+    from facegate.edge.backends import load_backend
+    path = export_tflite(model, folder / f"{model.name}.tflite")
+    return load_backend(path, backend="litert")
+
+
+def _load_or_cache(path: Path, make) -> dict:
+    if path.exists():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    data = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".part.npz")
+    np.savez(tmp, **data)
+    tmp.replace(path)
+    return data
+
+
+def training_images(cfg: DetectorDistillConfig) -> list[dd.TrainImage]:
+    from facegate.convert.datasets import celeba_images, lfw_dir, wider_dir
+    from facegate.convert.distill.sources import lfw_training_photos, sample
+    from facegate.edge.images import list_images
+
+    every = cfg.wider_holdout_every
+    images = dd.wider_images(wider_dir(), lambda i: every <= 0 or i % every != 0) if wider_dir().is_dir() else []
+    if cfg.max_images:
+        images = images[: cfg.max_images]
+    photos: list[Path] = []
+    if cfg.photos and (lfw_dir() / "pairs.txt").exists():
+        photos += [p.path for p in sample(lfw_training_photos(lfw_dir()), cfg.photos // 2, cfg.seed)]
+    if cfg.photos and celeba_images().is_dir():
+        cel = list_images(celeba_images())
+        photos += [cel[i] for i in np.random.default_rng(cfg.seed).choice(len(cel), cfg.photos // 2, replace=False)]
+    images += dd.photo_images(photos)
+    if not images:
+        raise DatasetError("no detector training images found (../shared/datasets/wider_val_dev etc.)")
+    return images
+
+
+def distill_detector(cfg: DetectorDistillConfig) -> dict:
+    """Train pnet -> rnet -> onet students; returns per-net final losses and sample counts."""
+    import keras
+
+    from facegate.convert.students.mtcnn import DetectorStudentConfig, build_student_nets
+    from facegate.edge.detect.mtcnn import MTCNN
+    from facegate.edge.registry import load_detector
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
+    teacher = load_detector("mtcnn-teacher", fmt="tflite", config=dd.default_config())
+    images = training_images(cfg)
+    log.info("detector distillation on %d images", len(images))
+    fresh = build_student_nets(DetectorStudentConfig())
+    students: dict = {}
+    summary: dict = {"images": len(images), "student": DetectorStudentConfig().to_dict(), "nets": {}}
+    tmp = Path(tempfile.mkdtemp(prefix="facegate-distill-"))
+    rng = np.random.default_rng(cfg.seed)
+    for net in NETS:
+        final = cfg.out / f"{net}.keras"
+        if net == "pnet":
+            make = lambda: dd.pnet_samples(images, teacher.pnet, teacher, cfg.pnet_patches_per_image, rng,  # noqa: E731
+                                           cfg.progress)
+        else:
+            nets = [tflite_backend(students[n], tmp) if n in students else getattr(teacher, n) for n in NETS]
+            cascade = MTCNN(*nets, config=dd.default_config(), name="student-so-far")
+            make = lambda net=net, cascade=cascade: dd.stage_samples(  # noqa: E731
+                net, images, cascade, getattr(teacher, net), teacher, cfg.max_candidates, cfg.jitter_per_face, rng=rng,
+                progress=cfg.progress)
+        if final.exists():
+            students[net] = keras.saving.load_model(final, compile=False)
+            summary["nets"][net] = {"skipped": "already trained"}
+            continue
+        samples = _load_or_cache(cfg.out / "data" / f"{net}.npz", make)
+        pos = float(np.mean(samples["prob"] > 0.5))
+        log.info("%s: %d samples (%.1f%% face windows by the teacher)", net, len(samples["x"]), 100 * pos)
+        last = train_net(net, fresh[net], samples, cfg)
+        fresh[net].save(final)
+        students[net] = fresh[net]
+        summary["nets"][net] = {"samples": int(len(samples["x"])), "teacher_face_fraction": round(pos, 4), **last}
+    (cfg.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def export_detector(src: Path, out_root: Path, name: str = "mtcnn-student", int8: bool = True,
+                    command: str = "") -> list[Path]:
+    """Export trained student nets as `<out_root>/<name>` (fp32) and `<name>-int8` folders, the int8
+    nets calibrated on their own training crops (`<src>/data/<net>.npz`)."""
+    import keras
+
+    from facegate.convert.export.mtcnn_set import export_mtcnn_set
+    from facegate.convert.students.mtcnn import DetectorStudentConfig
+
+    missing = [n for n in NETS if not (src / f"{n}.keras").exists()]
+    if missing:
+        raise DatasetError(f"{src} has no trained {', '.join(missing)} (.keras); run `facegate distill detector` first")
+    nets = {n: keras.saving.load_model(src / f"{n}.keras", compile=False) for n in NETS}
+    summary = json.loads((src / "summary.json").read_text()) if (src / "summary.json").exists() else {}
+    extra = {"distillation": {"command": "facegate distill detector", "summary": summary,
+                              "student": DetectorStudentConfig().to_dict()}, "export_command": command}
+    source = "distilled from mtcnn-teacher (mtcnn 1.0.0 weights) by facegate distill detector"
+    notes = ("MobileNet-style student (depthwise-separable convolutions); same inputs/outputs as the teacher, "
+             "run by facegate.edge.detect.MTCNN unchanged.")
+    written = export_mtcnn_set(nets, out_root / name, name, source, notes=notes, extra=extra)
+    if int8:
+        rep = {}
+        for n in NETS:
+            with np.load(src / "data" / f"{n}.npz") as z:
+                x = z["x"]
+                rep[n] = x[np.random.default_rng(0).choice(len(x), size=min(300, len(x)), replace=False)]
+        written += export_mtcnn_set(nets, out_root / f"{name}-int8", f"{name}-int8", source, quant="int8",
+                                    representative=rep, notes=notes + " Full-integer int8, calibrated on training crops.",
+                                    extra=extra)
+    return written

@@ -1,0 +1,350 @@
+"""`facegate distill embedder`: train the MobileFaceNet-style student to reproduce FaceNet.
+
+One epoch = one pass over the training faces, each augmented afresh. Every epoch ends with a
+validation on held-out identities (no augmentation): mean cosine to the teacher and the verification
+accuracy of same/different-person pairs among them; the best epoch is written as `student.keras`
+with its card. Checkpoints (model + optimiser + epoch) are saved every epoch and after `--max-minutes`,
+so a long run can continue in a later session (`--resume` is the default when a checkpoint exists).
+On a GPU the same code runs under `tf.distribute.MirroredStrategy` with mixed precision.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from facegate.convert.distill.augment import AugmentConfig, augment_batch
+from facegate.convert.distill.targets import TargetSet
+from facegate.edge.embed import normalise
+
+log = logging.getLogger(__name__)
+
+NORMALISATION = "mean127.5_div128"
+DEFAULT_WEIGHTS = {"cosine": 1.0, "l2": 0.5, "relational": 1.0, "triplet": 0.0}
+
+
+@dataclass
+class DistillConfig:
+    out: Path
+    epochs: int = 30
+    batch: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    width: float = 1.0
+    depth: float = 1.0
+    weights: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    triplet_margin: float = 0.2
+    augment_strength: float = 1.0
+    seed: int = 0
+    max_minutes: float | None = None   # stop (after a checkpoint) when this much time has passed
+    steps_per_epoch: int | None = None  # default: one pass over the training faces
+    progress: bool = True
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        return d
+
+
+def label_ids(labels: np.ndarray) -> np.ndarray:
+    """Integer identity per face; unlabelled faces get unique negative ids (never positives)."""
+    ids = np.empty(len(labels), np.int32)
+    table: dict[str, int] = {}
+    for i, lab in enumerate(labels):
+        ids[i] = table.setdefault(lab, len(table)) if lab else -(i + 1)
+    return ids
+
+
+def batch_indices(ids: np.ndarray, batch: int, rng: np.random.Generator, identity_batches: bool) -> list[np.ndarray]:
+    """One epoch of batches. With `identity_batches` (triplet loss on) half of each batch is drawn as
+    identities x 4 images so positives exist; the rest is uniform."""
+    order = rng.permutation(len(ids))
+    batches = [order[i:i + batch] for i in range(0, len(order) - batch + 1, batch)]
+    if not identity_batches:
+        return batches
+    groups: dict[int, list[int]] = {}
+    for i, k in enumerate(ids):
+        if k >= 0:
+            groups.setdefault(int(k), []).append(i)
+    people = [g for g in groups.values() if len(g) >= 2]
+    if not people:
+        return batches
+    out = []
+    for b in batches:
+        chosen = rng.choice(len(people), size=max(1, batch // 8), replace=False)
+        paired = np.concatenate([rng.choice(people[c], size=min(4, len(people[c])), replace=False) for c in chosen])
+        out.append(np.concatenate([paired, b[:batch - len(paired)]]))
+    return out
+
+
+def pair_accuracy(emb: np.ndarray, ids: np.ndarray) -> dict:
+    """Same/different-person verification among held-out faces: best-threshold accuracy on a
+    balanced set of pairs and the mean genuine / impostor cosine."""
+    sims = emb @ emb.T
+    iu = np.triu_indices(len(ids), 1)
+    same = (ids[:, None] == ids[None, :])[iu] & (ids[iu[0]] >= 0)
+    scores = sims[iu]
+    gen, imp = scores[same], scores[~same]
+    if not len(gen) or not len(imp):
+        return {}
+    rng = np.random.default_rng(0)
+    imp_s = rng.choice(imp, size=min(len(imp), len(gen)), replace=False)
+    allv = np.concatenate([gen, imp_s])
+    lab = np.concatenate([np.ones(len(gen), bool), np.zeros(len(imp_s), bool)])
+    best = max(float(np.mean((allv >= t) == lab)) for t in np.unique(np.round(allv, 3)))
+    return {"pair_accuracy": round(best, 4), "genuine_mean": round(float(gen.mean()), 4),
+            "impostor_mean": round(float(imp.mean()), 4), "genuine_pairs": int(len(gen))}
+
+
+class Trainer:
+    """Owns the model, optimiser, data and checkpoints of one distillation run."""
+
+    def __init__(self, cfg: DistillConfig, train: TargetSet, val: TargetSet | None) -> None:
+        import keras
+        import tensorflow as tf
+
+        from facegate.convert.students.mobilefacenet import StudentConfig, build_student
+
+        self.cfg, self.train_set, self.val_set = cfg, train, val
+        self.tf = tf
+        gpus = tf.config.list_physical_devices("GPU")
+        self.strategy = tf.distribute.MirroredStrategy() if gpus else tf.distribute.get_strategy()
+        if gpus:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        self.ids = label_ids(train.labels)
+        self.steps_per_epoch = cfg.steps_per_epoch or max(1, len(train) // cfg.batch)
+        total = self.steps_per_epoch * cfg.epochs
+        warm = int(self.steps_per_epoch * cfg.warmup_epochs)
+        with self.strategy.scope():
+            self.student_config = StudentConfig(width=cfg.width, depth=cfg.depth,
+                                                embedding_dim=int(train.targets.shape[1]))
+            self.model = build_student(self.student_config)
+            schedule = keras.optimizers.schedules.CosineDecay(cfg.lr * 0.1 if warm else cfg.lr, max(1, total - warm),
+                                                              alpha=0.02, warmup_target=cfg.lr if warm else None,
+                                                              warmup_steps=warm)
+            opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+            self.optimizer = keras.optimizers.LossScaleOptimizer(opt) if gpus else opt
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch)
+        self.manager = tf.train.CheckpointManager(self.ckpt, cfg.out / "checkpoints", max_to_keep=2)
+        self._step = self._make_step()
+
+    # -- data -------------------------------------------------------------------------------------
+    def dataset(self, epoch: int):
+        """tf.data pipeline over one epoch: augmentation in a generator (OpenCV releases the GIL),
+        prefetched while the previous batch trains."""
+        tf = self.tf
+        cfg = self.cfg
+        rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+        batches = batch_indices(self.ids, cfg.batch, rng, bool(cfg.weights.get("triplet")))[: self.steps_per_epoch]
+        while len(batches) < self.steps_per_epoch:   # tiny sets: repeat
+            batches += batch_indices(self.ids, min(cfg.batch, len(self.ids)), rng, False)
+        batches = batches[: self.steps_per_epoch]
+        aug = AugmentConfig(strength=cfg.augment_strength)
+        data = self.train_set
+
+        def gen():
+            for b in batches:
+                x = normalise(augment_batch(data.canvases[b], rng, aug), NORMALISATION)
+                yield x, data.targets[b], self.ids[b]
+
+        d = self.train_set.targets.shape[1]
+        ds = tf.data.Dataset.from_generator(gen, output_signature=(
+            tf.TensorSpec((None, 112, 112, 3), tf.float32), tf.TensorSpec((None, d), tf.float32),
+            tf.TensorSpec((None,), tf.int32)))
+        return self.strategy.experimental_distribute_dataset(ds.prefetch(2))
+
+    # -- one optimisation step ----------------------------------------------------------------------
+    def _make_step(self):
+        tf = self.tf
+        from facegate.convert.distill.losses import distill_losses
+        weights = {k: float(v) for k, v in self.cfg.weights.items()}
+
+        def replica_step(x, t, y):
+            with tf.GradientTape() as tape:
+                raw = tf.cast(self.model(x, training=True), tf.float32)
+                parts = distill_losses(raw, t, y, weights, self.cfg.triplet_margin)
+                loss = parts["total"] / self.strategy.num_replicas_in_sync
+                scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
+            grads = tape.gradient(scaled, self.model.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+            return parts
+
+        @tf.function
+        def step(x, t, y):
+            parts = self.strategy.run(replica_step, args=(x, t, y))
+            return {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in parts.items()}
+        return step
+
+    def train_step(self, x, t, y) -> dict[str, float]:
+        return {k: float(v) for k, v in self._step(x, t, y).items()}
+
+    # -- validation ---------------------------------------------------------------------------------
+    def embed(self, crops: np.ndarray, batch: int = 128) -> np.ndarray:
+        outs = [np.asarray(self.model(normalise(crops[i:i + batch], NORMALISATION), training=False), np.float32)
+                for i in range(0, len(crops), batch)]
+        e = np.concatenate(outs)
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-10)
+
+    def recalibrate_bn(self, batches: int = 24, momentum: float = 0.8) -> None:
+        """Re-estimate every BatchNorm's moving mean/variance from clean training crops.
+
+        Training normalises with batch statistics; inference uses the moving averages, which lag
+        far behind early in a run (momentum 0.99) — enough to collapse every output onto one vector.
+        A few forward passes with a low momentum make inference match what was trained. Weights
+        are untouched."""
+        import keras
+        bns = [layer for layer in self.model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        saved = [b.momentum for b in bns]
+        rng = np.random.default_rng(12345)
+        crops = self.train_set.centre_crops()
+        try:
+            for b in bns:
+                b.momentum = momentum
+            for _ in range(batches):
+                idx = rng.choice(len(crops), size=min(self.cfg.batch, len(crops)), replace=False)
+                self.model(normalise(crops[idx], NORMALISATION), training=True)
+        finally:
+            for b, m in zip(bns, saved):
+                b.momentum = m
+
+    def validate(self) -> dict:
+        if self.val_set is None or not len(self.val_set):
+            return {}
+        self.recalibrate_bn()
+        emb = self.embed(self.val_set.centre_crops())
+        cos = np.sum(emb * self.val_set.targets, axis=1)
+        out = {"val_cosine_mean": round(float(cos.mean()), 4), "val_cosine_p05": round(float(np.percentile(cos, 5)), 4)}
+        ids = label_ids(self.val_set.labels)
+        out.update({f"val_{k}": v for k, v in pair_accuracy(emb, ids).items()})
+        teacher = pair_accuracy(self.val_set.targets, ids)
+        if teacher:
+            out["val_teacher_pair_accuracy"] = teacher["pair_accuracy"]
+        return out
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def finalize(self) -> dict:
+        """Restore the latest checkpoint, recalibrate, validate and write `student.keras` from it
+        (after an interrupted run, or to re-save a checkpoint with the current code)."""
+        if not self.manager.latest_checkpoint:
+            raise FileNotFoundError(f"no checkpoint under {self.cfg.out / 'checkpoints'}")
+        self.ckpt.restore(self.manager.latest_checkpoint).expect_partial()
+        row = {"epoch": int(self.epoch), "finalized_from": Path(self.manager.latest_checkpoint).name, **self.validate()}
+        self.save_student(self.cfg.out / "student.keras", row)
+        return row
+
+    def fit(self, resume: bool = True) -> dict:
+        cfg = self.cfg
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        (cfg.out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
+        if resume and self.manager.latest_checkpoint:
+            self.ckpt.restore(self.manager.latest_checkpoint)
+            log.info("resumed from %s (epoch %d)", self.manager.latest_checkpoint, int(self.epoch))
+        state_path = cfg.out / "best.json"
+        best = json.loads(state_path.read_text()) if resume and state_path.exists() else {"val_cosine_mean": -1.0}
+        log_path = cfg.out / "log.csv"
+        start = time.time()
+        last: dict = {}
+        while int(self.epoch) < cfg.epochs:
+            epoch = int(self.epoch)
+            sums: dict[str, float] = {}
+            bar = tqdm(self.dataset(epoch), total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       unit="batch", disable=not cfg.progress)
+            t0 = time.time()
+            for n, (x, t, y) in enumerate(bar, 1):
+                parts = self.train_step(x, t, y)
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.set_postfix(loss=f"{sums['total'] / n:.4f}")
+            row = {"epoch": epoch + 1, **{f"loss_{k}": round(v / max(n, 1), 5) for k, v in sums.items()},
+                   "lr": float(self.optimizer.learning_rate), "seconds": round(time.time() - t0, 1)}
+            row.update(self.validate())
+            self.epoch.assign(epoch + 1)
+            self.manager.save()
+            self._append_log(log_path, row)
+            log.info("epoch %d: %s", epoch + 1, row)
+            last = row
+            score = row.get("val_cosine_mean", -row["loss_total"])
+            if score > best["val_cosine_mean"]:
+                best = {"val_cosine_mean": score, **row}
+                self.save_student(cfg.out / "student.keras", row)
+                state_path.write_text(json.dumps(best, indent=2))
+            plot_log(log_path, cfg.out / "loss.png")
+            if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes and int(self.epoch) < cfg.epochs:
+                log.info("stopping after %.1f minutes (checkpoint saved; run again to resume)", cfg.max_minutes)
+                break
+        return {"best": best, "last": last, "epochs_done": int(self.epoch), "finished": int(self.epoch) >= cfg.epochs}
+
+    @staticmethod
+    def _append_log(path: Path, row: dict) -> None:
+        rows = list(csv.DictReader(path.open())) if path.exists() else []
+        rows.append({k: str(v) for k, v in row.items()})
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+
+    def save_student(self, path: Path, metrics: dict) -> None:
+        """The student as a float32 .keras file with its card (teacher's thresholds until calibrated)."""
+        from facegate.convert.registry import facenet_teacher_card
+        from facegate.convert.students.mobilefacenet import build_student
+        from facegate.edge.cards import InputSpec, ModelCard, write_card
+
+        model = self.model
+        if model.dtype_policy.name != "float32":   # mixed precision: save a float32 copy
+            import keras
+            keras.mixed_precision.set_global_policy("float32")
+            model = build_student(self.student_config)
+            model.set_weights(self.model.get_weights())
+        model.save(path)
+        teacher = facenet_teacher_card()
+        card = ModelCard(
+            name="facenet-student", task="embedding", file=path.name, sha256="",
+            input=InputSpec(112, normalisation=NORMALISATION, alignment="similarity112"),
+            outputs=[{"name": "embedding", "dim": self.student_config.embedding_dim, "l2_normalise": True}],
+            format="keras", metric="cosine", thresholds=dict(teacher.thresholds),
+            accuracy={"distillation": metrics, "config": self.cfg.to_json(),
+                      "student": self.student_config.to_dict(), "params": int(model.count_params())},
+            teacher=f"facenet-teacher ({self.train_set.teacher})", source="facegate distill embedder",
+            notes="Embeddings live in the teacher's space (trained to reproduce its flip-averaged embeddings), "
+                  "so galleries enrolled with the teacher stay usable. Thresholds are the teacher's until "
+                  "`facegate calibrate thresholds` is run on this file.")
+        write_card(card, path)
+
+
+def plot_log(log_path: Path, out: Path) -> None:
+    """Loss terms and validation cosine per epoch, one PNG (people look at curves, not CSVs)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(log_path.open()))
+    if not rows:
+        return
+    ep = [int(r["epoch"]) for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for k in rows[-1]:
+        if k.startswith("loss_"):
+            a.plot(ep, [float(r.get(k) or math.nan) for r in rows], label=k[5:])
+    a.set_yscale("log")
+    a.set_xlabel("epoch")
+    a.set_title("training losses")
+    a.legend()
+    for k in ("val_cosine_mean", "val_pair_accuracy", "val_teacher_pair_accuracy"):
+        if k in rows[-1]:
+            b.plot(ep, [float(r.get(k) or math.nan) for r in rows], label=k[4:])
+    b.set_xlabel("epoch")
+    b.set_title("held-out identities")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,71 @@
+"""From folders of photos to a trained student: gather photos, cache teacher targets, split off
+held-out identities, train. The CLI and the tests call these functions."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from facegate.convert.distill.embedder import DistillConfig, Trainer
+from facegate.convert.distill.sources import Photo, folder_photos, is_held_out, lfw_training_photos, mine_wider, sample
+from facegate.convert.distill.targets import TargetSet, build_targets
+from facegate.edge.downloads import cache_dir
+from facegate.edge.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+
+def default_photos(wider_min_size: float = 48.0) -> list[Photo]:
+    """The development training set: CelebA crops, LFW people outside pairs.txt, large WIDER faces."""
+    from facegate.convert.datasets import celeba_images, lfw_dir, wider_dir
+
+    photos: list[Photo] = []
+    if celeba_images().is_dir():
+        photos += folder_photos(celeba_images(), prefix="celeba:")
+    if (lfw_dir() / "pairs.txt").exists():
+        photos += lfw_training_photos(lfw_dir())
+    if (wider_dir() / "wider_face_val_bbx_gt.txt").exists():
+        photos += mine_wider(wider_dir(), wider_min_size)
+    if not photos:
+        raise DatasetError("none of the default training datasets were found (../shared/datasets or "
+                           "$FACEGATE_SHARED/datasets); pass --data FOLDER with face photos")
+    return photos
+
+
+def default_teacher() -> str:
+    """The fastest exact copy of the teacher available: its fp32 ONNX export (cosine 1.0 to Keras)
+    when `facegate export` made one, else the Keras teacher itself."""
+    from facegate.edge.registry import teacher_export_path
+    onnx = teacher_export_path().with_suffix(".onnx")
+    return str(onnx) if onnx.exists() and onnx.with_name(onnx.name + ".json").exists() else "facenet-teacher"
+
+
+def prepare_targets(photos: list[Photo], teacher: str | None = None, progress: bool = True) -> TargetSet:
+    from facegate.convert.registry import resolve_embedder
+    from facegate.edge.registry import load_detector
+
+    return build_targets(photos, resolve_embedder(teacher or default_teacher()), load_detector(),
+                         cache_dir() / "distill", progress=progress)
+
+
+def split_targets(data: TargetSet, hold_out_every: int) -> tuple[TargetSet, TargetSet | None]:
+    held = np.array([is_held_out(lab, hold_out_every) for lab in data.labels], bool)
+    if hold_out_every <= 0 or not held.any():
+        return data, None
+    return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
+
+
+def distill_embedder(cfg: DistillConfig, data_folders: list[Path] | None = None, teacher: str | None = None,
+                     max_images: int | None = None, hold_out_every: int = 8, resume: bool = True) -> dict:
+    photos = [p for f in data_folders for p in folder_photos(f)] if data_folders else default_photos()
+    photos = sample(photos, max_images, cfg.seed)
+    log.info("%d training photos", len(photos))
+    data = prepare_targets(photos, teacher, progress=cfg.progress)
+    train, val = split_targets(data, hold_out_every)
+    log.info("distilling on %d faces, validating on %d faces of held-out identities", len(train),
+             0 if val is None else len(val))
+    result = Trainer(cfg, train, val).fit(resume=resume)
+    result.update({"train_faces": len(train), "val_faces": 0 if val is None else len(val),
+                   "student": str(cfg.out / "student.keras")})
+    return result

@@ -1,0 +1,1 @@
+"""Small student networks distilled from the teachers."""

@@ -1,0 +1,142 @@
+"""MobileNet MTCNN students: shapes, training step, the cascade on student files, speed features."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facegate.edge.detect import CascadeConfig, Face
+from facegate.edge.detect.boxes import pairwise_overlap
+from facegate.edge.detect.face import pick_face
+from facegate.edge.images import load_rgb
+from facegate.edge.registry import MODELS_DIR, load_detector
+
+STUDENT = "mtcnn-student"
+
+
+def test_student_nets_have_teacher_shapes():
+    pytest.importorskip("tensorflow")
+    from facegate.convert.students.mtcnn import build_student_nets
+    from facegate.convert.teachers.mtcnn import BUILDERS
+
+    students = build_student_nets()
+    for net, model in students.items():
+        teacher = BUILDERS[net]()
+        shapes = [(1, 12, 12, 3), (2, 36, 52, 3), (1, 100, 74, 3)] if net == "pnet" else [(3, *model.input_shape[1:])]
+        for shape in shapes:
+            x = np.zeros(shape, np.float32)
+            assert [tuple(o.shape) for o in model(x)] == [tuple(o.shape) for o in teacher(x)]
+        if net == "pnet":   # odd sizes: the stride-2 conv drops the teacher's last, half-padded window
+            s, t = model(np.zeros((1, 37, 53, 3), np.float32))[0].shape, teacher(np.zeros((1, 37, 53, 3), np.float32))[0].shape
+            assert (t[1] - s[1], t[2] - s[2]) == (1, 1)
+        assert model.count_params() < teacher.count_params() / 2
+        assert any(layer.__class__.__name__ == "DepthwiseConv2D" for layer in model.layers)
+
+
+def test_box_mirroring_matches_the_teacher_on_mirrored_windows():
+    """The training flips rely on this identity: the teacher P-Net on a mirrored patch gives the
+    mirrored probability map and box regressions with dx1/dx2 swapped and negated."""
+    pytest.importorskip("tensorflow")
+    from facegate.convert.distill.detector import _mirror_box
+    from facegate.edge.detect.mtcnn import _split_outputs
+
+    pnet = load_detector("mtcnn-teacher", fmt="tflite").pnet
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.5, size=(1, 64, 64, 3)).astype(np.float32)
+    a = _split_outputs(pnet.run([x]))
+    b = _split_outputs(pnet.run([np.ascontiguousarray(x[:, :, ::-1])]))
+    np.testing.assert_allclose(b["prob"], a["prob"][:, :, ::-1], atol=1e-4)
+    np.testing.assert_allclose(b["box"], _mirror_box(a["box"][:, :, ::-1]), atol=1e-4)
+
+
+def test_tiny_training_step_lowers_the_loss():
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    from facegate.convert.distill.detector import LOSS_WEIGHTS, detector_losses
+    from facegate.convert.students.mtcnn import build_onet_student
+
+    rng = np.random.default_rng(0)
+    model = build_onet_student()
+    x = tf.constant(rng.normal(0, 0.5, size=(32, 48, 48, 3)).astype(np.float32))
+    targets = {"prob": tf.constant(rng.random((32, 1)).astype(np.float32)),
+               "box": tf.constant(rng.normal(0, 0.1, (32, 4)).astype(np.float32)),
+               "landmarks": tf.constant(rng.random((32, 10)).astype(np.float32))}
+    opt = keras.optimizers.Adam(3e-3)
+    losses = []
+    for _ in range(30):
+        with tf.GradientTape() as tape:
+            terms = detector_losses(model(x, training=True), targets, LOSS_WEIGHTS, 0.7)
+        opt.apply_gradients(zip(tape.gradient(terms["total"], model.trainable_variables), model.trainable_variables))
+        losses.append(float(terms["total"]))
+    assert set(terms) == {"cls", "box", "landmarks", "total"}
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_ohem_keeps_only_the_hardest():
+    tf = pytest.importorskip("tensorflow")
+    from facegate.convert.distill.detector import detector_losses
+
+    prob = np.array([[0.5, 0.5], [0.01, 0.99], [0.99, 0.01], [0.5, 0.5]], np.float32)   # 2 easy, 2 hard
+    t = {"prob": tf.constant([[0.0], [1.0], [0.0], [1.0]])}
+    all_ = float(detector_losses([tf.constant(prob)], t, {"cls": 1.0}, 1.0)["cls"])
+    hard = float(detector_losses([tf.constant(prob)], t, {"cls": 1.0}, 0.5)["cls"])
+    assert hard == pytest.approx(np.log(2), rel=1e-3)        # the two 0.5 windows vs certain targets
+    assert all_ < hard
+
+
+@pytest.mark.parametrize("name", [STUDENT, f"{STUDENT}-int8"])
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_committed_student_cascade_finds_real_faces(name, fmt, lfw_images, wider_dir):
+    """Every committed student set loads through its cards (checksums) on each backend and finds
+    the faces: LFW portraits (one central face, where the teacher puts it) and a WIDER photo (boxes
+    overlap the ground truth)."""
+    if not (MODELS_DIR / name / f"pnet.{fmt}").exists():
+        pytest.fail(f"{name} {fmt} files are not committed")
+    det = load_detector(name, fmt=fmt)
+    teacher = load_detector("mtcnn-teacher", fmt=fmt)
+    for paths in lfw_images.values():
+        img = load_rgb(paths[0])
+        face, ref = pick_face(det.detect(img), img.shape), pick_face(teacher.detect(img), img.shape)
+        assert face is not None
+        assert pairwise_overlap(face.box[None], ref.box[None])[0, 0] > 0.6
+        iod = np.linalg.norm(ref.landmarks[1] - ref.landmarks[0])
+        assert np.mean(np.linalg.norm(face.landmarks - ref.landmarks, axis=1)) / iod < 0.15
+    from facegate.convert.evaluate.wider import read_gt_txt
+    gt = read_gt_txt(wider_dir / "wider_face_val_bbx_gt.txt")
+    rel = next(r for r, b in sorted(gt.items()) if 1 <= len(b) <= 3 and (b[:, 2] >= 60).all())
+    boxes = gt[rel].copy()
+    boxes[:, 2:] += boxes[:, :2]
+    faces = det.detect(load_rgb(wider_dir / "images" / rel))
+    assert faces
+    ov = pairwise_overlap(boxes, np.array([f.box for f in faces]))
+    assert (ov.max(axis=1) > 0.4).all()
+
+
+def test_speed_features_find_the_same_face(lfw_images):
+    det = load_detector(STUDENT, fmt="tflite", config=CascadeConfig(min_face_size=20))
+    img = load_rgb(next(iter(lfw_images.values()))[0])
+    frame = np.full((480, 640, 3), 120, np.uint8)
+    frame[100:350, 200:450] = img
+    full = det.detect(frame)
+    subject = pick_face(full, frame.shape)
+    assert subject is not None
+    roi = det.detect(frame, roi=subject)
+    assert pairwise_overlap(pick_face(roi, frame.shape).box[None], subject.box[None])[0, 0] > 0.8
+    fast = det.with_config(fast_path_min_face=60).detect(frame)
+    assert pairwise_overlap(pick_face(fast, frame.shape).box[None], subject.box[None])[0, 0] > 0.8
+    assert len(det.with_config(max_faces=1).detect(frame)) == 1
+    # an ROI where the face no longer is: falls back to the whole frame and still finds it
+    lost = Face(box=np.array([500, 380, 560, 440], np.float32), score=1.0, landmarks=np.zeros((5, 2), np.float32))
+    again = det.detect(frame, roi=lost)
+    assert pairwise_overlap(pick_face(again, frame.shape).box[None], subject.box[None])[0, 0] > 0.8
+    with pytest.raises(ValueError, match="fast_path_min_face"):
+        CascadeConfig(min_face_size=40, fast_path_min_face=30)
+    with pytest.raises(ValueError, match="max_faces"):
+        CascadeConfig(max_faces=0)
+
+
+def test_default_detector_is_the_student():
+    from facegate.edge.pipeline import PipelineConfig
+    from facegate.edge.registry import DEFAULT_DETECTOR
+    assert DEFAULT_DETECTOR == STUDENT
+    assert PipelineConfig().detector == STUDENT

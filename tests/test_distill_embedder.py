@@ -1,0 +1,169 @@
+"""The embedder distillation pipeline: student network, data, losses, training, resume."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from facegate.convert.distill import losses  # noqa: E402
+from facegate.convert.distill.augment import AugmentConfig, augment  # noqa: E402
+from facegate.convert.distill.embedder import DistillConfig, Trainer, label_ids, pair_accuracy  # noqa: E402
+from facegate.convert.distill.sources import Photo, lfw_pair_people, lfw_training_photos, split_photos  # noqa: E402
+from facegate.convert.distill.targets import TargetSet, build_targets, student_canvas  # noqa: E402
+from facegate.convert.students.mobilefacenet import StudentConfig, build_student  # noqa: E402
+from facegate.edge.align import align_face  # noqa: E402
+from facegate.edge.detect.face import pick_face  # noqa: E402
+from facegate.edge.embed import Embedder, l2_normalise  # noqa: E402
+from facegate.edge.images import load_rgb  # noqa: E402
+
+
+def test_student_builds_at_declared_shape():
+    full = build_student()
+    assert full.input_shape == (None, 112, 112, 3)
+    out = full(np.zeros((2, 112, 112, 3), np.float32))
+    assert out.shape == (2, 128)
+    assert 0.9e6 < full.count_params() < 1.2e6     # MobileFaceNet's ~1M parameters
+    slim = build_student(StudentConfig(width=0.5, depth=0.5, embedding_dim=64))
+    assert slim(np.zeros((1, 112, 112, 3), np.float32)).shape == (1, 64)
+    assert slim.count_params() < full.count_params() / 3
+    assert any(layer.__class__.__name__ == "DepthwiseConv2D" for layer in full.layers)
+
+
+def test_lfw_training_photos_exclude_every_pair_person(lfw_dir):
+    excluded = lfw_pair_people(lfw_dir / "pairs.txt")
+    assert len(excluded) == 4281
+    photos = lfw_training_photos(lfw_dir)
+    assert len(photos) == 1549
+    assert not {p.label.removeprefix("lfw:") for p in photos} & excluded
+
+
+def test_identity_split_is_disjoint_and_stable():
+    photos = [Photo(__import__("pathlib").Path(f"/x/{i}.jpg"), f"id{i % 50}") for i in range(500)]
+    train, held = split_photos(photos, every=5)
+    assert held and train
+    assert not {p.label for p in train} & {p.label for p in held}
+    assert split_photos(photos, every=5)[1] == held
+
+
+def test_canvas_centre_is_the_runtime_alignment(lfw_images, detector):
+    path = next(iter(lfw_images.values()))[0]
+    img = load_rgb(path)
+    face = pick_face(detector.detect(img), img.shape, "central")
+    canvas = student_canvas(img, face.landmarks)
+    assert canvas.shape == (144, 144, 3)
+    runtime = align_face(img, face, 112, "similarity112")
+    centre = augment(canvas, np.random.default_rng(0), AugmentConfig(strength=0))
+    diff = np.abs(centre.astype(int) - runtime.astype(int))
+    assert int(diff.max()) <= 3 and float(diff.mean()) < 0.2      # bilinear rounding only
+    views = [augment(canvas, np.random.default_rng(s)) for s in range(8)]
+    assert all(v.shape == (112, 112, 3) and v.dtype == np.uint8 for v in views)
+    assert len({v.tobytes() for v in views}) == 8                      # augmentation varies
+    assert np.mean([np.abs(v.astype(float) - runtime).mean() for v in views]) > 5
+
+
+def test_semi_hard_triplet_loss_matches_brute_force():
+    rng = np.random.default_rng(1)
+    e = l2_normalise(rng.normal(size=(12, 8))).astype(np.float32)
+    y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 3, -1, -2], np.int32)
+    got = float(losses.semi_hard_triplet_loss(tf.constant(e), tf.constant(y), 0.2))
+    d = np.maximum(2 - 2 * e @ e.T, 0)
+    total, n = 0.0, 0
+    for a in range(12):
+        for p in range(12):
+            if a == p or y[a] < 0 or y[a] != y[p]:
+                continue
+            negs = [d[a, k] for k in range(12) if k != a and not (y[k] == y[a] and y[a] >= 0)]
+            semi = [v for v in negs if v > d[a, p]]
+            dn = min(semi) if semi else max(negs)
+            total += max(d[a, p] - dn + 0.2, 0)
+            n += 1
+    assert got == pytest.approx(total / n, rel=1e-5)
+
+
+def test_relational_loss_zero_iff_same_geometry():
+    t = l2_normalise(np.random.default_rng(2).normal(size=(6, 16))).astype(np.float32)
+    assert float(losses.relational_loss(tf.constant(t * 3.0), tf.constant(t))) == pytest.approx(0, abs=1e-6)
+    assert float(losses.relational_loss(tf.constant(t[::-1].copy()), tf.constant(t))) > 1e-3
+
+
+class _FakeTeacher(Embedder):
+    """A deterministic stand-in teacher (mean colour per quadrant, 12-D) to test the cache alone."""
+
+    def __init__(self):
+        from facegate.edge.cards import InputSpec
+        self.spec = InputSpec(40, alignment="similarity112")
+        self.name = self.identity = "fake-teacher"
+        self.calls = 0
+
+    def embed(self, crops):
+        self.calls += 1
+        c = np.asarray(crops, np.float32)
+        q = [c[:, :20, :20], c[:, :20, 20:], c[:, 20:, :20], c[:, 20:, 20:]]
+        return l2_normalise(np.concatenate([x.mean(axis=(1, 2)) for x in q], axis=1) + 1.0)
+
+
+def test_target_cache_round_trips(tmp_path, lfw_images, detector):
+    photos = [Photo(p, name) for name, ps in lfw_images.items() for p in ps[:2]]
+    photos.append(Photo(tmp_path / "broken.jpg", "nobody"))
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    teacher = _FakeTeacher()
+    data = build_targets(photos, teacher, detector, tmp_path / "cache", save_every=3, progress=False)
+    assert len(data) == len(photos) - 1
+    assert data.canvases.shape[1:] == (144, 144, 3)
+    np.testing.assert_allclose(np.linalg.norm(data.targets, axis=1), 1.0, atol=1e-5)
+    calls = teacher.calls
+    again = build_targets(photos, teacher, detector, tmp_path / "cache", progress=False)
+    assert teacher.calls == calls                        # nothing recomputed
+    np.testing.assert_array_equal(again.canvases, data.canvases)
+    np.testing.assert_array_equal(again.targets, data.targets)
+    assert list(again.labels) == list(data.labels)
+    # flip-averaged: the stored target is the mean of the crop and its mirror
+    img = load_rgb(photos[0].path)
+    face = pick_face(detector.detect(img), img.shape, "central")
+    crop = align_face(img, face, 40, "similarity112")[None]
+    expect = l2_normalise(teacher.embed(crop) + teacher.embed(crop[:, :, ::-1]))
+    np.testing.assert_allclose(data.targets[0], expect[0], atol=1e-5)
+
+
+def _tiny_set(n: int = 16, dim: int = 16) -> TargetSet:
+    rng = np.random.default_rng(0)
+    canvases = rng.integers(0, 255, size=(n, 144, 144, 3), dtype=np.uint8)
+    targets = l2_normalise(rng.normal(size=(n, dim))).astype(np.float32)
+    labels = np.array([f"p{i // 4}" for i in range(n)])
+    return TargetSet(np.array([str(i) for i in range(n)]), labels, canvases, targets, "tiny")
+
+
+def test_tiny_distillation_lowers_loss_and_resumes(tmp_path):
+    data = _tiny_set()
+    cfg = DistillConfig(out=tmp_path / "run", epochs=1, batch=8, lr=3e-3, warmup_epochs=0, width=0.25, depth=0.25,
+                        augment_strength=0, steps_per_epoch=2, progress=False,
+                        weights={"cosine": 1.0, "l2": 0.5, "relational": 1.0, "triplet": 0.5})
+    trainer = Trainer(cfg, data, data.subset(np.arange(8)))
+    x = tf.constant((data.centre_crops()[:8].astype(np.float32) - 127.5) / 128.0)
+    t = tf.constant(data.targets[:8])
+    y = tf.constant(label_ids(data.labels)[:8])
+    first = trainer.train_step(x, t, y)
+    assert set(first) == {"cosine", "l2", "relational", "triplet", "total"}
+    for _ in range(25):
+        last = trainer.train_step(x, t, y)
+    assert last["total"] < 0.7 * first["total"]
+    assert last["cosine"] < first["cosine"]
+
+    r = trainer.fit()
+    assert r["epochs_done"] == 1 and (cfg.out / "student.keras").exists() and (cfg.out / "loss.png").exists()
+    assert (cfg.out / "student.keras.json").exists()
+    cfg2 = DistillConfig(**{**cfg.__dict__, "epochs": 2})
+    resumed = Trainer(cfg2, data, data.subset(np.arange(8)))
+    r2 = resumed.fit()
+    assert r2["epochs_done"] == 2
+    rows = (cfg.out / "log.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and rows[1].startswith("1,") and rows[2].startswith("2,")   # header + 2 epochs
+
+
+def test_pair_accuracy_separates_identities():
+    rng = np.random.default_rng(3)
+    centres = l2_normalise(rng.normal(size=(5, 32)))
+    emb = l2_normalise(np.repeat(centres, 4, axis=0) + 0.05 * rng.normal(size=(20, 32)))
+    r = pair_accuracy(emb, np.repeat(np.arange(5), 4))
+    assert r["pair_accuracy"] == 1.0 and r["genuine_mean"] > r["impostor_mean"]
