@@ -16,7 +16,7 @@ from pathlib import Path
 
 from facegate.apps.common import EXIT_REJECT
 from facegate.apps.enroll import binding_of, encode_crop
-from facegate.edge.errors import ModelError, NoFaceError
+from facegate.edge.errors import NoFaceError
 from facegate.edge.gallery import Decision, GalleryStore, KeySource, Matcher
 from facegate.edge.gallery.matching import thresholds_from_card
 from facegate.edge.images import list_images, load_rgb
@@ -27,15 +27,15 @@ STRANGERS = ("madonna", "mindy_kaling")
 
 
 def ensure_default_embedder() -> Path:
-    """The installed default embedder; on a workstation, export the teacher on first use."""
+    """The most accurate embedder this machine can have: the teacher export (made on first use on a
+    workstation with TensorFlow), else the installed default (the committed student on a board)."""
     from facegate.edge.registry import default_embedder_path, teacher_export_path
+    if teacher_export_path().exists():
+        return teacher_export_path()
     try:
+        import tensorflow  # noqa: F401
+    except ImportError:
         return default_embedder_path()
-    except ModelError:
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError:
-            raise
     log.info("no embedder installed yet: exporting the FaceNet teacher to TFLite (first run only)")
     from facegate.convert.export.model import export_model
     export_model("facenet-teacher", "tflite", "fp32", out_dir=teacher_export_path().parent,

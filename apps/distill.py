@@ -50,9 +50,15 @@ def cmd_distill_detector(args) -> int:
     from facegate.convert.distill.detector import DetectorDistillConfig, distill_detector
 
     defaults = DetectorDistillConfig(out=args.out)
+    weights = dict(defaults.loss_weights)
+    for item in args.loss or []:
+        name, _, value = item.partition("=")
+        if name not in weights or not value:
+            raise SystemExit(f"facegate distill detector: --loss takes NAME=WEIGHT with NAME in {sorted(weights)}")
+        weights[name] = float(value)
     cfg = DetectorDistillConfig(out=args.out, epochs=_per_net(args.epochs, defaults.epochs),
                                 batch=_per_net(args.batch_size, defaults.batch), lr=args.lr, ohem_keep=args.ohem,
-                                photos=args.photos, max_images=args.max_images, seed=args.seed,
+                                photos=args.photos, max_images=args.max_images, seed=args.seed, loss_weights=weights,
                                 wider_holdout_every=args.hold_out_every, progress=not args.no_progress)
     summary = distill_detector(cfg)
     for net, r in summary["nets"].items():
@@ -114,6 +120,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     dt.add_argument("--batch-size", type=int, nargs="+", default=None, metavar="N", help="default 64 256 128")
     dt.add_argument("--lr", type=float, default=3e-3)
     dt.add_argument("--ohem", type=float, default=0.7, help="fraction of hardest samples kept by the score loss")
+    dt.add_argument("--loss", action="append", metavar="NAME=WEIGHT",
+                    help="loss weights (cls, box, landmarks; default 1.0 / 0.5 / 1.0), e.g. --loss landmarks=5")
     dt.add_argument("--photos", type=int, default=300, help="LFW (non-pair people) + CelebA portraits to add")
     dt.add_argument("--max-images", type=int, default=None, help="cap on WIDER training images (quick runs)")
     dt.add_argument("--hold-out-every", type=int, default=4,

@@ -6,6 +6,7 @@ detector files.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from facegate.edge.backends import load_backend, suffix_for_backend
@@ -15,9 +16,12 @@ from facegate.edge.downloads import cache_dir
 from facegate.edge.embed import Embedder
 from facegate.edge.errors import ModelError
 
+log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).resolve().parent / "models"
+#: the distilled students (mtcnn-student, mtcnn-student-int8) are committed and selectable by name;
+#: the default stays the teacher until a student passes its accuracy targets (docs/benchmarks.md)
 DEFAULT_DETECTOR = "mtcnn-teacher"
-DETECTORS = ("mtcnn-teacher",)
+DETECTORS = ("mtcnn-teacher", "mtcnn-student", "mtcnn-student-int8")
 
 
 def detector_dir(name: str = DEFAULT_DETECTOR) -> Path:
@@ -31,8 +35,8 @@ def detector_dir(name: str = DEFAULT_DETECTOR) -> Path:
     return path
 
 
-#: committed embedders (the distilled students land here) in order of preference
-COMMITTED_EMBEDDERS: tuple[str, ...] = ()
+#: committed embedders (the distilled students), used when this machine has no teacher export
+COMMITTED_EMBEDDERS: tuple[str, ...] = ("facenet-student/facenet-student_fp16.tflite",)  # int8 is slower here: PReLU
 #: where `facegate export --model facenet-teacher` puts the teacher export used until a student ships
 TEACHER_EXPORT = ("exports", "facenet-teacher", "facenet-teacher_fp32.tflite")
 
@@ -42,13 +46,17 @@ def teacher_export_path() -> Path:
 
 
 def default_embedder_path() -> Path:
-    """The embedder the runtime uses when none is named: a committed student, else the teacher export."""
-    for rel in COMMITTED_EMBEDDERS:
-        if (MODELS_DIR / rel).exists():
-            return MODELS_DIR / rel
+    """The embedder the runtime uses when none is named: the teacher export when this machine has
+    one (the most accurate; bundles carry it to boards), else the committed student, which works out
+    of the box but is less accurate (its card has the numbers: docs/benchmarks.md)."""
     path = teacher_export_path()
     if path.exists():
         return path
+    for rel in COMMITTED_EMBEDDERS:
+        if (MODELS_DIR / rel).exists():
+            log.warning("no teacher export on this machine: using the committed student %s (less accurate; "
+                        "see its card)", rel)
+            return MODELS_DIR / rel
     raise ModelError("no embedding model installed. On a workstation with `facegate[convert]` run "
                      "`facegate export --model facenet-teacher --format tflite --out "
                      f"{path.parent}`, or pass --embedder MODEL_FILE (with its .json card).")

@@ -101,3 +101,26 @@ def test_detect_corrupt_image_exit_code(tmp_path, capsys):
     bad.write_bytes(b"junk")
     assert main(["detect", str(bad)]) == 3
     assert "not a readable image" in capsys.readouterr().err
+
+
+def test_eval_lfw_cross_model_probe(tmp_path, lfw_dir):
+    """Gallery side embedded with one model, probe side with another (here int8 vs fp16 student)."""
+    from facegate.edge.registry import MODELS_DIR
+    d = MODELS_DIR / "facenet-student"
+    out = tmp_path / "x"
+    assert main(["eval", "lfw", "--lfw-dir", str(lfw_dir), "--max-pairs", "40", "--out", str(out), "--no-progress",
+                 "--model", str(d / "facenet-student_int8.tflite"),
+                 "--probe-model", str(d / "facenet-student_fp16.tflite")]) == 0
+    r = _json(out)
+    assert r["probe_model"].startswith("facenet-student-fp16") and r["pairs"] == 40
+    assert r["roc_auc"] > 0.8
+
+
+def test_eval_lfw_detect_student_against_teacher(tmp_path, lfw_dir):
+    out = tmp_path / "d"
+    assert main(["eval", "lfw-detect", "--lfw-dir", str(lfw_dir), "--max-images", "30", "--out", str(out),
+                 "--no-progress"]) == 0
+    r = json.loads(next(out.glob("*.json")).read_text())
+    assert r["images"] == 30 and r["reference"].startswith("mtcnn-teacher")
+    assert r["detection_rate"] >= 0.9 and r["landmark_error_iod_mean"] < 0.1
+    assert next(out.glob("*.png")).stat().st_size > 1000
