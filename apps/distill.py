@@ -12,16 +12,22 @@ def _command() -> str:
     return "facegate " + shlex.join(sys.argv[1:])
 
 
+def _loss_weights(items: list[str] | None, defaults: dict, command: str) -> dict:
+    """--loss NAME=WEIGHT options over the defaults; unknown names are refused with the known ones."""
+    weights = dict(defaults)
+    for item in items or []:
+        name, _, value = item.partition("=")
+        if name not in weights or not value:
+            raise SystemExit(f"facegate distill {command}: --loss takes NAME=WEIGHT with NAME in {sorted(weights)}")
+        weights[name] = float(value)
+    return weights
+
+
 def cmd_distill_embedder(args) -> int:
     from facegate.convert.distill.embedder import DEFAULT_WEIGHTS, DistillConfig
     from facegate.convert.distill.pipeline import distill_embedder
 
-    weights = dict(DEFAULT_WEIGHTS)
-    for item in args.loss or []:
-        name, _, value = item.partition("=")
-        if name not in weights or not value:
-            raise SystemExit(f"facegate distill embedder: --loss takes NAME=WEIGHT with NAME in {sorted(weights)}")
-        weights[name] = float(value)
+    weights = _loss_weights(args.loss, DEFAULT_WEIGHTS, "embedder")
     cfg = DistillConfig(out=args.out, epochs=args.epochs, batch=args.batch_size, lr=args.lr, width=args.width,
                         depth=args.depth, weights=weights, augment_strength=args.augment, seed=args.seed,
                         max_minutes=args.max_minutes, steps_per_epoch=args.steps_per_epoch,
@@ -50,12 +56,7 @@ def cmd_distill_detector(args) -> int:
     from facegate.convert.distill.detector import DetectorDistillConfig, distill_detector
 
     defaults = DetectorDistillConfig(out=args.out)
-    weights = dict(defaults.loss_weights)
-    for item in args.loss or []:
-        name, _, value = item.partition("=")
-        if name not in weights or not value:
-            raise SystemExit(f"facegate distill detector: --loss takes NAME=WEIGHT with NAME in {sorted(weights)}")
-        weights[name] = float(value)
+    weights = _loss_weights(args.loss, defaults.loss_weights, "detector")
     cfg = DetectorDistillConfig(out=args.out, epochs=_per_net(args.epochs, defaults.epochs),
                                 batch=_per_net(args.batch_size, defaults.batch), lr=args.lr, ohem_keep=args.ohem,
                                 photos=args.photos, max_images=args.max_images, seed=args.seed, loss_weights=weights,

@@ -149,3 +149,24 @@ def test_students_are_selectable_by_name_in_the_pipeline(lfw_images):
     assert pipe.detector.name.startswith(STUDENT)
     img = load_rgb(next(iter(lfw_images.values()))[0])
     assert len(pipe.faces(img)) == 1
+
+
+def test_distill_detector_cli_tiny_run_exports_a_working_cascade(tmp_path, capsys):
+    """The whole command on a tiny run: three nets trained in cascade order, exported with cards,
+    and the exported set loads and runs in the edge cascade."""
+    pytest.importorskip("tensorflow")
+    from facegate.apps.cli import main
+
+    run, out = tmp_path / "run", tmp_path / "models"
+    assert main(["distill", "detector", "--out", str(run), "--epochs", "1", "--max-images", "2", "--photos", "2",
+                 "--no-progress"]) == 0
+    assert {p.name for p in run.glob("*.keras")} == {"pnet.keras", "rnet.keras", "onet.keras"}
+    rows = (run / "log.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["pnet", "rnet", "onet"]
+    # a second run resumes: nothing is retrained
+    assert main(["distill", "detector", "--out", str(run), "--epochs", "1", "--max-images", "2", "--photos", "2",
+                 "--no-progress"]) == 0
+    assert len((run / "log.csv").read_text().strip().splitlines()) == len(rows)
+    assert main(["distill", "export-detector", "--src", str(run), "--out", str(out), "--no-int8"]) == 0
+    det = load_detector(str(out / "mtcnn-student"), fmt="onnx")
+    assert isinstance(det.detect(np.full((120, 160, 3), 128, np.uint8)), list)

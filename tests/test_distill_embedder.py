@@ -167,3 +167,26 @@ def test_pair_accuracy_separates_identities():
     emb = l2_normalise(np.repeat(centres, 4, axis=0) + 0.05 * rng.normal(size=(20, 32)))
     r = pair_accuracy(emb, np.repeat(np.arange(5), 4))
     assert r["pair_accuracy"] == 1.0 and r["genuine_mean"] > r["impostor_mean"]
+
+
+def test_distill_embedder_cli_tiny_run(tmp_path, lfw_images, capsys):
+    """`facegate distill embedder` end to end on a folder of photos, with any embedder as teacher."""
+    import shutil
+
+    from facegate.apps.cli import main
+    from facegate.edge.registry import MODELS_DIR
+
+    data = tmp_path / "photos"
+    for name, paths in lfw_images.items():
+        (data / name).mkdir(parents=True)
+        for p in paths[:2]:
+            shutil.copy(p, data / name / p.name)
+    teacher = MODELS_DIR / "facenet-student" / "facenet-student_fp16.tflite"
+    out = tmp_path / "run"
+    assert main(["distill", "embedder", "--data", str(data), "--teacher", str(teacher), "--out", str(out),
+                 "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--width", "0.25", "--depth", "0.25",
+                 "--hold-out-every", "0", "--no-progress"]) == 0
+    assert (out / "student.keras").exists() and (out / "loss.png").exists()
+    card = __import__("json").loads((out / "student.keras.json").read_text())
+    assert card["input"]["size"] == 112 and card["input"]["alignment"] == "similarity112"
+    assert "finished" in capsys.readouterr().out

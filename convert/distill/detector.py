@@ -11,7 +11,6 @@ Each net keeps a checkpoint per epoch in `<out>/checkpoints/<net>`; a finished n
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import tempfile
@@ -23,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facegate.convert.distill import detector_data as dd
+from facegate.convert.distill.runlog import append_csv_row
 from facegate.edge.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def train_net(net: str, model, samples: dict, cfg: DetectorDistillConfig) -> dic
         row = {"net": net, "epoch": e + 1, "seconds": round(time.time() - t0, 1),
                **{f"loss_{k}": round(v / steps, 5) for k, v in sums.items()}}
         log_rows.append(row)
-        _append_csv(cfg.out / "log.csv", row)
+        append_csv_row(cfg.out / "log.csv", row)
         log.info("%s", row)
     return log_rows[-1] if log_rows else {}
 
@@ -143,16 +143,6 @@ def _mirror_box(box: np.ndarray) -> np.ndarray:
     out = box.copy()
     out[..., 0], out[..., 2] = -box[..., 2], -box[..., 0]
     return out
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    rows = list(csv.DictReader(path.open())) if path.exists() else []
-    rows.append({k: str(v) for k, v in row.items()})
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
 
 
 def tflite_backend(model, folder: Path):

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facegate.convert.distill.augment import AugmentConfig, augment_batch
+from facegate.convert.distill.runlog import append_csv_row
 from facegate.convert.distill.targets import TargetSet
 from facegate.edge.embed import normalise
 
@@ -249,7 +250,8 @@ class Trainer:
             self.ckpt.restore(self.manager.latest_checkpoint)
             log.info("resumed from %s (epoch %d)", self.manager.latest_checkpoint, int(self.epoch))
         state_path = cfg.out / "best.json"
-        best = json.loads(state_path.read_text()) if resume and state_path.exists() else {"val_cosine_mean": -1.0}
+        best = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
+        best_score = best.get("score", best.get("val_cosine_mean", -math.inf))
         log_path = cfg.out / "log.csv"
         start = time.time()
         last: dict = {}
@@ -269,12 +271,13 @@ class Trainer:
             row.update(self.validate())
             self.epoch.assign(epoch + 1)
             self.manager.save()
-            self._append_log(log_path, row)
+            append_csv_row(log_path, row)
             log.info("epoch %d: %s", epoch + 1, row)
             last = row
+            # best epoch: held-out cosine to the teacher, or the training loss when nothing is held out
             score = row.get("val_cosine_mean", -row["loss_total"])
-            if score > best["val_cosine_mean"]:
-                best = {"val_cosine_mean": score, **row}
+            if score > best_score:
+                best_score, best = score, {"score": score, **row}
                 self.save_student(cfg.out / "student.keras", row)
                 state_path.write_text(json.dumps(best, indent=2))
             plot_log(log_path, cfg.out / "loss.png")
@@ -282,16 +285,6 @@ class Trainer:
                 log.info("stopping after %.1f minutes (checkpoint saved; run again to resume)", cfg.max_minutes)
                 break
         return {"best": best, "last": last, "epochs_done": int(self.epoch), "finished": int(self.epoch) >= cfg.epochs}
-
-    @staticmethod
-    def _append_log(path: Path, row: dict) -> None:
-        rows = list(csv.DictReader(path.open())) if path.exists() else []
-        rows.append({k: str(v) for k, v in row.items()})
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
 
     def save_student(self, path: Path, metrics: dict) -> None:
         """The student as a float32 .keras file with its card (teacher's thresholds until calibrated)."""
