@@ -118,7 +118,10 @@ def train_net(net: str, model, samples: dict, cfg: DetectorDistillConfig) -> dic
         for s in bar:
             idx = order[s * batch:(s + 1) * batch]
             x = samples["x"][idx].astype(np.float32)
-            if rng.random() < 0.5 and net != "onet":   # mirror (O-Net's landmark targets are not mirror-symmetric)
+            # mirror half the batches, with the targets mirrored geometrically: an approximation (the
+            # teacher is only nearly mirror-symmetric) that doubles the views; not for O-Net, whose
+            # landmark order (left/right eye) would have to be swapped too
+            if rng.random() < 0.5 and net != "onet":
                 x = x[:, :, ::-1]
                 ys = [samples[k][idx][:, :, ::-1] if samples[k].ndim == 4 else samples[k][idx] for k in keys]
                 ys = [_mirror_box(y) if k == "box" else y for k, y in zip(keys, ys)]
