@@ -30,7 +30,7 @@ def cmd_distill_embedder(args) -> int:
     weights = _loss_weights(args.loss, DEFAULT_WEIGHTS, "embedder")
     cfg = DistillConfig(out=args.out, epochs=args.epochs, batch=args.batch_size, lr=args.lr, width=args.width,
                         depth=args.depth, weights=weights, augment_strength=args.augment, seed=args.seed,
-                        max_minutes=args.max_minutes, steps_per_epoch=args.steps_per_epoch,
+                        max_minutes=args.max_minutes, steps_per_epoch=args.steps_per_epoch, init=args.init,
                         progress=not args.no_progress)
     r = distill_embedder(cfg, args.data, args.teacher, args.max_images, args.hold_out_every, resume=not args.restart)
     best = r["best"]
@@ -111,6 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--max-minutes", type=float, default=None, help="checkpoint and stop after this long")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
+    e.add_argument("--init", type=Path, default=None, help="start from these student weights, e.g. the committed "
+                   "convert/students/weights/facenet-student.keras (used when --out has no checkpoint)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_distill_embedder)
 

@@ -160,6 +160,15 @@ def test_tiny_distillation_lowers_loss_and_resumes(tmp_path):
     rows = (cfg.out / "log.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and rows[1].startswith("1,") and rows[2].startswith("2,")   # header + 2 epochs
 
+    warm = Trainer(DistillConfig(**{**cfg.__dict__, "out": tmp_path / "warm", "init": cfg.out / "student.keras"}),
+                   data, data.subset(np.arange(8)))
+    import keras
+    saved = keras.saving.load_model(cfg.out / "student.keras", compile=False)
+    for a, b in zip(warm.model.get_weights(), saved.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="different student"):
+        Trainer(DistillConfig(**{**cfg.__dict__, "width": 0.5, "init": cfg.out / "student.keras"}), data, None)
+
 
 def test_pair_accuracy_separates_identities():
     rng = np.random.default_rng(3)

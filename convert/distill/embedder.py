@@ -47,11 +47,13 @@ class DistillConfig:
     seed: int = 0
     max_minutes: float | None = None   # stop (after a checkpoint) when this much time has passed
     steps_per_epoch: int | None = None  # default: one pass over the training faces
+    init: Path | None = None           # start from these student weights (.keras) instead of random ones
     progress: bool = True
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["out"] = str(self.out)
+        d["init"] = str(self.init) if self.init else None
         return d
 
 
@@ -128,6 +130,8 @@ class Trainer:
             self.student_config = StudentConfig(width=cfg.width, depth=cfg.depth,
                                                 embedding_dim=int(train.targets.shape[1]))
             self.model = build_student(self.student_config)
+            if cfg.init:
+                self._load_init(Path(cfg.init))
             schedule = keras.optimizers.schedules.CosineDecay(cfg.lr * 0.1 if warm else cfg.lr, max(1, total - warm),
                                                               alpha=0.02, warmup_target=cfg.lr if warm else None,
                                                               warmup_steps=warm)
@@ -137,6 +141,20 @@ class Trainer:
             self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(self.ckpt, cfg.out / "checkpoints", max_to_keep=2)
         self._step = self._make_step()
+
+    def _load_init(self, path: Path) -> None:
+        """Warm start (e.g. from the committed student): same architecture required, else say so."""
+        import keras
+        if not path.exists():
+            raise FileNotFoundError(f"--init {path}: no such student file")
+        source = keras.saving.load_model(path, compile=False)
+        ours = [tuple(w.shape) for w in self.model.weights]
+        theirs = [tuple(w.shape) for w in source.weights]
+        if ours != theirs:
+            raise ValueError(f"--init {path} is a different student (width/depth/embedding size) than "
+                             f"{self.student_config}; pass the matching --width/--depth")
+        self.model.set_weights(source.get_weights())
+        log.info("student initialised from %s", path)
 
     # -- data -------------------------------------------------------------------------------------
     def dataset(self, epoch: int):
