@@ -75,8 +75,9 @@ def bench_detectors(photo: Path, detectors: list[str], formats: list[str], threa
         for fmt in formats:
             for threads in threads_list:
                 det = load_detector(name, fmt=fmt, threads=threads, config=CascadeConfig(min_face_size=min_face))
-                face = pick_face(det.detect(frame), frame.shape)
-                row = {"detector": name, "format": fmt, "threads": threads, "faces": len(det.detect(frame)),
+                faces = det.detect(frame)
+                face = pick_face(faces, frame.shape)
+                row = {"detector": name, "format": fmt, "threads": threads, "faces": len(faces),
                        "full_ms": median_ms(lambda: det.detect(frame), repeats)}
                 fast = det.with_config(fast_path_min_face=max(min_face, 120.0))
                 row["fast_path_ms"] = median_ms(lambda: fast.detect(frame), repeats)

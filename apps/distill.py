@@ -3,13 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 from pathlib import Path
-
-
-def _command() -> str:
-    return "facegate " + shlex.join(sys.argv[1:])
 
 
 def _loss_weights(items: list[str] | None, defaults: dict, command: str) -> dict:
@@ -70,8 +64,9 @@ def cmd_distill_detector(args) -> int:
 
 
 def cmd_distill_export_detector(args) -> int:
+    from facegate.apps.cli import _command_line
     from facegate.convert.distill.detector import export_detector
-    written = export_detector(args.src, args.out, args.name, int8=not args.no_int8, command=_command())
+    written = export_detector(args.src, args.out, args.name, int8=not args.no_int8, command=_command_line())
     for p in written:
         if p.suffix != ".json":
             print(f"{p} ({p.stat().st_size / 1024:.0f} kB)")

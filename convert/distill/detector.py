@@ -23,11 +23,12 @@ from tqdm import tqdm
 
 from facegate.convert.distill import detector_data as dd
 from facegate.convert.distill.runlog import append_csv_row
+from facegate.convert.export.mtcnn_set import NETS
+from facegate.edge.detect.mtcnn import _split_outputs
 from facegate.edge.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
-NETS = ("pnet", "rnet", "onet")
 LOSS_WEIGHTS = {"cls": 1.0, "box": 0.5, "landmarks": 1.0}
 
 
@@ -54,15 +55,9 @@ class DetectorDistillConfig:
         return d
 
 
-def split_outputs(outputs) -> dict:
-    """Keras outputs by meaning (last dim 2 / 4 / 10), like the edge cascade does."""
-    names = {2: "prob", 4: "box", 10: "landmarks"}
-    return {names[int(o.shape[-1])]: o for o in outputs}
-
-
 def detector_losses(outputs, targets: dict, weights: dict, ohem_keep: float) -> dict:
     import tensorflow as tf
-    out = split_outputs(outputs)
+    out = _split_outputs(outputs)   # by last dimension, like the edge cascade
     p = tf.reshape(out["prob"][..., 1], [-1])
     t = tf.reshape(targets["prob"], [-1])
     eps = 1e-6

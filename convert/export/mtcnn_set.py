@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from facegate.convert.keras_backend import KerasBackend
+from facegate.convert.teachers.mtcnn import NET_INPUT
 from facegate.edge.backends import load_backend
 from facegate.edge.cards import InputSpec, ModelCard, load_card, write_card
 from facegate.edge.errors import ModelError
@@ -23,7 +24,6 @@ from facegate.edge.errors import ModelError
 log = logging.getLogger(__name__)
 
 NETS = ("pnet", "rnet", "onet")
-NET_INPUT = {"pnet": 12, "rnet": 24, "onet": 48}
 OUTPUTS = {
     "pnet": [{"name": "box", "dim": 4}, {"name": "prob", "dim": 2}],
     "rnet": [{"name": "box", "dim": 4}, {"name": "prob", "dim": 2}],
