@@ -1,4 +1,4 @@
-"""`facegate distill embedder|detector`: train the small students from the teachers."""
+"""`facegate distill embedder|detector|pack|import`: train the small students from the teachers."""
 from __future__ import annotations
 
 import argparse
@@ -81,6 +81,27 @@ def cmd_distill_holdout(args) -> int:
     return 0
 
 
+def cmd_distill_pack(args) -> int:
+    from facegate.convert.distill.pipeline import default_photos, prepare_targets
+    from facegate.convert.distill.portable import write_pack
+    from facegate.convert.distill.sources import folder_photos, sample
+
+    photos = [p for f in args.data for p in folder_photos(f)] if args.data else default_photos()
+    photos = sample(photos, args.max_images, 0)
+    info = write_pack(prepare_targets(photos, args.teacher, progress=not args.no_progress), args.out, args.quality)
+    print(f"{args.out}: {info['faces']} faces, {info['bytes'] / 1e6:.1f} MB — train it where Keras runs: "
+          f"KERAS_BACKEND=jax python -m facegate.convert.distill.portable train {args.out} --out DIR --steps N "
+          f"(or convert/distill/gpu_distill.sh), then `facegate distill import DIR`")
+    return 0
+
+
+def cmd_distill_import(args) -> int:
+    from facegate.convert.distill.portable import import_student
+    out = args.out or args.run / "student.keras"
+    print(json.dumps(import_student(args.run, out)))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("distill", help="distil the teachers into small students (embedder, detector)")
     ds = d.add_subparsers(dest="distill_cmd", required=True)
@@ -135,6 +156,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     xd.add_argument("--name", default="mtcnn-student")
     xd.add_argument("--no-int8", action="store_true")
     xd.set_defaults(func=cmd_distill_export_detector)
+
+    pk = ds.add_parser("pack", help="write the cached teacher targets as one small file to train elsewhere "
+                                     "(a GPU machine without TensorFlow)")
+    pk.add_argument("--out", type=Path, required=True, help="pack file (.npz)")
+    pk.add_argument("--data", type=Path, action="append", default=None, help="folders of face photos (default: "
+                                                                              "the same as distill embedder)")
+    pk.add_argument("--teacher", default=None)
+    pk.add_argument("--max-images", type=int, default=None)
+    pk.add_argument("--quality", type=int, default=82, help="WebP quality of the stored faces")
+    pk.add_argument("--no-progress", action="store_true")
+    pk.set_defaults(func=cmd_distill_pack)
+
+    im = ds.add_parser("import", help="turn a portable (JAX/PyTorch) run folder into student.keras with its card")
+    im.add_argument("run", type=Path, help="the --out folder of `python -m facegate.convert.distill.portable train`")
+    im.add_argument("--out", type=Path, default=None, help="student .keras file (default RUN/student.keras)")
+    im.set_defaults(func=cmd_distill_import)
 
     ho = ds.add_parser("holdout", help="link the identities distillation held out into a folder (for calibration)")
     ho.add_argument("--out", type=Path, required=True)

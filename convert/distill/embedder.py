@@ -306,9 +306,7 @@ class Trainer:
 
     def save_student(self, path: Path, metrics: dict) -> None:
         """The student as a float32 .keras file with its card (teacher's thresholds until calibrated)."""
-        from facegate.convert.registry import facenet_teacher_card
         from facegate.convert.students.mobilefacenet import build_student
-        from facegate.edge.cards import InputSpec, ModelCard, write_card
 
         model = self.model
         if model.dtype_policy.name != "float32":   # mixed precision: save a float32 copy
@@ -316,20 +314,31 @@ class Trainer:
             keras.mixed_precision.set_global_policy("float32")
             model = build_student(self.student_config)
             model.set_weights(self.model.get_weights())
-        model.save(path)
-        teacher = facenet_teacher_card()
-        card = ModelCard(
-            name="facenet-student", task="embedding", file=path.name, sha256="",
-            input=InputSpec(112, normalisation=NORMALISATION, alignment="similarity112"),
-            outputs=[{"name": "embedding", "dim": self.student_config.embedding_dim, "l2_normalise": True}],
-            format="keras", metric="cosine", thresholds=dict(teacher.thresholds),
-            accuracy={"distillation": metrics, "config": self.cfg.to_json(),
-                      "student": self.student_config.to_dict(), "params": int(model.count_params())},
-            teacher=f"facenet-teacher ({self.train_set.teacher})", source="facegate distill embedder",
-            notes="Embeddings live in the teacher's space (trained to reproduce its flip-averaged embeddings), "
-                  "so galleries enrolled with the teacher stay usable. Thresholds are the teacher's until "
-                  "`facegate calibrate thresholds` is run on this file.")
-        write_card(card, path)
+        save_student_file(model, path, metrics=metrics, config=self.cfg.to_json(),
+                          student=self.student_config.to_dict(), teacher=self.train_set.teacher,
+                          source="facegate distill embedder")
+
+
+def save_student_file(model, path: Path, metrics: dict, config: dict, student: dict, teacher: str, source: str) -> None:
+    """Write a float32 Keras student and its card: the training run's numbers, the teacher it mimics,
+    and the teacher's thresholds until `facegate calibrate thresholds` replaces them."""
+    from facegate.convert.registry import facenet_teacher_card
+    from facegate.edge.cards import InputSpec, ModelCard, write_card
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    teacher_card = facenet_teacher_card()
+    card = ModelCard(
+        name="facenet-student", task="embedding", file=path.name, sha256="",
+        input=InputSpec(112, normalisation=NORMALISATION, alignment="similarity112"),
+        outputs=[{"name": "embedding", "dim": int(student["embedding_dim"]), "l2_normalise": True}],
+        format="keras", metric="cosine", thresholds=dict(teacher_card.thresholds),
+        accuracy={"distillation": metrics, "config": config, "student": student, "params": int(model.count_params())},
+        teacher=f"facenet-teacher ({teacher})", source=source,
+        notes="Embeddings live in the teacher's space (trained to reproduce its flip-averaged embeddings), "
+              "so galleries enrolled with the teacher stay usable. Thresholds are the teacher's until "
+              "`facegate calibrate thresholds` is run on this file.")
+    write_card(card, path)
 
 
 def plot_log(log_path: Path, out: Path) -> None:
