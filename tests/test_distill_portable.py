@@ -121,6 +121,7 @@ def test_tiny_portable_run_imports_as_a_carded_student(tmp_path, lfw_images):
     assert r["run"]["steps_done"] == 4 and r["run"]["backend"] == "tensorflow"
     rows = (out / "log.csv").read_text().strip().splitlines()
     assert rows[0].startswith("step,lr,loss") and len(rows) >= 3
+    assert (out / "loss.png").stat().st_size > 1000
     model, info = load_trained(out)
     assert info["run"]["student"]["width"] == 0.25
     student = import_student(out, tmp_path / "student.keras")

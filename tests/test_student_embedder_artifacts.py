@@ -72,4 +72,4 @@ def test_student_lives_in_the_teacher_space(lfw_images, detector):
     s = student.embed(_crops(paths, detector))
     cross = s @ t.T
     assert np.all(np.argmax(cross, axis=1) == np.arange(len(paths)))    # each student probe finds its teacher twin
-    assert float(np.mean(np.diag(cross))) > 0.3        # held-out mean cosine to the teacher: 0.44
+    assert float(np.mean(np.diag(cross))) > 0.5        # held-out mean cosine to the teacher: 0.71

@@ -348,21 +348,23 @@ def plot_log(log_path: Path, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = list(csv.DictReader(log_path.open()))
+    x_key = "epoch" if rows and "epoch" in rows[0] else "step"     # TF trainer: epochs; portable: steps
+    rows = [r for r in rows if r.get(x_key)]
     if not rows:
         return
-    ep = [int(r["epoch"]) for r in rows]
+    ep = [int(r[x_key]) for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for k in rows[-1]:
-        if k.startswith("loss_"):
-            a.plot(ep, [float(r.get(k) or math.nan) for r in rows], label=k[5:])
+        if k == "loss" or k.startswith("loss_"):
+            a.plot(ep, [float(r.get(k) or math.nan) for r in rows], label=k[5:] or "total")
     a.set_yscale("log")
-    a.set_xlabel("epoch")
+    a.set_xlabel(x_key)
     a.set_title("training losses")
     a.legend()
     for k in ("val_cosine_mean", "val_pair_accuracy", "val_teacher_pair_accuracy"):
         if k in rows[-1]:
             b.plot(ep, [float(r.get(k) or math.nan) for r in rows], label=k[4:])
-    b.set_xlabel("epoch")
+    b.set_xlabel(x_key)
     b.set_title("held-out identities")
     b.legend()
     fig.tight_layout()

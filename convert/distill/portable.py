@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from facegate.convert.distill.augment import AugmentConfig, augment_batch
-from facegate.convert.distill.embedder import DEFAULT_WEIGHTS, NORMALISATION, label_ids, pair_accuracy
+from facegate.convert.distill.embedder import DEFAULT_WEIGHTS, NORMALISATION, label_ids, pair_accuracy, plot_log
 from facegate.convert.distill.sources import is_held_out
 from facegate.convert.distill.targets import STUDENT_SIZE, TargetSet
 
@@ -286,6 +286,7 @@ def train(pack: Path, out: Path, steps: int, batch: int = 256, lr: float = 3e-3,
                 row.update(validate(model, val_set))
             score = row.get("val_cosine_mean", -row["loss"])
             _append(log_path, row)
+            _plot(log_path, out / "loss.png")
             log.info("%s", row)
             if not best or score > best["score"]:
                 best = {"score": score, **row}
@@ -358,6 +359,13 @@ def _save_float32(student, cfg, path: Path) -> None:
     tmp = path.with_name("partial." + path.name)
     plain.save_weights(tmp)
     os.replace(tmp, path)
+
+
+def _plot(log_path: Path, out: Path) -> None:
+    try:
+        plot_log(log_path, out)
+    except ImportError:          # a training box without matplotlib: the CSV is still there
+        log.warning("matplotlib missing: no loss plot")
 
 
 def _append(path: Path, row: dict) -> None:
