@@ -18,7 +18,6 @@ Losses are the same cosine + L2 + relational terms as the TensorFlow trainer, wr
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -35,6 +34,7 @@ import numpy as np
 
 from facegate.convert.distill.augment import AugmentConfig, augment_batch
 from facegate.convert.distill.embedder import DEFAULT_WEIGHTS, NORMALISATION, label_ids, pair_accuracy, plot_log
+from facegate.convert.distill.runlog import append_csv_row
 from facegate.convert.distill.sources import is_held_out
 from facegate.convert.distill.targets import STUDENT_SIZE, TargetSet
 
@@ -285,7 +285,7 @@ def train(pack: Path, out: Path, steps: int, batch: int = 256, lr: float = 3e-3,
             if val_set is not None:
                 row.update(validate(model, val_set))
             score = row.get("val_cosine_mean", -row["loss"])
-            _append(log_path, row)
+            append_csv_row(log_path, row)
             _plot(log_path, out / "loss.png")
             log.info("%s", row)
             if not best or score > best["score"]:
@@ -302,7 +302,7 @@ def train(pack: Path, out: Path, steps: int, batch: int = 256, lr: float = 3e-3,
             student.load_weights(out / WEIGHTS_FILE)
             recalibrate_bn(model, optimizer, train_set, batch, steps=recal_steps)
             row = {"step": best.get("step", done), "recalibrated": True, **validate(model, val_set)}
-            _append(log_path, row)
+            append_csv_row(log_path, row)
             log.info("after BN recalibration: %s", row)
             if row["val_cosine_mean"] > best["score"]:
                 best = {**best, **row, "score": row["val_cosine_mean"]}
@@ -366,17 +366,6 @@ def _plot(log_path: Path, out: Path) -> None:
         plot_log(log_path, out)
     except ImportError:          # a training box without matplotlib: the CSV is still there
         log.warning("matplotlib missing: no loss plot")
-
-
-def _append(path: Path, row: dict) -> None:
-    new = not path.exists()
-    rows = [] if new else list(csv.DictReader(path.open()))
-    keys = list(dict.fromkeys([*(rows[0].keys() if rows else []), *row.keys()]))
-    rows.append({k: row.get(k, "") for k in keys})
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
 
 
 # -- back on the workstation -------------------------------------------------------------------------
