@@ -129,6 +129,11 @@ def test_tiny_portable_run_imports_as_a_carded_student(tmp_path, lfw_images):
     assert card.input.size == 112 and card.input.normalisation == "mean127.5_div128"
     assert card.accuracy["student"]["activation"] == "prelu"
     assert json.loads((out / "student.json").read_text())["best"]["step"] == student["step"]
+    from facegate.apps.cli import main
+    assert main(["distill", "import", str(out), "--out", str(tmp_path / "cli" / "student.keras")]) == 0
+    assert load_card(tmp_path / "cli" / "student.keras").accuracy["distillation"] == card.accuracy["distillation"]
+    with pytest.raises(FileNotFoundError, match="portable run"):
+        import_student(tmp_path, tmp_path / "x.keras")
     import keras
     again = keras.saving.load_model(tmp_path / "student.keras", compile=False)
     x = np.random.default_rng(0).normal(size=(2, 112, 112, 3)).astype(np.float32)
