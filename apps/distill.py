@@ -7,14 +7,11 @@ from pathlib import Path
 
 
 def _loss_weights(items: list[str] | None, defaults: dict, command: str) -> dict:
-    """--loss NAME=WEIGHT options over the defaults; unknown names are refused with the known ones."""
-    weights = dict(defaults)
-    for item in items or []:
-        name, _, value = item.partition("=")
-        if name not in weights or not value:
-            raise SystemExit(f"facegate distill {command}: --loss takes NAME=WEIGHT with NAME in {sorted(weights)}")
-        weights[name] = float(value)
-    return weights
+    from facegate.convert.distill.embedder import parse_loss_weights
+    try:
+        return parse_loss_weights(items, defaults)
+    except ValueError as e:
+        raise SystemExit(f"facegate distill {command}: {e}") from None
 
 
 def cmd_distill_embedder(args) -> int:
@@ -82,12 +79,10 @@ def cmd_distill_holdout(args) -> int:
 
 
 def cmd_distill_pack(args) -> int:
-    from facegate.convert.distill.pipeline import default_photos, prepare_targets
+    from facegate.convert.distill.pipeline import gather_photos, prepare_targets
     from facegate.convert.distill.portable import write_pack
-    from facegate.convert.distill.sources import folder_photos, sample
 
-    photos = [p for f in args.data for p in folder_photos(f)] if args.data else default_photos()
-    photos = sample(photos, args.max_images, 0)
+    photos = gather_photos(args.data, args.max_images)
     info = write_pack(prepare_targets(photos, args.teacher, progress=not args.no_progress), args.out, args.quality)
     print(f"{args.out}: {info['faces']} faces, {info['bytes'] / 1e6:.1f} MB — train it where Keras runs: "
           f"KERAS_BACKEND=jax python -m facegate.convert.distill.portable train {args.out} --out DIR --steps N "

@@ -14,7 +14,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from facegate.convert.distill import losses  # noqa: E402
-from facegate.convert.distill.embedder import label_ids  # noqa: E402
+from facegate.convert.distill.embedder import identity_groups, label_ids  # noqa: E402
 from facegate.convert.distill.portable import (  # noqa: E402
     _sample,
     batches,
@@ -95,7 +95,7 @@ def test_schedule_warms_up_decays_and_follows_the_clock():
 def test_batches_hold_same_person_groups_and_workers_agree(lfw_images):
     data = _face_set(lfw_images)
     ids = label_ids(data.labels)
-    idx = _sample(ids, 8, np.random.default_rng(0))
+    idx = _sample(identity_groups(ids), len(ids), 8, np.random.default_rng(0))
     assert len(idx) == 8 and len(set(ids[idx])) < 8          # at least one same-person pair
     serial = batches(data, 8, 1.0, seed=3, workers=0)
     x, y = next(serial)

@@ -66,6 +66,32 @@ def label_ids(labels: np.ndarray) -> np.ndarray:
     return ids
 
 
+def parse_loss_weights(items: list[str] | None, defaults: dict) -> dict:
+    """NAME=WEIGHT options over the defaults; unknown names are refused with the known ones."""
+    weights = dict(defaults)
+    for item in items or []:
+        name, _, value = item.partition("=")
+        if name not in weights or not value:
+            raise ValueError(f"--loss takes NAME=WEIGHT with NAME in {sorted(weights)}, not {item!r}")
+        weights[name] = float(value)
+    return weights
+
+
+def identity_groups(ids: np.ndarray) -> list[list[int]]:
+    """Face indices of each labelled identity that has at least two faces (where positives exist)."""
+    groups: dict[int, list[int]] = {}
+    for i, k in enumerate(ids):
+        if k >= 0:
+            groups.setdefault(int(k), []).append(i)
+    return [g for g in groups.values() if len(g) >= 2]
+
+
+def draw_identity_faces(people: list[list[int]], count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` distinct identities, up to 4 faces of each: same-person pairs inside a batch."""
+    chosen = rng.choice(len(people), size=count, replace=False)
+    return np.concatenate([rng.choice(people[c], size=min(4, len(people[c])), replace=False) for c in chosen])
+
+
 def batch_indices(ids: np.ndarray, batch: int, rng: np.random.Generator, identity_batches: bool) -> list[np.ndarray]:
     """One epoch of batches. With `identity_batches` (triplet loss on) half of each batch is drawn as
     identities x 4 images so positives exist; the rest is uniform."""
@@ -73,17 +99,12 @@ def batch_indices(ids: np.ndarray, batch: int, rng: np.random.Generator, identit
     batches = [order[i:i + batch] for i in range(0, len(order) - batch + 1, batch)]
     if not identity_batches:
         return batches
-    groups: dict[int, list[int]] = {}
-    for i, k in enumerate(ids):
-        if k >= 0:
-            groups.setdefault(int(k), []).append(i)
-    people = [g for g in groups.values() if len(g) >= 2]
+    people = identity_groups(ids)
     if not people:
         return batches
     out = []
     for b in batches:
-        chosen = rng.choice(len(people), size=max(1, batch // 8), replace=False)
-        paired = np.concatenate([rng.choice(people[c], size=min(4, len(people[c])), replace=False) for c in chosen])
+        paired = draw_identity_faces(people, max(1, batch // 8), rng)
         out.append(np.concatenate([paired, b[:batch - len(paired)]]))
     return out
 

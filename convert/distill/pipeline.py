@@ -41,6 +41,12 @@ def default_teacher() -> str:
     return str(onnx) if onnx.exists() and onnx.with_name(onnx.name + ".json").exists() else "facenet-teacher"
 
 
+def gather_photos(data_folders: list[Path] | None, max_images: int | None, seed: int = 0) -> list[Photo]:
+    """Photos from the given identity folders (default: the development datasets), optionally sampled."""
+    photos = [p for f in data_folders for p in folder_photos(f)] if data_folders else default_photos()
+    return sample(photos, max_images, seed)
+
+
 def prepare_targets(photos: list[Photo], teacher: str | None = None, progress: bool = True) -> TargetSet:
     from facegate.convert.registry import resolve_embedder
     from facegate.edge.registry import load_detector
@@ -58,8 +64,7 @@ def split_targets(data: TargetSet, hold_out_every: int) -> tuple[TargetSet, Targ
 
 def distill_embedder(cfg: DistillConfig, data_folders: list[Path] | None = None, teacher: str | None = None,
                      max_images: int | None = None, hold_out_every: int = 8, resume: bool = True) -> dict:
-    photos = [p for f in data_folders for p in folder_photos(f)] if data_folders else default_photos()
-    photos = sample(photos, max_images, cfg.seed)
+    photos = gather_photos(data_folders, max_images, cfg.seed)
     log.info("%d training photos", len(photos))
     data = prepare_targets(photos, teacher, progress=cfg.progress)
     train, val = split_targets(data, hold_out_every)

@@ -33,9 +33,18 @@ import cv2
 import numpy as np
 
 from facegate.convert.distill.augment import AugmentConfig, augment_batch
-from facegate.convert.distill.embedder import DEFAULT_WEIGHTS, NORMALISATION, label_ids, pair_accuracy, plot_log
+from facegate.convert.distill.embedder import (
+    DEFAULT_WEIGHTS,
+    NORMALISATION,
+    draw_identity_faces,
+    identity_groups,
+    label_ids,
+    pair_accuracy,
+    parse_loss_weights,
+    plot_log,
+)
+from facegate.convert.distill.pipeline import split_targets
 from facegate.convert.distill.runlog import append_csv_row
-from facegate.convert.distill.sources import is_held_out
 from facegate.convert.distill.targets import STUDENT_SIZE, TargetSet
 
 log = logging.getLogger(__name__)
@@ -86,13 +95,6 @@ def read_pack(path: Path) -> TargetSet:
                          str(z["teacher"]))
 
 
-def split_pack(data: TargetSet, hold_out_every: int) -> tuple[TargetSet, TargetSet | None]:
-    held = np.array([is_held_out(lab, hold_out_every) for lab in data.labels], bool)
-    if hold_out_every <= 0 or not held.any():
-        return data, None
-    return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
-
-
 # -- losses (keras.ops, any backend) ------------------------------------------------------------------
 def make_loss(weights: dict[str, float]):
     """Loss on y_true = [teacher target (D) | identity id] and y_pred = raw student output (D)."""
@@ -129,33 +131,30 @@ _WORKER: dict = {}
 
 
 def _init_worker_state(canvases: np.ndarray, targets: np.ndarray, ids: np.ndarray, batch: int, strength: float) -> None:
-    _WORKER.update(canvases=canvases, targets=targets, ids=ids, batch=batch, cfg=AugmentConfig(strength=strength))
+    _WORKER.update(canvases=canvases, targets=targets, ids=ids, groups=identity_groups(ids), batch=batch,
+                   cfg=AugmentConfig(strength=strength))
 
 
-def _sample(ids: np.ndarray, batch: int, rng: np.random.Generator) -> np.ndarray:
-    """A batch with a quarter of it in groups of up to 4 faces per labelled identity (the relational
-    term then sees same-person pairs), the rest uniform."""
-    people = {}
-    for i, p in enumerate(ids):
-        if p >= 0:
-            people.setdefault(int(p), []).append(i)
-    groups = [np.array(v) for v in people.values() if len(v) > 1]
-    chosen = []
-    if groups:
-        for g in rng.choice(len(groups), size=min(len(groups), max(1, batch // 16)), replace=False):
-            chosen.append(rng.choice(groups[g], size=min(4, len(groups[g])), replace=False))
-    paired = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
-    rest = rng.choice(len(ids), size=batch - len(paired), replace=len(ids) < batch - len(paired))
+def _sample(groups: list[list[int]], n: int, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """A batch of indices into `n` faces with a quarter of it in groups of up to 4 faces per labelled
+    identity (the relational term then sees same-person pairs), the rest uniform."""
+    paired = (draw_identity_faces(groups, min(len(groups), max(1, batch // 16)), rng) if groups
+              else np.zeros(0, np.int64))
+    rest = rng.choice(n, size=batch - len(paired), replace=n < batch - len(paired))
     return np.concatenate([paired, rest]).astype(np.int64)
+
+
+def _targets_and_ids(targets: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The y the portable loss reads: teacher target (D) with the identity id as a last column."""
+    return np.concatenate([targets, ids[:, None].astype(np.float32)], axis=1)
 
 
 def _make_batch(seed: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     w = _WORKER
     rng = np.random.default_rng(seed)
-    idx = _sample(w["ids"], w["batch"], rng)
+    idx = _sample(w["groups"], len(w["ids"]), w["batch"], rng)
     x = augment_batch(w["canvases"][idx], rng, w["cfg"])                 # uint8; the model normalises
-    y = np.concatenate([w["targets"][idx], w["ids"][idx, None].astype(np.float32)], axis=1)
-    return x, y
+    return x, _targets_and_ids(w["targets"][idx], w["ids"][idx])
 
 
 def batches(train: TargetSet, batch: int, strength: float, seed: int, workers: int,
@@ -211,9 +210,8 @@ def recalibrate_bn(model, optimizer, train: TargetSet, batch: int, steps: int = 
 
     Done as training steps at learning rate 0 (AdamW's decay scales with it, so weights stay put):
     the compiled train step already updates the statistics, on every backend, at full speed."""
-    ids = label_ids(train.labels)
     crops = np.ascontiguousarray(train.centre_crops())
-    y_all = np.concatenate([train.targets, ids[:, None].astype(np.float32)], axis=1)
+    y_all = _targets_and_ids(train.targets, label_ids(train.labels))
     rng = np.random.default_rng(12345)
 
     def clean():
@@ -245,7 +243,7 @@ def train(pack: Path, out: Path, steps: int, batch: int = 256, lr: float = 3e-3,
     out.mkdir(parents=True, exist_ok=True)
     weights = dict(weights or DEFAULT_WEIGHTS)
     data = read_pack(pack)
-    train_set, val_set = split_pack(data, hold_out_every)
+    train_set, val_set = split_targets(data, hold_out_every)
     workers = (os.cpu_count() or 2) - 1 if workers is None else workers
     stream = batches(train_set, batch, strength, seed, workers)   # fork before Keras/GPU libraries load
     next(stream)                                                   # (the pool forks on first use)
@@ -259,6 +257,7 @@ def train(pack: Path, out: Path, steps: int, batch: int = 256, lr: float = 3e-3,
             mixed = _has_gpu(backend)
         cfg = StudentConfig(width=width, depth=depth, embedding_dim=int(data.targets.shape[1]), activation=activation)
         model, student = build_training_model(cfg, mixed)
+        plain = _float32_twin(student, cfg) if mixed else student     # what the weights file is written from
         if init:
             student.load_weights(init)
         optimizer = keras.optimizers.AdamW(learning_rate=lr * 0.05, weight_decay=weight_decay)
@@ -290,7 +289,7 @@ def train(pack: Path, out: Path, steps: int, batch: int = 256, lr: float = 3e-3,
             log.info("%s", row)
             if not best or score > best["score"]:
                 best = {"score": score, **row}
-                _save_float32(student, cfg, out / WEIGHTS_FILE)
+                _save_weights(student, plain, out / WEIGHTS_FILE)
                 (out / RUN_FILE).write_text(json.dumps({"run": run, "best": best}, indent=2))
             if done < steps and progress(done, steps, start, max_minutes) >= 1.0:
                 log.info("time budget of %.1f minutes spent at step %d", max_minutes, done)
@@ -306,7 +305,7 @@ def train(pack: Path, out: Path, steps: int, batch: int = 256, lr: float = 3e-3,
             log.info("after BN recalibration: %s", row)
             if row["val_cosine_mean"] > best["score"]:
                 best = {**best, **row, "score": row["val_cosine_mean"]}
-                _save_float32(student, cfg, out / WEIGHTS_FILE)
+                _save_weights(student, plain, out / WEIGHTS_FILE)
         (out / RUN_FILE).write_text(json.dumps({"run": run, "best": best}, indent=2))
         return {"run": run, "best": best}
     finally:
@@ -343,8 +342,9 @@ def _has_gpu(backend: str) -> bool:
     return False
 
 
-def _save_float32(student, cfg, path: Path) -> None:
-    """Weights as float32 in the layer layout `build_student(cfg)` has under any backend."""
+def _float32_twin(student, cfg):
+    """The same student built under the float32 policy (a mixed-precision model's weights are
+    written through it, so the file loads into `build_student(cfg)` on any machine)."""
     import keras
 
     from facegate.convert.students.mobilefacenet import build_student
@@ -352,10 +352,14 @@ def _save_float32(student, cfg, path: Path) -> None:
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        plain = build_student(cfg)
+        return build_student(cfg)
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    plain.set_weights([np.asarray(w, np.float32) for w in student.get_weights()])
+
+
+def _save_weights(student, plain, path: Path) -> None:
+    if plain is not student:
+        plain.set_weights([np.asarray(w, np.float32) for w in student.get_weights()])
     tmp = path.with_name("partial." + path.name)
     plain.save_weights(tmp)
     os.replace(tmp, path)
@@ -419,10 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    weights = dict(DEFAULT_WEIGHTS)
-    for item in args.loss or []:
-        name, _, value = item.partition("=")
-        weights[name] = float(value)
+    try:
+        weights = parse_loss_weights(args.loss, DEFAULT_WEIGHTS)
+    except ValueError as e:
+        p.error(str(e))
     result = train(args.pack, args.out, args.steps, batch=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                    width=args.width, depth=args.depth, activation=args.activation, weights=weights,
                    strength=args.augment, hold_out_every=args.hold_out_every, workers=args.workers,
