@@ -37,6 +37,10 @@ def _add_detector_args(p: argparse.ArgumentParser) -> None:
                    help="P-Net, R-Net, O-Net face score thresholds")
     p.add_argument("--nms", choices=["reference", "greedy"], default="reference",
                    help="NMS rule: the mtcnn package's (reference) or classic greedy")
+    p.add_argument("--pyramid-factor", type=float, default=0.709,
+                   help="image pyramid step (smaller: fewer levels, faster, may miss faces between scales)")
+    p.add_argument("--chained-pyramid", action="store_true",
+                   help="resize each pyramid level from the previous one (faster; not bit-parity with mtcnn 1.0.0)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: runtime's choice)")
 
 
@@ -53,7 +57,8 @@ def _detector(args):
     from facegate.edge.registry import load_detector
     return load_detector(args.detector, fmt=args.detector_format, threads=args.threads,
                          config=CascadeConfig(min_face_size=args.min_face, thresholds=tuple(args.thresholds),
-                                              nms_mode=args.nms))
+                                              nms_mode=args.nms, chained_pyramid=args.chained_pyramid,
+                                              scale_factor=args.pyramid_factor))
 
 
 def cmd_eval_verification(args) -> int:

@@ -45,13 +45,19 @@ def _per_net(values: list[int] | None, default: dict) -> dict:
 
 def cmd_distill_detector(args) -> int:
     from facegate.convert.distill.detector import DetectorDistillConfig, distill_detector
+    from facegate.convert.students.mtcnn import DetectorStudentConfig
 
+    if not 0.0 <= args.camera_share <= 1.0:
+        raise SystemExit(f"facegate distill detector: --camera-share must be between 0 and 1, got {args.camera_share}")
     defaults = DetectorDistillConfig(out=args.out)
     weights = _loss_weights(args.loss, defaults.loss_weights, "detector")
     cfg = DetectorDistillConfig(out=args.out, epochs=_per_net(args.epochs, defaults.epochs),
                                 batch=_per_net(args.batch_size, defaults.batch), lr=args.lr, ohem_keep=args.ohem,
                                 photos=args.photos, max_images=args.max_images, seed=args.seed, loss_weights=weights,
-                                wider_holdout_every=args.hold_out_every, progress=not args.no_progress)
+                                wider_holdout_every=args.hold_out_every, progress=not args.no_progress,
+                                camera_share=args.camera_share, init=args.init,
+                                student=DetectorStudentConfig(pnet=tuple(args.pnet_widths), rnet=tuple(args.rnet_widths),
+                                                              onet=tuple(args.onet_widths)))
     summary = distill_detector(cfg)
     for net, r in summary["nets"].items():
         print(f"{net}: {json.dumps(r)}")
@@ -137,6 +143,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     dt.add_argument("--loss", action="append", metavar="NAME=WEIGHT",
                     help="loss weights (cls, box, landmarks; default 1.0 / 0.5 / 1.0), e.g. --loss landmarks=5")
     dt.add_argument("--photos", type=int, default=300, help="LFW (non-pair people) + CelebA portraits to add")
+    dt.add_argument("--camera-share", type=float, default=0.0, help="share of samples mirrored and degraded like "
+                    "a door camera (exposure, grey/IR, blur, noise) before the teacher labels them")
+    dt.add_argument("--init", type=Path, default=None, help="start from an earlier run's pnet/rnet/onet.keras "
+                    "(nets whose widths match); fine-tunes instead of training from scratch")
+    dt.add_argument("--pnet-widths", type=int, nargs=3, default=[10, 16, 32], metavar="C",
+                    help="student P-Net channels (first conv, two separable blocks)")
+    dt.add_argument("--rnet-widths", type=int, nargs=4, default=[28, 48, 64, 128], metavar="C",
+                    help="student R-Net channels (conv, two separable blocks, fully connected)")
+    dt.add_argument("--onet-widths", type=int, nargs=5, default=[32, 64, 64, 128, 256], metavar="C",
+                    help="student O-Net channels (conv, three separable blocks, fully connected)")
     dt.add_argument("--max-images", type=int, default=None, help="cap on WIDER training images (quick runs)")
     dt.add_argument("--hold-out-every", type=int, default=4,
                     help="WIDER images with index %% N == 0 are never trained on (0: train on all)")

@@ -6,8 +6,21 @@ set -euo pipefail
 OUT=${OUT:-runs/students}
 mkdir -p "$OUT"
 if [ -z "${SKIP_TRAIN:-}" ]; then
+  # stage 1: 303 WIDER + 300 portraits, from scratch; O-Net then to 50 epochs with landmarks weighted 5
   facegate distill detector --out runs/distill/detector --epochs 40 40 30
-  facegate distill export-detector --src runs/distill/detector --out edge/models
+  rm -f runs/distill/detector/onet.keras
+  facegate distill detector --out runs/distill/detector --epochs 40 40 50 --loss landmarks=5
+  # stage 2: 10x the portraits, door-camera views labelled by the teacher, wider P-Net (from scratch),
+  # R-Net and O-Net fine-tuned from stage 1
+  facegate distill detector --out runs/distill/detector-v3 --init runs/distill/detector --pnet-widths 16 24 32 \
+    --photos 3000 --camera-share 0.4 --epochs 25 12 10 --lr 2e-3 --loss landmarks=5
+  # stage 3 (shipped): stage 2's P-Net and R-Net crops, wider R-Net and O-Net trained from scratch
+  mkdir -p runs/distill/detector-v4/data
+  cp runs/distill/detector-v3/pnet.keras runs/distill/detector-v4/
+  ln -f runs/distill/detector-v3/data/pnet.npz runs/distill/detector-v3/data/rnet.npz runs/distill/detector-v4/data/
+  facegate distill detector --out runs/distill/detector-v4 --pnet-widths 16 24 32 --rnet-widths 32 64 96 128 \
+    --onet-widths 32 96 128 192 256 --photos 3000 --camera-share 0.4 --epochs 25 30 40 --loss landmarks=5
+  facegate distill export-detector --src runs/distill/detector-v4 --out edge/models
 fi
 for d in mtcnn-teacher mtcnn-student mtcnn-student-int8; do
   facegate eval wider --detector "$d" --no-progress --out "$OUT/wider" | tee -a "$OUT/wider.txt"
@@ -16,5 +29,8 @@ done
 for d in mtcnn-student mtcnn-student-int8; do
   facegate eval lfw-detect --detector "$d" --no-progress --out "$OUT/lfw_detect" | tee -a "$OUT/lfw_detect.txt"
 done
+facegate eval wider --detector mtcnn-teacher --chained-pyramid --no-progress --out "$OUT/wider" | tee -a "$OUT/wider.txt"
+facegate eval wider --detector mtcnn-student --chained-pyramid --holdout-every 4 --no-progress --out "$OUT/wider" \
+  | tee -a "$OUT/wider.txt"
 facegate bench detector --detector mtcnn-teacher mtcnn-student mtcnn-student-int8 --format tflite onnx \
   --threads 1 2 --out "$OUT/bench_detector.json" | tee "$OUT/bench_detector.txt"

@@ -107,3 +107,26 @@ def test_parity_with_reference_mtcnn_package(detector, lfw_images, wider_dir):
         assert np.abs(ref_lm - our_lm).max() <= 2.0
         compared += len(r)
     assert compared >= 10
+
+
+def test_chained_pyramid_finds_the_same_faces(detector, lfw_images, wider_dir):
+    """Resizing each pyramid level from the previous one (the door default) must not move faces:
+    same faces as the reference-parity pyramid on LFW portraits and a crowded WIDER photo."""
+    chained = detector.with_config(chained_pyramid=True)
+    for paths in list(lfw_images.values())[:3]:
+        img = load_rgb(paths[0])
+        a, b = detector.detect(img), chained.detect(img)
+        assert len(a) == len(b) >= 1
+        assert pairwise_overlap(np.array([f.box for f in a]), np.array([f.box for f in b])).max(axis=1).min() > 0.85
+    img = load_rgb(sorted((wider_dir / "images").rglob("*.jpg"))[0])
+    a, b = detector.detect(img), chained.detect(img)
+    assert abs(len(a) - len(b)) <= max(1, len(a) // 10)
+    big = [f.box for f in a if f.box[2] - f.box[0] >= 40]
+    if big:
+        assert (pairwise_overlap(np.array(big), np.array([f.box for f in b])).max(axis=1) > 0.7).all()
+
+
+def test_door_pipeline_uses_the_chained_pyramid():
+    from facegate.edge.pipeline import Pipeline, PipelineConfig
+    assert Pipeline.from_config(PipelineConfig()).detector.config.chained_pyramid
+    assert not Pipeline.from_config(PipelineConfig(chained_pyramid=False)).detector.config.chained_pyramid

@@ -8,6 +8,8 @@ batch farthest from the teacher contribute); box regression 0.5 and landmarks 1.
 outputs, weighted by the teacher's face probability (regressions of background windows are noise).
 Each net keeps a checkpoint per epoch in `<out>/checkpoints/<net>`; a finished net is saved as
 `<out>/<net>.keras` and skipped when the command runs again, so an interrupted run resumes.
+`init` starts each net from an earlier run's `<net>.keras` when the widths match (fine-tuning on
+more data costs a fraction of training from scratch; a net whose widths changed starts fresh).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from tqdm import tqdm
 from facegate.convert.distill import detector_data as dd
 from facegate.convert.distill.runlog import append_csv_row
 from facegate.convert.export.mtcnn_set import NETS
+from facegate.convert.students.mtcnn import DetectorStudentConfig
 from facegate.edge.detect.mtcnn import _split_outputs
 from facegate.edge.errors import DatasetError
 
@@ -44,6 +47,9 @@ class DetectorDistillConfig:
     max_candidates: int = 300
     jitter_per_face: int = 6
     photos: int = 300                 # LFW + CelebA portrait photos added to the WIDER training split
+    camera_share: float = 0.0         # share of samples mirrored/degraded before the teacher labels them
+    init: Path | None = None          # earlier run folder whose <net>.keras start the nets
+    student: DetectorStudentConfig = field(default_factory=DetectorStudentConfig)
     wider_holdout_every: int = 4      # WIDER images i % N == 0 are never trained on
     max_images: int | None = None     # cap on WIDER training images (quick runs)
     seed: int = 0
@@ -52,6 +58,7 @@ class DetectorDistillConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["out"] = str(self.out)
+        d["init"] = str(self.init) if self.init else None
         return d
 
 
@@ -136,6 +143,35 @@ def train_net(net: str, model, samples: dict, cfg: DetectorDistillConfig) -> dic
     return log_rows[-1] if log_rows else {}
 
 
+def plot_detector_log(log_path: Path, out: Path) -> None:
+    """One panel per net: its loss terms per epoch (log scale), so a stalled or diverging net shows."""
+    import csv
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(log_path.open())) if log_path.exists() else []
+    nets = [n for n in NETS if any(r["net"] == n for r in rows)]
+    if not nets:
+        return
+    fig, axes = plt.subplots(1, len(nets), figsize=(4.2 * len(nets), 3.6), squeeze=False)
+    for ax, net in zip(axes[0], nets):
+        mine = [r for r in rows if r["net"] == net]
+        epochs = [int(r["epoch"]) for r in mine]
+        for key in ("loss_total", "loss_cls", "loss_box", "loss_landmarks"):
+            values = [float(r[key]) if r.get(key) else float("nan") for r in mine]
+            if any(v == v for v in values):
+                ax.plot(epochs, values, label=key[5:])
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{net}: losses to the teacher")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
 def _mirror_box(box: np.ndarray) -> np.ndarray:
     """Box regression (dx1, dy1, dx2, dy2) of a horizontally mirrored window: dx1' = -dx2, dx2' = -dx1."""
     out = box.copy()
@@ -188,7 +224,7 @@ def distill_detector(cfg: DetectorDistillConfig) -> dict:
     """Train pnet -> rnet -> onet students; returns per-net final losses and sample counts."""
     import keras
 
-    from facegate.convert.students.mtcnn import DetectorStudentConfig, build_student_nets
+    from facegate.convert.students.mtcnn import build_student_nets
     from facegate.edge.detect.mtcnn import MTCNN
     from facegate.edge.registry import load_detector
 
@@ -197,22 +233,24 @@ def distill_detector(cfg: DetectorDistillConfig) -> dict:
     teacher = load_detector("mtcnn-teacher", fmt="tflite", config=dd.default_config())
     images = training_images(cfg)
     log.info("detector distillation on %d images", len(images))
-    fresh = build_student_nets(DetectorStudentConfig())
+    fresh = build_student_nets(cfg.student)
+    if cfg.init:
+        _start_from(fresh, cfg.init)
     students: dict = {}
-    summary: dict = {"images": len(images), "student": DetectorStudentConfig().to_dict(), "nets": {}}
+    summary: dict = {"images": len(images), "student": cfg.student.to_dict(), "nets": {}}
     tmp = Path(tempfile.mkdtemp(prefix="facegate-distill-"))
     rng = np.random.default_rng(cfg.seed)
     for net in NETS:
         final = cfg.out / f"{net}.keras"
         if net == "pnet":
             make = lambda: dd.pnet_samples(images, teacher.pnet, teacher, cfg.pnet_patches_per_image, rng,  # noqa: E731
-                                           cfg.progress)
+                                           cfg.progress, camera_share=cfg.camera_share)
         else:
             nets = [tflite_backend(students[n], tmp) if n in students else getattr(teacher, n) for n in NETS]
             cascade = MTCNN(*nets, config=dd.default_config(), name="student-so-far")
             make = lambda net=net, cascade=cascade: dd.stage_samples(  # noqa: E731
                 net, images, cascade, getattr(teacher, net), teacher, cfg.max_candidates, cfg.jitter_per_face, rng=rng,
-                progress=cfg.progress)
+                progress=cfg.progress, camera_share=cfg.camera_share)
         if final.exists():
             students[net] = keras.saving.load_model(final, compile=False)
             summary["nets"][net] = {"skipped": "already trained"}
@@ -221,11 +259,28 @@ def distill_detector(cfg: DetectorDistillConfig) -> dict:
         pos = float(np.mean(samples["prob"] > 0.5))
         log.info("%s: %d samples (%.1f%% face windows by the teacher)", net, len(samples["x"]), 100 * pos)
         last = train_net(net, fresh[net], samples, cfg)
+        plot_detector_log(cfg.out / "log.csv", cfg.out / "loss.png")
         fresh[net].save(final)
         students[net] = fresh[net]
         summary["nets"][net] = {"samples": int(len(samples["x"])), "teacher_face_fraction": round(pos, 4), **last}
     (cfg.out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _start_from(nets: dict, folder: Path) -> None:
+    """Copy weights from `folder/<net>.keras` into the matching fresh nets (same layer shapes)."""
+    import keras
+    for name, model in nets.items():
+        path = folder / f"{name}.keras"
+        if not path.exists():
+            raise DatasetError(f"--init {folder}: no {path.name}; give the --out folder of an earlier "
+                               "`facegate distill detector` run")
+        old = keras.saving.load_model(path, compile=False)
+        if [w.shape for w in old.weights] != [w.shape for w in model.weights]:
+            log.warning("%s: widths differ from %s, training it from scratch", name, path)
+            continue
+        model.set_weights(old.get_weights())
+        log.info("%s: starts from %s", name, path)
 
 
 def export_detector(src: Path, out_root: Path, name: str = "mtcnn-student", int8: bool = True,
@@ -235,7 +290,6 @@ def export_detector(src: Path, out_root: Path, name: str = "mtcnn-student", int8
     import keras
 
     from facegate.convert.export.mtcnn_set import export_mtcnn_set
-    from facegate.convert.students.mtcnn import DetectorStudentConfig
 
     missing = [n for n in NETS if not (src / f"{n}.keras").exists()]
     if missing:
@@ -243,17 +297,23 @@ def export_detector(src: Path, out_root: Path, name: str = "mtcnn-student", int8
     nets = {n: keras.saving.load_model(src / f"{n}.keras", compile=False) for n in NETS}
     summary = json.loads((src / "summary.json").read_text()) if (src / "summary.json").exists() else {}
     extra = {"distillation": {"command": "facegate distill detector", "summary": summary,
-                              "student": DetectorStudentConfig().to_dict()}, "export_command": command}
+                              "student": summary.get("student", DetectorStudentConfig().to_dict())},
+             "export_command": command}
     source = "distilled from mtcnn-teacher (mtcnn 1.0.0 weights) by facegate distill detector"
     notes = ("MobileNet-style student (depthwise-separable convolutions); same inputs/outputs as the teacher, "
              "run by facegate.edge.detect.MTCNN unchanged.")
     written = export_mtcnn_set(nets, out_root / name, name, source, notes=notes, extra=extra)
     if int8:
+        lost = [n for n in NETS if not (src / "data" / f"{n}.npz").exists()]
+        if lost:
+            raise DatasetError(f"int8 export calibrates on the training crops, but {src / 'data'} has no "
+                               f"{', '.join(n + '.npz' for n in lost)}; rerun `facegate distill detector` there "
+                               "or export with --no-int8")
         rep = {}
         for n in NETS:
             with np.load(src / "data" / f"{n}.npz") as z:
                 x = z["x"]
-                rep[n] = x[np.random.default_rng(0).choice(len(x), size=min(300, len(x)), replace=False)]
+                rep[n] = x[np.random.default_rng(0).choice(len(x), size=min(1000, len(x)), replace=False)]
         written += export_mtcnn_set(nets, out_root / f"{name}-int8", f"{name}-int8", source, quant="int8",
                                     representative=rep, notes=notes + " Full-integer int8, calibrated on training crops.",
                                     extra=extra)

@@ -8,6 +8,10 @@
   order: what R-Net sees on a board is what the student P-Net proposes), plus jittered
   ground-truth boxes so every face is represented; the teacher R-Net / O-Net score, regress and (for
   O-Net) place landmarks on the same crops.
+* A share of the crops and patches (`camera_share`) is mirrored and degraded like a door camera
+  (`camera_jitter`: exposure, gamma, grey/IR-like, blur, sensor noise) *before* the teacher labels
+  them, so the targets stay exact ("consistent teaching"): the student sees more kinds of faces
+  without learning the teacher's answer for a picture it was not shown.
 Crops are kept as float16 on the normalised image scale the nets read.
 """
 from __future__ import annotations
@@ -59,13 +63,44 @@ def photo_images(paths: list[Path]) -> list[TrainImage]:
     return [TrainImage(p, np.zeros((0, 4))) for p in paths]
 
 
+def camera_jitter(x: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
+    """Mirror and degrade a random `share` of normalised crops (n, h, w, 3) like a door camera.
+
+    Works on the nets' scale ((pixel - 127.5) / 128), in place when `x` is float32 (P-Net patch
+    sets run to gigabytes), and returns the array; the caller labels the result with the teacher.
+    Mirroring is exact here (the teacher labels the mirrored crop), unlike a flip of stored
+    targets, which would need landmark left/right swaps."""
+    out = x if x.dtype == np.float32 else x.astype(np.float32)
+    for i in np.flatnonzero(rng.random(len(out)) < share):
+        img = out[i] * 128.0 + 127.5
+        if rng.random() < 0.5:
+            img = img[:, ::-1]
+        if rng.random() < 0.8:                      # exposure: contrast, brightness, gamma
+            mean = img.mean()
+            img = np.clip((img - mean) * rng.uniform(0.6, 1.4) + mean + rng.uniform(-40, 40), 0, 255)
+            img = 255.0 * (img / 255.0) ** np.exp(rng.uniform(-0.4, 0.4))
+        if rng.random() < 0.15:                     # greyscale or IR-like
+            grey = img @ np.array([0.299, 0.587, 0.114], np.float32)
+            if rng.random() < 0.5:
+                grey = np.clip(grey * rng.uniform(1.0, 1.4) + rng.uniform(0, 30), 0, 255)
+            img = np.repeat(grey[:, :, None], 3, axis=2)
+        if rng.random() < 0.2:                      # focus / motion blur, scaled to the crop
+            sigma = rng.uniform(0.3, 1.0) * img.shape[0] / 48.0
+            img = cv2.GaussianBlur(np.ascontiguousarray(img, np.float32), (0, 0), sigma)
+        if rng.random() < 0.2:                      # sensor noise
+            img = img + rng.normal(0, rng.uniform(2, 8), img.shape)
+        out[i] = (np.clip(img, 0, 255) - 127.5) / 128.0
+    return out
+
+
 def _teacher_boxes(teacher: MTCNN, image: np.ndarray) -> np.ndarray:
     faces = teacher.detect(image)
     return np.array([f.box for f in faces], np.float64).reshape(-1, 4)
 
 
 def pnet_samples(images: list[TrainImage], teacher_pnet: Backend, teacher: MTCNN, per_image: int = 24,
-                 rng: np.random.Generator | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+                 rng: np.random.Generator | None = None, progress: bool = True,
+                 camera_share: float = 0.0) -> dict[str, np.ndarray]:
     """(patches, teacher face-probability maps, teacher box maps) for P-Net distillation."""
     rng = rng or np.random.default_rng(0)
     xs, probs, boxes = [], [], []
@@ -100,7 +135,7 @@ def pnet_samples(images: list[TrainImage], teacher_pnet: Backend, teacher: MTCNN
             ph, pw = min(PNET_PATCH, region.shape[0]), min(PNET_PATCH, region.shape[1])
             patch[:ph, :pw] = region[:ph, :pw]
             xs.append(patch)
-    x = np.stack(xs)
+    x = camera_jitter(np.stack(xs), rng, camera_share)
     for start in range(0, len(x), 256):
         out = _split_outputs(teacher_pnet.run([x[start:start + 256]]))
         probs.append(out["prob"][..., 1:2])
@@ -123,7 +158,7 @@ def _jitter(gt: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
 
 def stage_samples(net: str, images: list[TrainImage], student: MTCNN, teacher_net: Backend, teacher: MTCNN,
                   max_candidates: int = 200, jitter_per_face: int = 3, rng: np.random.Generator | None = None,
-                  progress: bool = True) -> dict[str, np.ndarray]:
+                  progress: bool = True, camera_share: float = 0.0) -> dict[str, np.ndarray]:
     """Crops for R-Net (24 px) or O-Net (48 px) from the student cascade's own candidates, with the
     teacher net's outputs on them. Candidates overlapping a face (IoU > 0.3) are all kept; the
     rest (background, the hard negatives) are sampled down to `max_candidates` per image."""
@@ -148,7 +183,7 @@ def stage_samples(net: str, images: list[TrainImage], student: MTCNN, teacher_ne
         chosen = np.concatenate([boxes[near], boxes[far], _jitter(gt, rng, jitter_per_face * len(gt))])
         if len(chosen):
             crops.append(crop_and_resize(norm, chosen, size))
-    x = np.concatenate(crops)
+    x = camera_jitter(np.concatenate(crops), rng, camera_share)
     outs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(x), 512):
         for k, v in _split_outputs(teacher_net.run([x[start:start + 512]])).items():

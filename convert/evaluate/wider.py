@@ -211,6 +211,8 @@ def evaluate_wider(detector: MTCNN, images_dir: Path, gt_file: Path, mat_dir: Pa
         "task": "detection", "dataset": "WIDER FACE val (images present)", "detector": detector.name,
         "command": command, "images": len(gts), "min_face_size": detector.config.min_face_size,
         "subset": f"held-out (index % {holdout_every} == 0)" if holdout_every else "all",
+        "cascade": {"thresholds": list(detector.config.thresholds), "pyramid_factor": detector.config.scale_factor,
+                    "chained_pyramid": detector.config.chained_pyramid, "nms": detector.config.nms_mode},
         **{f"ap_{s}": round(aps[s]["ap"], 4) for s in SETTINGS},
         **{f"faces_{s}": aps[s]["faces"] for s in SETTINGS},
         # where the PR curve ends: tells a recall-limited detector from an imprecise one

@@ -27,6 +27,12 @@ class DetectorStudentConfig:
     rnet: tuple[int, ...] = (28, 48, 64, 128)
     onet: tuple[int, ...] = (32, 64, 64, 128, 256)
 
+    def __post_init__(self) -> None:
+        for net, count in (("pnet", 3), ("rnet", 4), ("onet", 5)):
+            widths = getattr(self, net)
+            if len(widths) != count or any(int(w) < 1 for w in widths):
+                raise ValueError(f"{net} widths must be {count} positive channel counts, got {list(widths)}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

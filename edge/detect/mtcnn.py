@@ -46,6 +46,9 @@ class CascadeConfig:
     roi_grow: float = 1.0          # ROI from a previous face: its box grown by this much per side
     roi_min_face_fraction: float = 0.5   # ...searched for faces >= this fraction of the previous face
     fast_path_min_face: float | None = None  # try this (large) min face first; full search if none found
+    # each pyramid level resized from the previous one instead of from the full frame: the same
+    # area filter on ever smaller images, ~5x less resizing (it was a third of a 640x480 cascade)
+    chained_pyramid: bool = False
 
     def __post_init__(self) -> None:
         if self.min_face_size < 12:
@@ -115,11 +118,14 @@ class MTCNN:
         cfg = self.config
         h, w = norm.shape[:2]
         candidates = []
+        source = norm
         for scale in pyramid_scales(w, h, cfg.min_face_size, cfg.scale_factor):
             hs, ws = int(h * scale), int(w * scale)
             if min(hs, ws) < 12:
                 continue
-            scaled = cv2.resize(norm, (ws, hs), interpolation=cv2.INTER_AREA)
+            scaled = cv2.resize(source, (ws, hs), interpolation=cv2.INTER_AREA)
+            if cfg.chained_pyramid:
+                source = scaled
             out = _split_outputs(self.pnet.run([scaled[None]]))
             prob, reg = out["prob"][0, :, :, 1], out["box"][0]
             ys, xs = np.where(prob > cfg.thresholds[0])
