@@ -38,12 +38,26 @@ def dbscan_cosine(x: np.ndarray, eps: float = 0.5, min_samples: int = 2) -> np.n
     return labels
 
 
-def kmeans_pp(x: np.ndarray, k: int, iterations: int = 50, seed: int = 0) -> np.ndarray:
-    """Spherical k-means with k-means++ seeding; returns labels 0..k-1."""
+def kmeans_pp(x: np.ndarray, k: int, iterations: int = 50, seed: int = 0, restarts: int = 10) -> np.ndarray:
+    """Spherical k-means with k-means++ seeding; returns labels 0..k-1.
+
+    One seeding can merge two people and split a third (a local optimum); like mature k-means
+    implementations, several seedings run and the tightest clustering (highest total cosine to
+    its centre) wins, so grouping does not hinge on one random draw."""
     x = _unit(x)
     if not 1 <= k <= len(x):
         raise ValueError(f"k must be between 1 and the number of faces ({len(x)}), got {k}")
-    rng = np.random.default_rng(seed)
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
+    best, best_fit = None, -np.inf
+    for r in range(restarts):
+        labels, fit = _kmeans_once(x, k, iterations, np.random.default_rng(seed + r))
+        if fit > best_fit + 1e-9:
+            best, best_fit = labels, fit
+    return best
+
+
+def _kmeans_once(x: np.ndarray, k: int, iterations: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     centres = [x[rng.integers(len(x))]]
     for _ in range(1, k):
         d = np.min(1.0 - x @ np.stack(centres).T, axis=1).clip(min=0) ** 2
@@ -60,4 +74,4 @@ def kmeans_pp(x: np.ndarray, k: int, iterations: int = 50, seed: int = 0) -> np.
             members = x[labels == j]
             if len(members):
                 c[j] = _unit(members.sum(axis=0, keepdims=True))[0]
-    return labels
+    return labels, float(np.sum(x * c[labels]))

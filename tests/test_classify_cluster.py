@@ -49,6 +49,14 @@ def test_clustering_groups_the_same_person(celeb_embeddings):
     x, y = celeb_embeddings["train"]
     km = kmeans_pp(x, 5)
     assert _purity(km, y) >= 0.85
+    # several seedings keep the tightest: never looser than the first seeding alone
+    xu = x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def fit(labels):
+        return sum(float(np.linalg.norm(xu[labels == j].sum(axis=0))) for j in set(labels.tolist()))
+    assert fit(km) >= fit(kmeans_pp(x, 5, restarts=1)) - 1e-6
+    with pytest.raises(ValueError, match="restarts"):
+        kmeans_pp(x, 5, restarts=0)
     db = dbscan_cosine(x, eps=0.55, min_samples=3)
     assert len(set(db.tolist()) - {-1}) >= 4
     assert _purity(db, y) >= 0.9
