@@ -31,6 +31,23 @@ class AugmentConfig:
     grey: float = 0.15            # greyscale or IR-like
 
 
+def exposure(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random contrast, brightness and gamma of a float HxWx3 image on the 0-255 scale (backlight,
+    auto-exposure); shared by the embedder's augmentation and the detector's camera views."""
+    contrast = rng.uniform(0.6, 1.4)
+    brightness = rng.uniform(-40, 40)
+    x = np.clip((x - x.mean()) * contrast + x.mean() + brightness, 0, 255)
+    return 255.0 * (x / 255.0) ** np.exp(rng.uniform(-0.4, 0.4))
+
+
+def grey_or_ir(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Greyscale, or half the time IR-like (flat, bright skin, little colour, some glow), as 3 channels."""
+    grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    if rng.random() < 0.5:
+        grey = np.clip(grey * rng.uniform(1.0, 1.4) + rng.uniform(0, 30), 0, 255)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
 def _geometry(canvas: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
     angle = rng.uniform(-1, 1) * cfg.max_rotate_deg * cfg.strength
     scale = 1.0 + rng.uniform(-1, 1) * cfg.max_scale * cfg.strength
@@ -51,17 +68,9 @@ def augment(canvas: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = A
         img = img[:, ::-1]
     x = img.astype(np.float32)
     if rng.random() < cfg.photometric:
-        contrast = rng.uniform(0.6, 1.4)
-        brightness = rng.uniform(-40, 40)
-        x = (x - x.mean()) * contrast + x.mean() + brightness
-        x = np.clip(x, 0, 255)
-        gamma = np.exp(rng.uniform(-0.4, 0.4))
-        x = 255.0 * (x / 255.0) ** gamma
+        x = exposure(x, rng)
     if rng.random() < cfg.grey:
-        grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
-        if rng.random() < 0.5:   # IR-like: flat, bright skin, little colour, some glow
-            grey = np.clip(grey * rng.uniform(1.0, 1.4) + rng.uniform(0, 30), 0, 255)
-        x = np.repeat(grey[:, :, None], 3, axis=2)
+        x = grey_or_ir(x, rng)
     if rng.random() < cfg.blur:
         if rng.random() < 0.5:
             k = int(rng.choice([3, 5]))

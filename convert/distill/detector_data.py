@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from facegate.convert.distill.augment import exposure, grey_or_ir
 from facegate.edge.backends import Backend
 from facegate.edge.detect.boxes import crop_and_resize, pairwise_overlap, to_square
 from facegate.edge.detect.mtcnn import MTCNN, CascadeConfig, _split_outputs
@@ -75,15 +76,10 @@ def camera_jitter(x: np.ndarray, rng: np.random.Generator, share: float) -> np.n
         img = out[i] * 128.0 + 127.5
         if rng.random() < 0.5:
             img = img[:, ::-1]
-        if rng.random() < 0.8:                      # exposure: contrast, brightness, gamma
-            mean = img.mean()
-            img = np.clip((img - mean) * rng.uniform(0.6, 1.4) + mean + rng.uniform(-40, 40), 0, 255)
-            img = 255.0 * (img / 255.0) ** np.exp(rng.uniform(-0.4, 0.4))
-        if rng.random() < 0.15:                     # greyscale or IR-like
-            grey = img @ np.array([0.299, 0.587, 0.114], np.float32)
-            if rng.random() < 0.5:
-                grey = np.clip(grey * rng.uniform(1.0, 1.4) + rng.uniform(0, 30), 0, 255)
-            img = np.repeat(grey[:, :, None], 3, axis=2)
+        if rng.random() < 0.8:
+            img = exposure(img, rng)
+        if rng.random() < 0.15:
+            img = grey_or_ir(img, rng)
         if rng.random() < 0.2:                      # focus / motion blur, scaled to the crop
             sigma = rng.uniform(0.3, 1.0) * img.shape[0] / 48.0
             img = cv2.GaussianBlur(np.ascontiguousarray(img, np.float32), (0, 0), sigma)
