@@ -47,15 +47,19 @@ def cmd_distill_detector(args) -> int:
     from facegate.convert.distill.detector import DetectorDistillConfig, distill_detector
     from facegate.convert.students.mtcnn import DetectorStudentConfig
 
-    if not 0.0 <= args.camera_share <= 1.0:
-        raise SystemExit(f"facegate distill detector: --camera-share must be between 0 and 1, got {args.camera_share}")
+    for flag, value in (("--camera-share", args.camera_share), ("--online-views", args.online_views)):
+        if not 0.0 <= value <= 1.0:
+            raise SystemExit(f"facegate distill detector: {flag} must be between 0 and 1, got {value}")
+    if args.wider_repeat < 1:
+        raise SystemExit(f"facegate distill detector: --wider-repeat must be 1 or more, got {args.wider_repeat}")
     defaults = DetectorDistillConfig(out=args.out)
     weights = _loss_weights(args.loss, defaults.loss_weights, "detector")
     cfg = DetectorDistillConfig(out=args.out, epochs=_per_net(args.epochs, defaults.epochs),
                                 batch=_per_net(args.batch_size, defaults.batch), lr=args.lr, ohem_keep=args.ohem,
                                 photos=args.photos, max_images=args.max_images, seed=args.seed, loss_weights=weights,
                                 wider_holdout_every=args.hold_out_every, progress=not args.no_progress,
-                                camera_share=args.camera_share, init=args.init,
+                                camera_share=args.camera_share, online_views=args.online_views,
+                                wider_repeat=args.wider_repeat, init=args.init,
                                 student=DetectorStudentConfig(pnet=tuple(args.pnet_widths), rnet=tuple(args.rnet_widths),
                                                               onet=tuple(args.onet_widths)))
     summary = distill_detector(cfg)
@@ -141,10 +145,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     dt.add_argument("--lr", type=float, default=3e-3)
     dt.add_argument("--ohem", type=float, default=0.7, help="fraction of hardest samples kept by the score loss")
     dt.add_argument("--loss", action="append", metavar="NAME=WEIGHT",
-                    help="loss weights (cls, box, landmarks; default 1.0 / 0.5 / 1.0), e.g. --loss landmarks=5")
+                    help="loss weights (cls, box, landmarks, logit; default 1.0 / 0.5 / 1.0 / 0), e.g. --loss landmarks=5")
     dt.add_argument("--photos", type=int, default=300, help="LFW (non-pair people) + CelebA portraits to add")
     dt.add_argument("--camera-share", type=float, default=0.0, help="share of samples mirrored and degraded like "
                     "a door camera (exposure, grey/IR, blur, noise) before the teacher labels them")
+    dt.add_argument("--online-views", type=float, default=0.0, help="share of each training batch replaced by "
+                    "new views of its crops (shifted, scaled, rotated, mirrored, degraded) labelled by the teacher "
+                    "on the fly; fights the memorising of a fixed crop set (slower epochs)")
+    dt.add_argument("--wider-repeat", type=int, default=1, metavar="K", help="draw R-Net/O-Net crops K times "
+                    "from each WIDER training photo (new jitters, background candidates, camera views): crowds "
+                    "are what the portraits lack")
     dt.add_argument("--init", type=Path, default=None, help="start from an earlier run's pnet/rnet/onet.keras "
                     "(nets whose widths match); fine-tunes instead of training from scratch")
     dt.add_argument("--pnet-widths", type=int, nargs=3, default=[10, 16, 32], metavar="C",

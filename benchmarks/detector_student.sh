@@ -20,7 +20,32 @@ if [ -z "${SKIP_TRAIN:-}" ]; then
   ln -f runs/distill/detector-v3/data/pnet.npz runs/distill/detector-v3/data/rnet.npz runs/distill/detector-v4/data/
   facegate distill detector --out runs/distill/detector-v4 --pnet-widths 16 24 32 --rnet-widths 32 64 96 128 \
     --onet-widths 32 96 128 192 256 --photos 3000 --camera-share 0.4 --epochs 25 30 40 --loss landmarks=5
-  facegate distill export-detector --src runs/distill/detector-v4 --out edge/models
+  # stages 4-7 (shipped): fine-tuning with new views of the crops labelled by the teacher on the fly
+  # (--online-views), then heavier box and log-odds terms, then P/R-Net, then O-Net on fresh crops
+  # from the new P+R with 4 passes over the WIDER photos. Each stage reuses the cached crops it can.
+  V="--pnet-widths 16 24 32 --rnet-widths 32 64 96 128 --onet-widths 32 96 128 192 256 --photos 3000 --camera-share 0.4"
+  stage() {  # stage <run> <init run> <nets copied from init...>
+    local run=$1 init=$2; shift 2
+    mkdir -p "runs/distill/$run/data"
+    for n in "$@"; do cp "runs/distill/$init/$n.keras" "runs/distill/$run/"; done
+  }
+  stage detector-v5 detector-v4 pnet rnet
+  ln -f runs/distill/detector-v4/data/*.npz runs/distill/detector-v5/data/
+  facegate distill detector --out runs/distill/detector-v5 --init runs/distill/detector-v4 $V --online-views 0.5 \
+    --epochs 25 30 20 --lr 1e-3 --loss landmarks=5
+  stage detector-v6 detector-v4 pnet rnet
+  ln -f runs/distill/detector-v4/data/*.npz runs/distill/detector-v6/data/
+  facegate distill detector --out runs/distill/detector-v6 --init runs/distill/detector-v5 $V --online-views 0.5 \
+    --epochs 25 30 20 --lr 1e-3 --loss landmarks=5 --loss box=2.5 --loss logit=0.05
+  stage detector-v7 detector-v6 onet
+  ln -f runs/distill/detector-v4/data/*.npz runs/distill/detector-v7/data/
+  facegate distill detector --out runs/distill/detector-v7 --init runs/distill/detector-v6 $V --online-views 0.5 \
+    --epochs 10 12 20 --lr 1e-3 --loss landmarks=5 --loss box=2.5
+  stage detector-v8 detector-v7 pnet rnet
+  ln -f runs/distill/detector-v4/data/pnet.npz runs/distill/detector-v4/data/rnet.npz runs/distill/detector-v8/data/
+  facegate distill detector --out runs/distill/detector-v8 --init runs/distill/detector-v7 $V --online-views 0.5 \
+    --wider-repeat 4 --epochs 10 12 15 --lr 1e-3 --loss landmarks=5 --loss box=2.5 --loss logit=0.05
+  facegate distill export-detector --src runs/distill/detector-v8 --out edge/models
 fi
 for d in mtcnn-teacher mtcnn-student mtcnn-student-int8; do
   facegate eval wider --detector "$d" --no-progress --out "$OUT/wider" | tee -a "$OUT/wider.txt"

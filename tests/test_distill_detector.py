@@ -1,6 +1,8 @@
 """MobileNet MTCNN students: shapes, training step, the cascade on student files, speed features."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -87,6 +89,27 @@ def test_ohem_keeps_only_the_hardest():
     assert all_ < hard
 
 
+
+def test_logit_term_ranks_confident_faces_where_the_probability_kl_is_flat():
+    """A student that calls two teacher faces (log-odds 9 and 4.6) both 0.99 is nearly perfect by
+    KL but has lost their order; the log-odds term sees it, and is zero for an exact match."""
+    tf = pytest.importorskip("tensorflow")
+    from facegate.convert.distill.detector import detector_losses
+
+    def softmax_pairs(logits):
+        p1 = 1 / (1 + np.exp(-np.asarray(logits, np.float64)))
+        return tf.constant(np.stack([1 - p1, p1], axis=1).astype(np.float32))
+
+    teacher_logits = np.array([9.0, 4.6, -6.0])
+    t = {"prob": tf.constant((1 / (1 + np.exp(-teacher_logits)))[:, None].astype(np.float32))}
+    w = {"cls": 1.0, "logit": 1.0}
+    exact = detector_losses([softmax_pairs(teacher_logits)], t, w, 1.0)
+    flat = detector_losses([softmax_pairs([4.6, 4.6, -6.0])], t, w, 1.0)
+    assert float(exact["logit"]) == pytest.approx(0.0, abs=1e-3)
+    assert float(flat["cls"]) < 0.01                                   # KL barely notices
+    assert float(flat["logit"]) == pytest.approx((9.0 - 4.6) ** 2 / 3, rel=0.02)
+    assert "logit" not in detector_losses([softmax_pairs(teacher_logits)], t, {"cls": 1.0}, 1.0)
+
 @pytest.mark.parametrize("name", [STUDENT, f"{STUDENT}-int8"])
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
 def test_committed_student_cascade_finds_real_faces(name, fmt, lfw_images, wider_dir):
@@ -159,7 +182,8 @@ def test_distill_detector_cli_tiny_run_exports_a_working_cascade(tmp_path, capsy
 
     run, out = tmp_path / "run", tmp_path / "models"
     assert main(["distill", "detector", "--out", str(run), "--epochs", "1", "--max-images", "2", "--photos", "2",
-                 "--no-progress"]) == 0
+                 "--online-views", "0.5", "--wider-repeat", "2", "--no-progress"]) == 0
+    assert json.loads((run / "config.json").read_text())["online_views"] == 0.5
     assert {p.name for p in run.glob("*.keras")} == {"pnet.keras", "rnet.keras", "onet.keras"}
     rows = (run / "log.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["pnet", "rnet", "onet"]
@@ -243,3 +267,52 @@ def test_student_widths_are_validated_and_recorded(tmp_path):
     nets = build_student_nets(cfg)
     assert nets["pnet"].get_layer("c1_conv").filters == 16 and nets["pnet"].get_layer("s3_pw").filters == 32
     assert cfg.to_dict()["pnet"] == (16, 24, 32)
+
+
+def test_crop_views_are_new_pictures_of_the_same_crops_and_the_teacher_relabels_them(lfw_images):
+    """Online views: geometry off leaves each crop itself or its exact mirror; geometry on gives new
+    pictures whose targets are the teacher's outputs on exactly those pixels (landmarks follow a
+    mirror: the left eye of the mirrored face is the mirrored right eye)."""
+    from facegate.convert.distill.detector_data import crop_views, relabel
+    from facegate.edge.detect.boxes import crop_and_resize
+    from facegate.edge.detect.mtcnn import _split_outputs
+
+    teacher = load_detector("mtcnn-teacher", fmt="tflite", config=CascadeConfig(min_face_size=20))
+    images = [load_rgb(paths[0]) for paths in list(lfw_images.values())[:4]]
+    crops = np.concatenate([crop_and_resize((img.astype(np.float32) - 127.5) / 128.0,
+                                            np.array([teacher.detect(img)[0].box]), 48) for img in images])
+    still = crop_views(crops, np.random.default_rng(0), 0.0, 0.0, 0.0, camera_share=0.0, low_res_share=0.0)
+    mirrored = np.array([np.array_equal(v, c[:, ::-1]) and not np.array_equal(v, c) for v, c in zip(still, crops)])
+    assert all(np.array_equal(v, c) or m for v, c, m in zip(still, crops, mirrored)) and mirrored.any()
+    keys = ["prob", "box", "landmarks"]
+    prob, _, marks = relabel(teacher.onet, still, keys)
+    _, _, plain_marks = relabel(teacher.onet, crops, keys)
+    assert (prob > 0.9).all()
+    for m, got, plain in zip(mirrored, marks, plain_marks):   # x of left eye <-> 1 - x of right eye
+        if m:
+            assert abs(got[0] - (1 - plain[1])) < 0.05 and abs(got[1] - (1 - plain[0])) < 0.05
+    moved = crop_views(crops, np.random.default_rng(1))
+    assert moved.shape == crops.shape and moved.dtype == np.float32
+    assert all(not np.allclose(v, c) for v, c in zip(moved, crops))
+    assert moved.min() >= -1.0 and moved.max() <= 1.0
+    # low resolution (a far face): the detail above the small size is gone
+    sharp = crop_views(crops, np.random.default_rng(2), 0.0, 0.0, 0.0, camera_share=0.0, low_res_share=0.0)
+    soft = crop_views(crops, np.random.default_rng(2), 0.0, 0.0, 0.0, camera_share=0.0, low_res_share=1.0)
+    detail = lambda v: np.abs(np.diff(v, axis=1)).mean()   # noqa: E731
+    assert all(detail(b) < 0.8 * detail(a) for a, b in zip(sharp, soft))
+    out = _split_outputs(teacher.onet.run([moved]))
+    got = relabel(teacher.onet, moved, keys)
+    np.testing.assert_allclose(got[0], out["prob"][:, 1:2])
+    np.testing.assert_allclose(got[2], out["landmarks"])
+
+
+def test_online_views_need_the_teacher(tmp_path):
+    pytest.importorskip("tensorflow")
+    from facegate.convert.distill.detector import DetectorDistillConfig, train_net
+    from facegate.convert.students.mtcnn import build_student_nets
+
+    data = {"x": np.zeros((4, 24, 24, 3), np.float16), "prob": np.zeros((4, 1), np.float32),
+            "box": np.zeros((4, 4), np.float32)}
+    cfg = DetectorDistillConfig(out=tmp_path, online_views=0.5, progress=False)
+    with pytest.raises(ValueError, match="teacher"):
+        train_net("rnet", build_student_nets()["rnet"], data, cfg)

@@ -5,7 +5,8 @@ proposals).
 Losses (seed 003's weights as the starting point): face score 1.0 — binary KL divergence from the
 teacher's probability with online hard example mining (only the 70% of samples/windows in each
 batch farthest from the teacher contribute); box regression 0.5 and landmarks 1.0 — squared error to the teacher's
-outputs, weighted by the teacher's face probability (regressions of background windows are noise).
+outputs, weighted by the teacher's face probability (regressions of background windows are noise);
+optionally `logit` — squared error of the face log-odds, which orders confident detections (AP).
 Each net keeps a checkpoint per epoch in `<out>/checkpoints/<net>`; a finished net is saved as
 `<out>/<net>.keras` and skipped when the command runs again, so an interrupted run resumes.
 `init` starts each net from an earlier run's `<net>.keras` when the widths match (fine-tuning on
@@ -32,7 +33,8 @@ from facegate.edge.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
-LOSS_WEIGHTS = {"cls": 1.0, "box": 0.5, "landmarks": 1.0}
+LOSS_WEIGHTS = {"cls": 1.0, "box": 0.5, "landmarks": 1.0, "logit": 0.0}
+LOGIT_CLIP = 12.0      # |log-odds| beyond this is float32 rounding of a probability near 0 or 1
 
 
 @dataclass
@@ -48,6 +50,8 @@ class DetectorDistillConfig:
     jitter_per_face: int = 6
     photos: int = 300                 # LFW + CelebA portrait photos added to the WIDER training split
     camera_share: float = 0.0         # share of samples mirrored/degraded before the teacher labels them
+    online_views: float = 0.0         # share of each batch re-viewed (crop_views) and relabelled by the teacher
+    wider_repeat: int = 1             # passes over the WIDER training images for R-Net/O-Net crops
     init: Path | None = None          # earlier run folder whose <net>.keras start the nets
     student: DetectorStudentConfig = field(default_factory=DetectorStudentConfig)
     wider_holdout_every: int = 4      # WIDER images i % N == 0 are never trained on
@@ -74,17 +78,28 @@ def detector_losses(outputs, targets: dict, weights: dict, ohem_keep: float) -> 
           + (1 - t) * (tf.math.log(1 - t + eps) - tf.math.log(1 - p + eps)))
     k = tf.maximum(1, tf.cast(tf.cast(tf.size(kl), tf.float32) * ohem_keep, tf.int32))
     terms = {"cls": tf.reduce_mean(tf.math.top_k(kl, k).values)}
+    if weights.get("logit", 0.0) > 0:
+        # the score ranks detections for AP, and among confident faces (p > 0.99) the probability
+        # KL is flat: match log-odds too, both clipped where float32 probabilities saturate
+        s_logit = tf.math.log(p + 1e-12) - tf.math.log(tf.reshape(out["prob"][..., 0], [-1]) + 1e-12)
+        t_logit = tf.math.log(t + 1e-12) - tf.math.log(tf.maximum(1 - t, 0.0) + 1e-12)
+        terms["logit"] = tf.reduce_mean(tf.square(tf.clip_by_value(s_logit, -LOGIT_CLIP, LOGIT_CLIP)
+                                                  - tf.clip_by_value(t_logit, -LOGIT_CLIP, LOGIT_CLIP)))
     w = tf.reshape(targets["prob"], [-1])
     for name in ("box", "landmarks"):
         if name in out and name in targets:
             d = tf.reshape(out[name], [tf.size(w), -1]) - tf.reshape(targets[name], [tf.size(w), -1])
             terms[name] = tf.reduce_sum(w * tf.reduce_sum(tf.square(d), axis=1)) / (tf.reduce_sum(w) + eps)
-    terms["total"] = tf.add_n([weights[k_] * v for k_, v in terms.items()])
+    terms["total"] = tf.add_n([weights.get(k_, 0.0) * v for k_, v in terms.items()])
     return terms
 
 
-def train_net(net: str, model, samples: dict, cfg: DetectorDistillConfig) -> dict:
-    """Fit one student net to its teacher targets; checkpoint each epoch; resumable."""
+def train_net(net: str, model, samples: dict, cfg: DetectorDistillConfig, teacher_net=None) -> dict:
+    """Fit one student net to its teacher targets; checkpoint each epoch; resumable.
+
+    With `cfg.online_views` > 0 and the teacher net given, that share of every batch is replaced by
+    new views of its crops (`crop_views`) labelled by the teacher on the spot, so no two epochs
+    show the same pictures."""
     import keras
     import tensorflow as tf
 
@@ -101,6 +116,9 @@ def train_net(net: str, model, samples: dict, cfg: DetectorDistillConfig) -> dic
         ckpt.restore(manager.latest_checkpoint)
         log.info("%s: resumed at epoch %d", net, int(epoch_var))
     keys = [k for k in ("prob", "box", "landmarks") if k in samples]
+    online = cfg.online_views > 0
+    if online and teacher_net is None:
+        raise ValueError("online_views needs the teacher net to label the new views")
 
     @tf.function
     def step(x, *ys):
@@ -120,10 +138,18 @@ def train_net(net: str, model, samples: dict, cfg: DetectorDistillConfig) -> dic
         for s in bar:
             idx = order[s * batch:(s + 1) * batch]
             x = samples["x"][idx].astype(np.float32)
-            # mirror half the batches, with the targets mirrored geometrically: an approximation (the
-            # teacher is only nearly mirror-symmetric) that doubles the views; not for O-Net, whose
-            # landmark order (left/right eye) would have to be swapped too
-            if rng.random() < 0.5 and net != "onet":
+            # online: new views labelled by the teacher (exact, mirroring included); otherwise mirror
+            # half the batches with the targets mirrored geometrically: an approximation (the teacher
+            # is only nearly mirror-symmetric) that doubles the views; not for O-Net, whose landmark
+            # order (left/right eye) would have to be swapped too
+            if online:
+                ys = [samples[k][idx].copy() for k in keys]
+                sel = np.flatnonzero(rng.random(len(x)) < cfg.online_views)
+                if len(sel):
+                    x[sel] = dd.crop_views(x[sel], rng, camera_share=0.5)
+                    for y, fresh_y in zip(ys, dd.relabel(teacher_net, x[sel], keys)):
+                        y[sel] = fresh_y
+            elif rng.random() < 0.5 and net != "onet":
                 x = x[:, :, ::-1]
                 ys = [samples[k][idx][:, :, ::-1] if samples[k].ndim == 4 else samples[k][idx] for k in keys]
                 ys = [_mirror_box(y) if k == "box" else y for k, y in zip(keys, ys)]
@@ -159,7 +185,7 @@ def plot_detector_log(log_path: Path, out: Path) -> None:
     for ax, net in zip(axes[0], nets):
         mine = [r for r in rows if r["net"] == net]
         epochs = [int(r["epoch"]) for r in mine]
-        for key in ("loss_total", "loss_cls", "loss_box", "loss_landmarks"):
+        for key in ("loss_total", "loss_cls", "loss_box", "loss_landmarks", "loss_logit"):
             values = [float(r[key]) if r.get(key) else float("nan") for r in mine]
             if any(v == v for v in values):
                 ax.plot(epochs, values, label=key[5:])
@@ -233,6 +259,10 @@ def distill_detector(cfg: DetectorDistillConfig) -> dict:
     teacher = load_detector("mtcnn-teacher", fmt="tflite", config=dd.default_config())
     images = training_images(cfg)
     log.info("detector distillation on %d images", len(images))
+    # crowds are what the portraits lack (small, blurred, occluded faces; many near-faces): extra
+    # passes over the WIDER photos draw new jitters, background candidates and camera views of them
+    labelled = [im for im in images if len(im.boxes)]
+    stage_images = labelled * (max(1, cfg.wider_repeat) - 1) + images
     fresh = build_student_nets(cfg.student)
     if cfg.init:
         _start_from(fresh, cfg.init)
@@ -249,7 +279,7 @@ def distill_detector(cfg: DetectorDistillConfig) -> dict:
             nets = [tflite_backend(students[n], tmp) if n in students else getattr(teacher, n) for n in NETS]
             cascade = MTCNN(*nets, config=dd.default_config(), name="student-so-far")
             make = lambda net=net, cascade=cascade: dd.stage_samples(  # noqa: E731
-                net, images, cascade, getattr(teacher, net), teacher, cfg.max_candidates, cfg.jitter_per_face, rng=rng,
+                net, stage_images, cascade, getattr(teacher, net), teacher, cfg.max_candidates, cfg.jitter_per_face, rng=rng,
                 progress=cfg.progress, camera_share=cfg.camera_share)
         if final.exists():
             students[net] = keras.saving.load_model(final, compile=False)
@@ -258,7 +288,7 @@ def distill_detector(cfg: DetectorDistillConfig) -> dict:
         samples = _load_or_cache(cfg.out / "data" / f"{net}.npz", make)
         pos = float(np.mean(samples["prob"] > 0.5))
         log.info("%s: %d samples (%.1f%% face windows by the teacher)", net, len(samples["x"]), 100 * pos)
-        last = train_net(net, fresh[net], samples, cfg)
+        last = train_net(net, fresh[net], samples, cfg, teacher_net=getattr(teacher, net))
         plot_detector_log(cfg.out / "log.csv", cfg.out / "loss.png")
         fresh[net].save(final)
         students[net] = fresh[net]

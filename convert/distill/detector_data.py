@@ -89,6 +89,44 @@ def camera_jitter(x: np.ndarray, rng: np.random.Generator, share: float) -> np.n
     return out
 
 
+def crop_views(x: np.ndarray, rng: np.random.Generator, max_shift: float = 0.12, max_scale: float = 0.12,
+               max_rotate_deg: float = 12.0, camera_share: float = 0.5, low_res_share: float = 0.3) -> np.ndarray:
+    """New views of normalised crops (n, s, s, 3) for online relabelling by the teacher: each one
+    shifted, scaled and rotated a little (edges reflected), half of them mirrored, a `low_res_share`
+    brought down to 25-80% of the crop size and back up (a small, far face: most WIDER faces are
+    smaller than the crop the net reads, most training portraits larger), and a `camera_share`
+    degraded like a door camera.
+
+    R-Net and O-Net memorise a fixed crop set (O-Net reached a training loss 10x below its held-out
+    loss); views the teacher labels on the fly give a fresh, exactly labelled set every epoch
+    ("patient and consistent" distillation) and make mirroring exact for landmarks too."""
+    n, size = len(x), x.shape[1]
+    out = np.empty((n, size, size, 3), np.float32)
+    centre = (size / 2.0, size / 2.0)
+    for i in range(n):
+        m = cv2.getRotationMatrix2D(centre, rng.uniform(-1, 1) * max_rotate_deg, 1.0 + rng.uniform(-1, 1) * max_scale)
+        m[:, 2] += rng.uniform(-1, 1, size=2) * max_shift * size
+        img = cv2.warpAffine(np.asarray(x[i], np.float32), m, (size, size), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REFLECT_101)
+        if rng.random() < low_res_share:
+            small = max(8, int(round(size * rng.uniform(0.25, 0.8))))
+            img = cv2.resize(cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA), (size, size),
+                             interpolation=cv2.INTER_LINEAR)
+        out[i] = img[:, ::-1] if rng.random() < 0.5 else img
+    return camera_jitter(out, rng, camera_share) if camera_share > 0 else out
+
+
+def relabel(teacher_net: Backend, x: np.ndarray, keys: list[str], batch: int = 512) -> list[np.ndarray]:
+    """The teacher net's targets for crops `x`, in the layout stage_samples stores (prob = face column)."""
+    outs: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(x), batch):
+        for k, v in _split_outputs(teacher_net.run([x[start:start + batch]])).items():
+            outs.setdefault(k, []).append(v)
+    got = {k: np.concatenate(v).astype(np.float32) for k, v in outs.items()}
+    got["prob"] = got["prob"][..., 1:2]
+    return [got[k] for k in keys]
+
+
 def _teacher_boxes(teacher: MTCNN, image: np.ndarray) -> np.ndarray:
     faces = teacher.detect(image)
     return np.array([f.box for f in faces], np.float64).reshape(-1, 4)
