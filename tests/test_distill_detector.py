@@ -316,3 +316,24 @@ def test_online_views_need_the_teacher(tmp_path):
     cfg = DetectorDistillConfig(out=tmp_path, online_views=0.5, progress=False)
     with pytest.raises(ValueError, match="teacher"):
         train_net("rnet", build_student_nets()["rnet"], data, cfg)
+
+
+def test_int8_student_keeps_a_float_face_score(lfw_images):
+    """The committed int8 nets keep the final softmax float: an int8 softmax outputs multiples of
+    1/256, so confident faces would tie and the ranking AP depends on would be lost (4 pt easy)."""
+    from facegate.edge.detect.boxes import crop_and_resize
+    from facegate.edge.detect.mtcnn import _split_outputs
+
+    det = load_detector(f"{STUDENT}-int8", fmt="tflite")
+    teacher = load_detector("mtcnn-teacher", fmt="tflite", config=CascadeConfig(min_face_size=20))
+    crops = []
+    for paths in list(lfw_images.values())[:4]:
+        img = load_rgb(paths[0])
+        box = np.array([teacher.detect(img)[0].box])
+        norm = (img.astype(np.float32) - 127.5) / 128.0
+        crops += [crop_and_resize(norm, box + shift, 48) for shift in (0.0, 3.0, -3.0)]
+    prob = _split_outputs(det.onet.run([np.concatenate(crops)]))["prob"][:, 1]
+    assert (prob > 0.9).mean() > 0.5
+    off_grid = np.abs(prob * 256 - np.round(prob * 256)) > 1e-3
+    assert off_grid.mean() > 0.5
+    assert len(np.unique(np.round(prob[prob > 0.99], 6))) == int((prob > 0.99).sum())

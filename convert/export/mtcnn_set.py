@@ -90,7 +90,9 @@ def export_mtcnn_set(nets: dict, out_dir: str | Path, name: str, source: str, qu
             def gen(crops=crops) -> Callable:
                 for x in crops[:300]:
                     yield [np.asarray(x, np.float32)[None]]
-            tfl = export_tflite(model, out_dir / f"{net}.tflite", quant="int8", representative=gen)
+            # the face score stays a float softmax: int8's 1/256 steps would tie every confident face
+            tfl = export_tflite(model, out_dir / f"{net}.tflite", quant="int8", representative=gen,
+                                float_ops=("SOFTMAX",))
             files = [tfl, export_onnx_from_tflite(tfl, out_dir / f"{net}.onnx")]
         for path in files:
             got = load_backend(path).run([probe])

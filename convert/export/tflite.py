@@ -20,12 +20,14 @@ QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 
 def export_tflite(model: keras.Model, path: str | Path, quant: str = "fp32",
                   representative: Callable[[], Iterable[list[np.ndarray]]] | None = None,
-                  io_type: str = "float", **_) -> Path:
+                  io_type: str = "float", float_ops: tuple[str, ...] = (), **_) -> Path:
     """Write `model` as a .tflite file with the given quantisation and return the path.
 
     int8 is full-integer (every op int8, calibrated on `representative`); with io_type='int8' the
     input and output tensors are int8 too (the caller quantises with the scale/zero-point in the
-    file; facegate's LiteRT backend does this itself), else they stay float32.
+    file; facegate's LiteRT backend does this itself), else they stay float32. `float_ops` (TFLite
+    op names, e.g. "SOFTMAX") stay float inside an int8 model: an int8 softmax has steps of 1/256,
+    so every score above 0.996 ties and the order of confident detections is lost.
     """
     if io_type not in ("float", "int8"):
         raise ValueError(f"io_type must be 'float' or 'int8', not {io_type!r}")
@@ -48,7 +50,16 @@ def export_tflite(model: keras.Model, path: str | Path, quant: str = "fp32",
         if io_type == "int8":
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    blob = converter.convert()
+    if quant == "int8" and float_ops:
+        if io_type == "int8":
+            raise ValueError("float_ops need float input/output tensors")
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops))
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative,
+                                                             debug_options=options)
+        blob = debugger.get_nondebug_quantized_model()
+    else:
+        blob = converter.convert()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
