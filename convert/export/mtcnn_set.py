@@ -88,7 +88,7 @@ def export_mtcnn_set(nets: dict, out_dir: str | Path, name: str, source: str, qu
             crops = representative[net]
 
             def gen(crops=crops) -> Callable:
-                for x in crops[:300]:
+                for x in crops:                  # the caller picks how many (export_detector: 1,000)
                     yield [np.asarray(x, np.float32)[None]]
             # the face score stays a float softmax: int8's 1/256 steps would tie every confident face
             tfl = export_tflite(model, out_dir / f"{net}.tflite", quant="int8", representative=gen,
