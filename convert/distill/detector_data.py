@@ -117,7 +117,8 @@ def crop_views(x: np.ndarray, rng: np.random.Generator, max_shift: float = 0.12,
 
 
 def relabel(teacher_net: Backend, x: np.ndarray, keys: list[str], batch: int = 512) -> list[np.ndarray]:
-    """The teacher net's targets for crops `x`, in the layout stage_samples stores (prob = face column)."""
+    """The teacher net's targets for crops or patches `x` as the sample caches store them (prob: the
+    face column only), in the order of `keys`."""
     outs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(x), batch):
         for k, v in _split_outputs(teacher_net.run([x[start:start + batch]])).items():
@@ -137,7 +138,7 @@ def pnet_samples(images: list[TrainImage], teacher_pnet: Backend, teacher: MTCNN
                  camera_share: float = 0.0) -> dict[str, np.ndarray]:
     """(patches, teacher face-probability maps, teacher box maps) for P-Net distillation."""
     rng = rng or np.random.default_rng(0)
-    xs, probs, boxes = [], [], []
+    xs = []
     for item in tqdm(images, desc="P-Net samples", unit="img", disable=not progress):
         image = load_rgb(item.path)
         gt = item.boxes if len(item.boxes) else _teacher_boxes(teacher, image)
@@ -170,12 +171,8 @@ def pnet_samples(images: list[TrainImage], teacher_pnet: Backend, teacher: MTCNN
             patch[:ph, :pw] = region[:ph, :pw]
             xs.append(patch)
     x = camera_jitter(np.stack(xs), rng, camera_share)
-    for start in range(0, len(x), 256):
-        out = _split_outputs(teacher_pnet.run([x[start:start + 256]]))
-        probs.append(out["prob"][..., 1:2])
-        boxes.append(out["box"])
-    return {"x": x.astype(np.float16), "prob": np.concatenate(probs).astype(np.float32),
-            "box": np.concatenate(boxes).astype(np.float32)}
+    prob, box = relabel(teacher_pnet, x, ["prob", "box"], batch=256)
+    return {"x": x.astype(np.float16), "prob": prob, "box": box}
 
 
 def _jitter(gt: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -218,15 +215,8 @@ def stage_samples(net: str, images: list[TrainImage], student: MTCNN, teacher_ne
         if len(chosen):
             crops.append(crop_and_resize(norm, chosen, size))
     x = camera_jitter(np.concatenate(crops), rng, camera_share)
-    outs: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(x), 512):
-        for k, v in _split_outputs(teacher_net.run([x[start:start + 512]])).items():
-            outs.setdefault(k, []).append(v)
-    out = {k: np.concatenate(v).astype(np.float32) for k, v in outs.items()}
-    result = {"x": x.astype(np.float16), "prob": out["prob"][:, 1:2], "box": out["box"]}
-    if "landmarks" in out:
-        result["landmarks"] = out["landmarks"]
-    return result
+    keys = ["prob", "box", "landmarks"] if net == "onet" else ["prob", "box"]
+    return {"x": x.astype(np.float16), **dict(zip(keys, relabel(teacher_net, x, keys)))}
 
 
 def default_config() -> CascadeConfig:
