@@ -350,6 +350,8 @@ def export_detector(src: Path, out_root: Path, name: str = "mtcnn-student", int8
                 draw = np.random.default_rng(0).choice(len(x), size=min(1000, len(x)), replace=False)
                 rep[n] = x[draw[:CALIBRATION_CROPS]]
         written += export_mtcnn_set(nets, out_root / f"{name}-int8", f"{name}-int8", source, quant="int8",
-                                    representative=rep, notes=notes + " int8 (final softmax kept float: int8 steps of 1/256 would tie confident faces), calibrated on 300 training crops.",
+                                    representative=rep,
+                                    notes=notes + " int8 (final softmax kept float: int8 steps of 1/256 would tie "
+                                    f"confident faces), calibrated on {CALIBRATION_CROPS} training crops.",
                                     extra=extra)
     return written
