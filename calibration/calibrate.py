@@ -58,4 +58,8 @@ def calibrate_card(model: Path, data: Path | None = None, pairs: Path | None = N
                                     "impostor_pairs": int(len(impostor)), "images_without_face": len(run.no_face),
                                     "table": table}
     write_card(card, model)
+    usage = model.with_name(model.name + ".USAGE.md")
+    if usage.exists():        # the integrator's page quotes the thresholds: keep it in step with the card
+        from facegate.convert.export.usage import write_usage
+        write_usage(card, model)
     return {"thresholds": table, "genuine": int(len(genuine)), "impostor": int(len(impostor))}

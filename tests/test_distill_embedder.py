@@ -199,3 +199,38 @@ def test_distill_embedder_cli_tiny_run(tmp_path, lfw_images, capsys):
     card = __import__("json").loads((out / "student.keras.json").read_text())
     assert card["input"]["size"] == 112 and card["input"]["alignment"] == "similarity112"
     assert "finished" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_distill_embedder_peer_cli_tiny_run(tmp_path, lfw_images, capsys, monkeypatch):
+    """`--student peer`: the pinned MobileFaceNet gets a fitted head (epoch 0, logged and kept as the
+    best student), and one fine-tuning epoch from it runs through the same trainer."""
+    import json
+    import shutil
+
+    from facegate.apps.cli import main
+    from facegate.edge.registry import MODELS_DIR
+
+    data = tmp_path / "photos"
+    for name, paths in lfw_images.items():
+        (data / name).mkdir(parents=True)
+        for p in paths[:3]:
+            shutil.copy(p, data / name / p.name)
+    teacher = MODELS_DIR / "facenet-student" / "facenet-student_fp16.tflite"
+    out = tmp_path / "run"
+    assert main(["distill", "embedder", "--student", "peer", "--data", str(data), "--teacher", str(teacher),
+                 "--out", str(out), "--epochs", "0", "--head-views", "2", "--head-steps", "20",
+                 "--hold-out-every", "0", "--no-progress"]) == 0
+    card = json.loads((out / "student.keras.json").read_text())
+    assert card["accuracy"]["student"]["architecture"] == "mobilefacenet-peer"
+    head = card["accuracy"]["distillation"]
+    assert head["epoch"] == 0 and head["head_views"] == 2 and head["head_steps"] == 20
+    # the teacher here is the committed student: a head on the same backbone can match it closely
+    assert head["head_train_cosine"] > 0.9
+    assert "finished" in capsys.readouterr().out
+    tuned = tmp_path / "tuned"
+    assert main(["distill", "embedder", "--student", "peer", "--init", str(out / "student.keras"), "--data", str(data),
+                 "--teacher", str(teacher), "--out", str(tuned), "--epochs", "1", "--steps-per-epoch", "2",
+                 "--batch-size", "4", "--lr", "1e-5", "--hold-out-every", "0", "--no-progress"]) == 0
+    rows = (tuned / "log.csv").read_text().splitlines()
+    assert len(rows) == 2 and (tuned / "student.keras").exists()

@@ -48,6 +48,13 @@ class DistillConfig:
     max_minutes: float | None = None   # stop (after a checkpoint) when this much time has passed
     steps_per_epoch: int | None = None  # default: one pass over the training faces
     init: Path | None = None           # start from these student weights (.keras) instead of random ones
+    #: "scratch" (MobileFaceNet-style, random init) or "peer" (the pretrained MobileFaceNet with a new
+    #: 128-D head fitted in closed form before any step; facegate.convert.students.peer)
+    student: str = "scratch"
+    head_views: int = 4                # peer: views per face for the closed-form head fit
+    head_relational: float = 10.0      # peer: relational refinement weight (0: ridge head only)
+    head_peer_mix: float = 0.5         # peer: share of the peer's similarities in the relational target
+    head_steps: int = 3000             # peer: refinement steps on the cached features
     progress: bool = True
 
     def to_json(self) -> dict:
@@ -135,8 +142,6 @@ class Trainer:
         import keras
         import tensorflow as tf
 
-        from facegate.convert.students.mobilefacenet import StudentConfig, build_student
-
         self.cfg, self.train_set, self.val_set = cfg, train, val
         self.tf = tf
         gpus = tf.config.list_physical_devices("GPU")
@@ -147,12 +152,19 @@ class Trainer:
         self.steps_per_epoch = cfg.steps_per_epoch or max(1, len(train) // cfg.batch)
         total = self.steps_per_epoch * cfg.epochs
         warm = int(self.steps_per_epoch * cfg.warmup_epochs)
+        self.head_fit: dict | None = None
         with self.strategy.scope():
-            self.student_config = StudentConfig(width=cfg.width, depth=cfg.depth,
-                                                embedding_dim=int(train.targets.shape[1]))
-            self.model = build_student(self.student_config)
+            self.student_config = self._student_config(int(train.targets.shape[1]))
+            self.model = self.student_config.build()
             if cfg.init:
                 self._load_init(Path(cfg.init))
+            elif cfg.student == "peer" and not (cfg.out / "checkpoints").is_dir():
+                from facegate.convert.distill.head import Refinement, fit_head
+                self.head_fit = fit_head(
+                    self.model, train, NORMALISATION, views=cfg.head_views, seed=cfg.seed, progress=cfg.progress,
+                    reference=self.student_config.reference() if cfg.head_relational > 0 else None,
+                    refinement=Refinement(weight=cfg.head_relational, peer_mix=cfg.head_peer_mix,
+                                          steps=cfg.head_steps)).to_dict()
             schedule = keras.optimizers.schedules.CosineDecay(cfg.lr * 0.1 if warm else cfg.lr, max(1, total - warm),
                                                               alpha=0.02, warmup_target=cfg.lr if warm else None,
                                                               warmup_steps=warm)
@@ -162,6 +174,15 @@ class Trainer:
             self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(self.ckpt, cfg.out / "checkpoints", max_to_keep=2)
         self._step = self._make_step()
+
+    def _student_config(self, embedding_dim: int):
+        from facegate.convert.students.mobilefacenet import StudentConfig
+        from facegate.convert.students.peer import PeerStudentConfig
+        if self.cfg.student == "peer":
+            return PeerStudentConfig(embedding_dim=embedding_dim)
+        if self.cfg.student != "scratch":
+            raise ValueError(f"unknown student {self.cfg.student!r}: 'scratch' or 'peer'")
+        return StudentConfig(width=self.cfg.width, depth=self.cfg.depth, embedding_dim=embedding_dim)
 
     def _load_init(self, path: Path) -> None:
         """Warm start (e.g. from the committed student): same architecture required, else say so."""
@@ -173,7 +194,7 @@ class Trainer:
         theirs = [tuple(w.shape) for w in source.weights]
         if ours != theirs:
             raise ValueError(f"--init {path} is a different student (width/depth/embedding size) than "
-                             f"{self.student_config}; pass the matching --width/--depth")
+                             f"{self.student_config}; pass the matching --student/--width/--depth")
         self.model.set_weights(source.get_weights())
         log.info("student initialised from %s", path)
 
@@ -294,6 +315,14 @@ class Trainer:
         log_path = cfg.out / "log.csv"
         start = time.time()
         last: dict = {}
+        if self.head_fit is not None and int(self.epoch) == 0:
+            # the closed-form head is a student already: measure it, keep it unless training beats it
+            row = {"epoch": 0, **{f"head_{k}": v for k, v in self.head_fit.items()}, **self.validate()}
+            append_csv_row(log_path, row)
+            log.info("epoch 0 (closed-form head): %s", row)
+            best_score, best, last = row.get("val_cosine_mean", -math.inf), {"score": row.get("val_cosine_mean"), **row}, row
+            self.save_student(cfg.out / "student.keras", row)
+            state_path.write_text(json.dumps(best, indent=2))
         while int(self.epoch) < cfg.epochs:
             epoch = int(self.epoch)
             sums: dict[str, float] = {}
@@ -327,13 +356,11 @@ class Trainer:
 
     def save_student(self, path: Path, metrics: dict) -> None:
         """The student as a float32 .keras file with its card (teacher's thresholds until calibrated)."""
-        from facegate.convert.students.mobilefacenet import build_student
-
         model = self.model
         if model.dtype_policy.name != "float32":   # mixed precision: save a float32 copy
             import keras
             keras.mixed_precision.set_global_policy("float32")
-            model = build_student(self.student_config)
+            model = self.student_config.build()
             model.set_weights(self.model.get_weights())
         save_student_file(model, path, metrics=metrics, config=self.cfg.to_json(),
                           student=self.student_config.to_dict(), teacher=self.train_set.teacher,

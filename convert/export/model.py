@@ -90,8 +90,22 @@ def lfw_accuracy(path: Path, lfw_dir: Path, max_pairs: int | None, progress: boo
     return {k: r[k] for k in ("pairs", "accuracy_mean", "accuracy_std", "roc_auc", "tar_at_far_1e-3")}
 
 
+def equalized_copy(model, representative, batch: int = 50):
+    """A copy of `model` with its channels equalised for int8 (convert/equalize.py): same function,
+    activation ranges int8 can hold. Models without equalisable chains come back unchanged."""
+    import keras
+
+    from facegate.convert.equalize import equalize, find_chains
+    if not find_chains(model):
+        return model, {"chains": 0}
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    faces = np.concatenate([sample[0] for sample in representative()])
+    return copy, equalize(copy, [faces[i:i + batch] for i in range(0, len(faces), batch)])
+
+
 def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: Path | None = None,
-                 data: Path | None = None, fraction: float = 1.0, calib_images: int = 200,
+                 data: Path | None = None, fraction: float = 1.0, calib_images: int = 200, equalize: bool = True,
                  parity_data: Path | None = None,
                  floor: float | None = None, opset: int = 13, io_type: str = "float",
                  lfw_dir: Path | None = None, lfw_pairs: int | None = 600, full_lfw: bool = False,
@@ -110,12 +124,17 @@ def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: P
     path = out_dir / f"{source.name}_{quant}{'_int8io' if io_type == 'int8' else ''}{fmt.suffix}"
     representative = representative_dataset(spec, data, limit=calib_images, fraction=fraction,
                                             progress=progress) if quant == "int8" else None
+    equalization = None
+    if representative is not None and equalize:
+        model, equalization = equalized_copy(model, representative)
     exporter(fmt)(model, path, quant=quant, representative=representative, opset=opset, io_type=io_type)
 
     parity_folder = Path(parity_data) if parity_data else celebrity5_dir() / "val"
     crops, used = aligned_crops(sample_images(parity_folder, 64), spec.size, spec.alignment, progress=progress)
     reference = source.embed(crops)
     accuracy: dict = {"parity_vs_source": {"faces": len(used), "data": str(parity_folder)}}
+    if equalization and equalization.get("chains"):
+        accuracy["channel_equalization"] = equalization
     notes = ""
     if fmt.runnable_here:
         backend = load_backend(path)

@@ -39,6 +39,9 @@ class StudentConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def build(self) -> keras.Model:
+        return build_student(self)
+
 
 def _ch(c: int, width: float) -> int:
     """Channels scaled by the width multiplier, kept to multiples of 8 (fast on every CPU kernel)."""
