@@ -191,6 +191,7 @@ def cmd_export(args) -> int:
         return 2
     r = export_model(args.model, args.format, args.quant, args.out, data=args.data, fraction=args.fraction,
                      calib_images=args.calib_images, equalize=not args.no_equalize,
+                     float_ops=tuple(op.upper() for op in args.float_ops or ()),
                      parity_data=args.parity_data, floor=args.floor, opset=args.opset, io_type=args.io_type,
                      lfw_dir=args.lfw_dir, lfw_pairs=args.lfw_pairs, full_lfw=args.full,
                      command=_command_line(), progress=not args.no_progress)
@@ -326,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--fraction", type=float, default=1.0, help="fraction of the representative set to use")
     exp.add_argument("--calib-images", type=int, default=200, help="photos sampled for the representative set "
                      "(aligned crops are cached)")
+    exp.add_argument("--float-ops", nargs="+", metavar="OP", default=None,
+                     help="int8 TFLite: TFLite operators kept float inside the int8 file, e.g. PRELU (no int8 "
+                     "XNNPACK kernel: kept float it stays on the fast path); the file name says which")
     exp.add_argument("--no-equalize", action="store_true", help="int8: skip the cross-layer channel equalisation "
                      "(function-preserving; on by default, a no-op for networks with batch norm after each conv)")
     exp.add_argument("--parity-data", type=Path, default=None, help="held-out face photos for the parity check "

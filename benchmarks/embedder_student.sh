@@ -24,10 +24,12 @@ if [ -z "${SKIP_TRAIN:-}" ]; then
   facegate distill embedder --student peer --epochs 0 --out "$RUN" --no-progress
   cp "$RUN/student.keras" "$SRC" && cp "$RUN/student.keras.json" "$SRC.json"
   facegate export --model "$SRC" --format tflite --quant int8 --data "$HELD" --calib-images 300 --out "$DST" --full --no-progress
+  facegate export --model "$SRC" --format tflite --quant int8 --float-ops PRELU --data "$HELD" --calib-images 300 --out "$DST" --full --no-progress
   facegate export --model "$SRC" --format tflite --quant fp16 --out "$DST" --full --no-progress
   facegate export --model "$SRC" --format onnx --quant fp32 --out "$DST" --full --no-progress
   facegate export --model "$SRC" --format onnx --quant int8 --data "$HELD" --calib-images 300 --out "$DST" --full --no-progress
   facegate export --model "$SRC" --format coreml --quant fp16 --out "$DST" --no-progress
+  rm -rf "$OUT/validation" && mv "$DST/validation" "$OUT/validation"   # LFW reports of the exports: not package data
   for f in "$DST"/*.tflite "$DST"/*.onnx; do
     facegate calibrate thresholds --model "$f" --data "$HELD" --per-identity 30 --no-progress
   done
@@ -40,5 +42,5 @@ facegate eval lfw --model "$T/facenet-teacher_fp32.onnx" --probe-model "$S" --de
 facegate eval lfw --model "$S" --probe-model "$T/facenet-teacher_fp32.onnx" --detector mtcnn-teacher --no-progress --out "$OUT/lfw" | tee -a "$OUT/lfw.txt"
 facegate bench embedder --embedder "$T/facenet-teacher_fp32.tflite" --embedder "$T/facenet-teacher_int8.tflite" \
   --embedder "$S" --embedder "$DST/facenet-student_fp16.tflite" --embedder "$DST/facenet-student_fp32.onnx" \
-  --embedder "$DST/facenet-student_int8.onnx" \
+  --embedder "$DST/facenet-student_int8.onnx" --embedder "$DST/facenet-student_int8_float-prelu.tflite" \
   --threads 1 2 --out "$OUT/bench_embedder.json" | tee "$OUT/bench_embedder.txt"

@@ -134,6 +134,27 @@ echo "then: systemctl start facegate-door"
 """
 
 
+def runtime_siblings(embedder: Path) -> list[Path]:
+    """The same model exported for the other runtimes (.tflite <-> .onnx) beside `embedder`: the same
+    stem if there is one (teacher_fp32.tflite -> teacher_fp32.onnx), else the same model name at the
+    most exact precision exported (student_fp16.tflite -> student_fp32.onnx, not student_int8.onnx)."""
+    name = embedder.stem.rsplit("_", 1)[0]
+    found = []
+    for suffix in (".tflite", ".onnx"):
+        if suffix == embedder.suffix:
+            continue
+        same = embedder.with_suffix(suffix)
+        if same.exists():
+            found.append(same)
+            continue
+        for quant in ("fp32", "fp16", "int8"):
+            candidate = embedder.with_name(f"{name}_{quant}{suffix}")
+            if candidate.exists():
+                found.append(candidate)
+                break
+    return found
+
+
 def build_bundle(board: str, out: Path, embedder: Path | None = None, selftest_photos: int = 2) -> dict:
     from facegate.edge.downloads import celebrity5_dir
     from facegate.edge.images import list_images
@@ -154,8 +175,7 @@ def build_bundle(board: str, out: Path, embedder: Path | None = None, selftest_p
     shutil.copytree(MODELS_DIR / DEFAULT_DETECTOR, models / DEFAULT_DETECTOR)
     embedder = Path(embedder) if embedder else default_embedder_path()
     # the same embedder in the other runtime's format, when it was exported too (ONNX Runtime boards)
-    siblings = [embedder.with_suffix(s) for s in (".tflite", ".onnx") if embedder.with_suffix(s).exists()]
-    for model in dict.fromkeys([embedder, *siblings]):
+    for model in dict.fromkeys([embedder, *runtime_siblings(embedder)]):
         for suffix in ("", ".json", ".USAGE.md"):
             src = model.with_name(model.name + suffix)
             if src.exists():

