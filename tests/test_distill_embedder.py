@@ -178,19 +178,25 @@ def test_pair_accuracy_separates_identities():
     assert r["pair_accuracy"] == 1.0 and r["genuine_mean"] > r["impostor_mean"]
 
 
-def test_distill_embedder_cli_tiny_run(tmp_path, lfw_images, capsys):
-    """`facegate distill embedder` end to end on a folder of photos, with any embedder as teacher."""
+def _photos_and_teacher(tmp_path, lfw_images, per_person: int):
+    """A folder of identity sub-folders (a few LFW photos each) and a quick teacher (the committed
+    student: any carded embedder can teach)."""
     import shutil
 
-    from facegate.apps.cli import main
     from facegate.edge.registry import MODELS_DIR
-
     data = tmp_path / "photos"
     for name, paths in lfw_images.items():
         (data / name).mkdir(parents=True)
-        for p in paths[:2]:
+        for p in paths[:per_person]:
             shutil.copy(p, data / name / p.name)
-    teacher = MODELS_DIR / "facenet-student" / "facenet-student_fp16.tflite"
+    return data, MODELS_DIR / "facenet-student" / "facenet-student_fp16.tflite"
+
+
+def test_distill_embedder_cli_tiny_run(tmp_path, lfw_images, capsys):
+    """`facegate distill embedder` end to end on a folder of photos, with any embedder as teacher."""
+    from facegate.apps.cli import main
+
+    data, teacher = _photos_and_teacher(tmp_path, lfw_images, 2)
     out = tmp_path / "run"
     assert main(["distill", "embedder", "--data", str(data), "--teacher", str(teacher), "--out", str(out),
                  "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--width", "0.25", "--depth", "0.25",
@@ -206,17 +212,10 @@ def test_distill_embedder_peer_cli_tiny_run(tmp_path, lfw_images, capsys, peer_a
     """`--student peer`: the pinned MobileFaceNet gets a fitted head (epoch 0, logged and kept as the
     best student), and one fine-tuning epoch from it runs through the same trainer."""
     import json
-    import shutil
 
     from facegate.apps.cli import main
-    from facegate.edge.registry import MODELS_DIR
 
-    data = tmp_path / "photos"
-    for name, paths in lfw_images.items():
-        (data / name).mkdir(parents=True)
-        for p in paths[:3]:
-            shutil.copy(p, data / name / p.name)
-    teacher = MODELS_DIR / "facenet-student" / "facenet-student_fp16.tflite"
+    data, teacher = _photos_and_teacher(tmp_path, lfw_images, 3)
     out = tmp_path / "run"
     assert main(["distill", "embedder", "--student", "peer", "--data", str(data), "--teacher", str(teacher),
                  "--out", str(out), "--epochs", "0", "--head-views", "2", "--head-steps", "20",
