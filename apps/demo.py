@@ -32,8 +32,13 @@ def ensure_teacher_export() -> Path:
     from facegate.edge.registry import teacher_export_path
     if teacher_export_path().exists():
         return teacher_export_path()
+    try:
+        from facegate.convert.export.model import export_model
+    except ImportError as exc:
+        from facegate.edge.errors import ModelError
+        raise ModelError(f"no teacher export at {teacher_export_path()}, and exporting one needs TensorFlow "
+                         f"({exc.name} is missing): pip install 'facegate[convert]', or copy the file there") from exc
     log.info("exporting the FaceNet teacher to TFLite (first run only)")
-    from facegate.convert.export.model import export_model
     export_model("facenet-teacher", "tflite", "fp32", out_dir=teacher_export_path().parent,
                  command="facegate demo (first-run teacher export)")
     return teacher_export_path()

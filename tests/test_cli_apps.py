@@ -126,3 +126,15 @@ def test_demo_accepts_members_and_refuses_strangers(tmp_path, capsys):
     assert s["impostor_rejects"] == s["impostor_total"] == 10
     assert s["identify_ok"] >= 20 and s["genuine_accepts"] >= 12
     assert main(["demo", "--workdir", str(tmp_path / "again")]) == 0
+
+
+def test_demo_with_teacher_explains_a_missing_tensorflow(tmp_path, monkeypatch, capsys):
+    """`facegate demo --embedder teacher` on a board without TensorFlow and without a teacher export:
+    an installer-readable error (exit 4), not a traceback."""
+    import sys
+
+    from facegate.apps.cli import main
+    monkeypatch.setenv("FACEGATE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "facegate.convert.export.model", None)   # import fails as without TF
+    assert main(["demo", "--embedder", "teacher"]) == 4
+    assert "needs TensorFlow" in capsys.readouterr().err
