@@ -30,6 +30,7 @@ def main() -> None:
 
     from facegate.convert.distill.augment import AugmentConfig, augment_batch
     from facegate.convert.distill.embedder import label_ids, pair_accuracy
+    from facegate.convert.distill.head import ridge_map
     from facegate.convert.distill.pipeline import default_photos, prepare_targets, split_targets
     from facegate.convert.students.peer import PEER_NORMALISATION, import_peer
     from facegate.edge.embed import normalise
@@ -62,13 +63,9 @@ def main() -> None:
         for n_views in (2, 4):
             x = np.concatenate([per_view[v][j] for v in range(n_views)])
             y = np.concatenate([train.targets] * n_views).astype(np.float64)
-            mx, my = x.mean(0), y.mean(0)
-            gram = (x - mx).T @ (x - mx)
-            cross = (x - mx).T @ (y - my)
             for ridge in (1e-3, 1e-2, 1e-1):
-                lam = ridge * np.trace(gram) / len(gram)
-                w = np.linalg.solve(gram + lam * np.eye(len(gram)), cross)
-                e = held[j] @ w + (my - mx @ w)
+                w, bias = ridge_map(x, y, ridge)        # the fit `facegate distill embedder --student peer` uses
+                e = held[j] @ w + bias
                 e /= np.linalg.norm(e, axis=1, keepdims=True)
                 cos = float(np.mean(np.sum(e * val.targets, 1)))
                 print(f"| {name} | {x.shape[1]} | {alone:.4f} | {n_views} | {ridge:g} | {cos:.4f} | "

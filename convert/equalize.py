@@ -31,38 +31,18 @@ class Chain:
     second: str           # B: Conv2D / DepthwiseConv2D reading only that tensor
 
 
-def _inbound_names(node_args) -> list[str]:
-    """Names of the layers whose outputs appear anywhere in a serialised inbound node."""
-    found: list[str] = []
-    if isinstance(node_args, dict):
-        history = node_args.get("config", {}).get("keras_history") if node_args.get("class_name") == "__keras_tensor__" \
-            else None
-        if history:
-            found.append(history[0])
-        else:
-            for v in node_args.values():
-                found += _inbound_names(v)
-    elif isinstance(node_args, (list, tuple)):
-        for v in node_args:
-            found += _inbound_names(v)
-    return found
-
-
 def find_chains(model) -> list[Chain]:
     """Every A -> [PReLU] -> B chain that can be rescaled without changing the function."""
     from keras import layers
 
-    config = model.get_config()
-    consumers: dict[str, list[str]] = {}
-    for entry in config["layers"]:
-        for parent in _inbound_names(entry.get("inbound_nodes", [])):
-            consumers.setdefault(parent, []).append(entry["config"]["name"])
-    outputs = set(_inbound_names(config.get("output_layers", [])))
+    from facegate.convert.prune import consumers_map
+
+    consumers = consumers_map(model)       # a model output counts as a consumer ("__output__")
     linear = (layers.Conv2D, layers.DepthwiseConv2D)
 
     def only_consumer(name: str):
         users = consumers.get(name, [])
-        if len(users) != 1 or name in outputs:
+        if len(users) != 1 or users[0] == "__output__":
             return None
         return model.get_layer(users[0])
 

@@ -99,12 +99,7 @@ def fit_head(model, data: TargetSet, normalisation: str, views: int = 4, ridge: 
         feats.append(head_features(model, np.ascontiguousarray(crops), normalisation))
         targets.append(data.targets.astype(np.float64))
     x, y = np.concatenate(feats), np.concatenate(targets)
-    mean_x, mean_y = x.mean(0), y.mean(0)
-    xc, yc = x - mean_x, y - mean_y
-    gram = xc.T @ xc
-    lam = ridge * np.trace(gram) / gram.shape[0]
-    w = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), xc.T @ yc)        # (F, D)
-    bias = mean_y - mean_x @ w
+    w, bias = ridge_map(x, y, ridge)
     fit = HeadFit(views=views, samples=len(x), ridge=ridge, train_cosine=_mean_cosine(x @ w + bias, y))
     if reference is not None and refinement.steps > 0 and refinement.weight > 0:
         w, bias = refine_head(x, y, reference(x), w, bias, refinement, seed, progress)
@@ -113,6 +108,17 @@ def fit_head(model, data: TargetSet, normalisation: str, views: int = 4, ridge: 
     _set_head(model, w, bias)
     log.info("embedding head fitted: %s", fit.to_dict())
     return fit
+
+
+def ridge_map(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """The affine least-squares map x @ w + bias ~= y, with a ridge relative to the mean feature
+    energy (so one value means the same for any backbone). w: (features, outputs)."""
+    mean_x, mean_y = x.mean(0), y.mean(0)
+    xc = x - mean_x
+    gram = xc.T @ xc
+    lam = ridge * np.trace(gram) / gram.shape[0]
+    w = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), xc.T @ (y - mean_y))
+    return w, mean_y - mean_x @ w
 
 
 def refine_head(x: np.ndarray, targets: np.ndarray, reference: np.ndarray, w: np.ndarray, bias: np.ndarray,
