@@ -33,8 +33,9 @@ def _add_detector_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector-format", choices=["tflite", "onnx"], default=None,
                    help="which files of the detector set to run (default: tflite if LiteRT is installed)")
     p.add_argument("--min-face", type=float, default=20.0, help="smallest face to detect, pixels")
-    p.add_argument("--thresholds", type=float, nargs=3, default=(0.6, 0.7, 0.8), metavar=("P", "R", "O"),
-                   help="P-Net, R-Net, O-Net face score thresholds")
+    p.add_argument("--thresholds", type=float, nargs=3, default=None, metavar=("P", "R", "O"),
+                   help="P-Net, R-Net, O-Net face score thresholds (default: the detector's own, from its "
+                        "cards; 0.6 0.7 0.8 for the teacher)")
     p.add_argument("--nms", choices=["reference", "greedy"], default="reference",
                    help="NMS rule: the mtcnn package's (reference) or classic greedy")
     p.add_argument("--pyramid-factor", type=float, default=0.709,
@@ -56,7 +57,8 @@ def _detector(args):
     from facegate.edge.detect import CascadeConfig
     from facegate.edge.registry import load_detector
     return load_detector(args.detector, fmt=args.detector_format, threads=args.threads,
-                         config=CascadeConfig(min_face_size=args.min_face, thresholds=tuple(args.thresholds),
+                         config=CascadeConfig(min_face_size=args.min_face,
+                                              thresholds=tuple(args.thresholds) if args.thresholds else None,
                                               nms_mode=args.nms, chained_pyramid=args.chained_pyramid,
                                               scale_factor=args.pyramid_factor))
 

@@ -62,7 +62,8 @@ def cmd_distill_detector(args) -> int:
                                 camera_share=args.camera_share, online_views=args.online_views,
                                 wider_repeat=args.wider_repeat, init=args.init,
                                 student=DetectorStudentConfig(pnet=tuple(args.pnet_widths), rnet=tuple(args.rnet_widths),
-                                                              onet=tuple(args.onet_widths)))
+                                                              onet=tuple(args.onet_widths),
+                                                              multiplier=tuple(_per_net(args.factorise, {}).values())))
     summary = distill_detector(cfg)
     for net, r in summary["nets"].items():
         print(f"{net}: {json.dumps(r)}")
@@ -74,7 +75,10 @@ def cmd_distill_detector(args) -> int:
 def cmd_distill_export_detector(args) -> int:
     from facegate.apps.cli import _command_line
     from facegate.convert.distill.detector import export_detector
-    written = export_detector(args.src, args.out, args.name, int8=not args.no_int8, command=_command_line())
+    if args.thresholds and not all(0.0 <= t < 1.0 for t in args.thresholds):
+        raise SystemExit(f"facegate distill export-detector: --thresholds must be scores in [0, 1), got {args.thresholds}")
+    written = export_detector(args.src, args.out, args.name, int8=not args.no_int8, command=_command_line(),
+                              thresholds=tuple(args.thresholds) if args.thresholds else None)
     for p in written:
         if p.suffix != ".json":
             print(f"{p} ({p.stat().st_size / 1024:.0f} kB)")
@@ -176,6 +180,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="student R-Net channels (conv, two separable blocks, fully connected)")
     dt.add_argument("--onet-widths", type=int, nargs=5, default=[32, 64, 64, 128, 256], metavar="C",
                     help="student O-Net channels (conv, three separable blocks, fully connected)")
+    dt.add_argument("--factorise", type=int, nargs="+", default=[0], metavar="M",
+                    help="depthwise filters per channel for nets factorised from the teacher (one value or P R O): "
+                    "the teacher's layout split into depthwise-separable convs by SVD and refit on the crops, then "
+                    "trained from there; 0 (default) = the designed layout trained from scratch")
     dt.add_argument("--max-images", type=int, default=None, help="cap on WIDER training images (quick runs)")
     dt.add_argument("--hold-out-every", type=int, default=4,
                     help="WIDER images with index %% N == 0 are never trained on (0: train on all)")
@@ -189,6 +197,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="parent folder: writes <name>/ and <name>-int8/ (edge/models to ship them)")
     xd.add_argument("--name", default="mtcnn-student")
     xd.add_argument("--no-int8", action="store_true")
+    xd.add_argument("--thresholds", type=float, nargs=3, default=None, metavar=("P", "R", "O"),
+                    help="the student's cascade score thresholds, written into its cards and used by default "
+                         "(tune them on training images: benchmarks/detector_thresholds.py)")
     xd.set_defaults(func=cmd_distill_export_detector)
 
     pk = ds.add_parser("pack", help="write the cached teacher targets as one small file to train elsewhere "

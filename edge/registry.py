@@ -11,7 +11,7 @@ from pathlib import Path
 
 from facegate.edge.backends import load_backend, suffix_for_backend
 from facegate.edge.cards import load_card
-from facegate.edge.detect.mtcnn import MTCNN, CascadeConfig
+from facegate.edge.detect.mtcnn import MTCNN, REFERENCE_THRESHOLDS, CascadeConfig
 from facegate.edge.downloads import cache_dir
 from facegate.edge.embed import Embedder
 from facegate.edge.errors import ModelError
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 #: the distilled students (mtcnn-student, mtcnn-student-int8) are committed and selectable by name;
 #: the default stays the teacher until a student passes its accuracy targets (docs/benchmarks.md)
-DEFAULT_DETECTOR = "mtcnn-teacher"
+DEFAULT_DETECTOR = "mtcnn-student"   # stage 8: teacher-level AP and landmarks, 1.3-1.6x faster (docs/benchmarks.md)
 DETECTORS = ("mtcnn-teacher", "mtcnn-student", "mtcnn-student-int8")
 
 
@@ -86,9 +86,10 @@ def load_detector(name: str = DEFAULT_DETECTOR, fmt: str | None = None, threads:
     """An MTCNN cascade from a named (committed) model set or a folder, cards verified."""
     folder = detector_dir(name)
     suffix = f".{fmt.lstrip('.')}" if fmt else _preferred_suffix(folder, backend)
-    nets = []
-    for net in ("pnet", "rnet", "onet"):
+    nets, thresholds = [], []
+    for net, reference in zip(("pnet", "rnet", "onet"), REFERENCE_THRESHOLDS):
         path = folder / f"{net}{suffix}"
-        load_card(path)  # refuses a file whose checksum does not match its card
+        card = load_card(path)  # refuses a file whose checksum does not match its card
+        thresholds.append(float(card.thresholds.get("face", reference)))
         nets.append(load_backend(path, backend=backend, threads=threads))
-    return MTCNN(*nets, config=config, name=f"{folder.name}{suffix}")
+    return MTCNN(*nets, config=config, name=f"{folder.name}{suffix}", net_thresholds=tuple(thresholds))

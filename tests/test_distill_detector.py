@@ -126,8 +126,8 @@ def test_committed_student_cascade_finds_real_faces(name, fmt, lfw_images, wider
         assert face is not None
         assert pairwise_overlap(face.box[None], ref.box[None])[0, 0] > 0.6
         iod = np.linalg.norm(ref.landmarks[1] - ref.landmarks[0])
-        # measured on 1,000 LFW photos (stage 3): mean 6.0%, p95 10.4% of the inter-ocular distance (target 3%: missed)
-        assert np.mean(np.linalg.norm(face.landmarks - ref.landmarks, axis=1)) / iod < 0.2
+        # measured on all 7,701 LFW photos (stage 8): mean ~3% of the inter-ocular distance, p95 ~7%
+        assert np.mean(np.linalg.norm(face.landmarks - ref.landmarks, axis=1)) / iod < 0.12
     from facegate.convert.evaluate.wider import read_gt_txt
     gt = read_gt_txt(wider_dir / "wider_face_val_bbx_gt.txt")
     rel = next(r for r, b in sorted(gt.items()) if 1 <= len(b) <= 3 and (b[:, 2] >= 60).all())
@@ -336,4 +336,55 @@ def test_int8_student_keeps_a_float_face_score(lfw_images):
     assert (prob > 0.9).mean() > 0.5
     off_grid = np.abs(prob * 256 - np.round(prob * 256)) > 1e-3
     assert off_grid.mean() > 0.5
-    assert len(np.unique(np.round(prob[prob > 0.99], 6))) == int((prob > 0.99).sum())
+    # confident faces keep distinct scores (an int8 softmax would tie them all at 255/256)
+    assert len(np.unique(np.round(prob[prob > 0.99], 6))) >= 0.8 * int((prob > 0.99).sum())
+
+
+
+@pytest.mark.parametrize("net", ["pnet", "rnet", "onet"])
+def test_committed_keras_sources_are_the_shipped_nets(net):
+    """convert/students/weights/mtcnn-student-<net>.keras must compute what the committed fp32
+    TFLite file does (the P-Net source was once a stage older than the shipped file)."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from facegate.edge.backends import load_backend
+    source = MODELS_DIR.parents[1] / "convert" / "students" / "weights" / f"mtcnn-student-{net}.keras"
+    model = keras.saving.load_model(source, compile=False)
+    size = {"pnet": 40, "rnet": 24, "onet": 48}[net]
+    x = np.random.default_rng(0).uniform(-1, 1, (3, size, size, 3)).astype(np.float32)
+    shipped = load_backend(MODELS_DIR / STUDENT / f"{net}.tflite", backend="litert").run([x])
+    for a, b in zip(sorted(shipped, key=lambda o: o.shape[-1]), sorted((np.asarray(o) for o in model(x)),
+                                                                        key=lambda o: o.shape[-1])):
+        assert np.abs(a - b).max() < 1e-4
+
+
+def test_committed_student_runs_at_its_own_tuned_thresholds():
+    """The student's cards carry the cascade thresholds tuned on WIDER training images; the fp32 and
+    int8 sets agree, and the teacher keeps the reference package's."""
+    for name in (STUDENT, f"{STUDENT}-int8"):
+        assert load_detector(name, fmt="tflite").config.thresholds == (0.3, 0.5, 0.6)
+        assert load_detector(name, fmt="onnx").config.thresholds == (0.3, 0.5, 0.6)
+    assert load_detector("mtcnn-teacher", fmt="tflite").config.thresholds == (0.6, 0.7, 0.8)
+
+
+def test_factorised_student_tiny_run_starts_from_the_teacher(tmp_path):
+    """`--factorise`: R-Net/O-Net split from the teacher and refit on their crops before training;
+    with 0 epochs the saved nets are the refit ones and the summary records the fit."""
+    pytest.importorskip("tensorflow")
+    from facegate.apps.cli import main
+    from facegate.convert.students.mtcnn import DetectorStudentConfig, build_student_nets
+
+    run = tmp_path / "run"
+    run.mkdir()
+    build_student_nets(DetectorStudentConfig())["pnet"].save(run / "pnet.keras")   # P-Net given, skipped
+    assert main(["distill", "detector", "--out", str(run), "--factorise", "0", "3", "2", "--epochs", "0",
+                 "--max-images", "2", "--photos", "2", "--no-progress"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["student"]["multiplier"] == [0, 3, 2]
+    assert set(summary["nets"]["onet"]["refit_error"]) == {"conv2_pw", "conv3_pw", "conv4_pw", "fc5", "box",
+                                                           "landmarks", "prob"}
+    assert all(0 <= e < 1 for e in summary["nets"]["rnet"]["refit_error"].values())
+    import keras
+    onet = keras.saving.load_model(run / "onet.keras", compile=False)
+    assert onet.get_layer("conv3_dw").get_config()["depth_multiplier"] == 2

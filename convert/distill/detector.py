@@ -38,6 +38,7 @@ LOSS_WEIGHTS = {"cls": 1.0, "box": 0.5, "landmarks": 1.0, "logit": 0.0}
 # AP (0.658 vs 0.621 easy) but the P/R-Net lost a large face in a test photo: kept at 300 until
 # that is understood (docs/benchmarks.md, issue 6)
 CALIBRATION_CROPS = 300
+REFIT_CROPS = 20_000   # crops (P-Net: patches) a factorised net's layers are refit on
 LOGIT_CLIP = 12.0      # |log-odds| beyond this is float32 rounding of a probability near 0 or 1
 
 
@@ -111,7 +112,7 @@ def train_net(net: str, model, samples: dict, cfg: DetectorDistillConfig, teache
     epochs, batch = int(cfg.epochs[net]), int(cfg.batch[net])
     n = len(samples["x"])
     steps = max(1, n // batch)
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, steps * epochs, alpha=0.02)
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, max(1, steps * epochs), alpha=0.02)
     opt = keras.optimizers.Adam(schedule)
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
     ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
@@ -292,13 +293,31 @@ def distill_detector(cfg: DetectorDistillConfig) -> dict:
         samples = _load_or_cache(cfg.out / "data" / f"{net}.npz", make)
         pos = float(np.mean(samples["prob"] > 0.5))
         log.info("%s: %d samples (%.1f%% face windows by the teacher)", net, len(samples["x"]), 100 * pos)
+        fitted = {}
+        if cfg.student.factorised(net) and not cfg.init and not (cfg.out / "checkpoints" / net).exists():
+            fitted = _from_teacher(net, fresh[net], samples["x"], cfg.seed)
         last = train_net(net, fresh[net], samples, cfg, teacher_net=getattr(teacher, net))
         plot_detector_log(cfg.out / "log.csv", cfg.out / "loss.png")
         fresh[net].save(final)
         students[net] = fresh[net]
-        summary["nets"][net] = {"samples": int(len(samples["x"])), "teacher_face_fraction": round(pos, 4), **last}
+        summary["nets"][net] = {"samples": int(len(samples["x"])), "teacher_face_fraction": round(pos, 4), **fitted,
+                                **last}
     (cfg.out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _from_teacher(net: str, model, crops: np.ndarray, seed: int) -> dict:
+    """Initialise a factorised student net from the teacher (SVD split + ridge refit on its crops)."""
+    from facegate.convert.students import factorize
+    from facegate.convert.teachers.mtcnn import build_teacher_net
+
+    teacher = build_teacher_net(net)
+    energy = factorize.transfer(model, teacher)
+    pick = np.random.default_rng(seed).permutation(len(crops))[:REFIT_CROPS]
+    errors = factorize.refit(model, teacher, crops[np.sort(pick)].astype(np.float32), seed=seed)
+    log.info("%s: factorised from the teacher (kept energy %s), refit errors %s", net, energy, errors)
+    return {"svd_energy": {k: round(v, 4) for k, v in energy.items()},
+            "refit_error": {k: round(v, 4) for k, v in errors.items()}}
 
 
 def _start_from(nets: dict, folder: Path) -> None:
@@ -318,9 +337,10 @@ def _start_from(nets: dict, folder: Path) -> None:
 
 
 def export_detector(src: Path, out_root: Path, name: str = "mtcnn-student", int8: bool = True,
-                    command: str = "") -> list[Path]:
+                    command: str = "", thresholds: tuple[float, float, float] | None = None) -> list[Path]:
     """Export trained student nets as `<out_root>/<name>` (fp32) and `<name>-int8` folders, the int8
-    nets calibrated on their own training crops (`<src>/data/<net>.npz`)."""
+    nets calibrated on their own training crops (`<src>/data/<net>.npz`); `thresholds` (P, R, O
+    cascade score thresholds, tuned on training images) go into the cards."""
     import keras
 
     from facegate.convert.export.mtcnn_set import export_mtcnn_set
@@ -336,7 +356,8 @@ def export_detector(src: Path, out_root: Path, name: str = "mtcnn-student", int8
     source = "distilled from mtcnn-teacher (mtcnn 1.0.0 weights) by facegate distill detector"
     notes = ("MobileNet-style student (depthwise-separable convolutions); same inputs/outputs as the teacher, "
              "run by facegate.edge.detect.MTCNN unchanged.")
-    written = export_mtcnn_set(nets, out_root / name, name, source, notes=notes, extra=extra)
+    written = export_mtcnn_set(nets, out_root / name, name, source, notes=notes, extra=extra,
+                               face_thresholds=thresholds)
     if int8:
         lost = [n for n in NETS if not (src / "data" / f"{n}.npz").exists()]
         if lost:
@@ -353,5 +374,5 @@ def export_detector(src: Path, out_root: Path, name: str = "mtcnn-student", int8
                                     representative=rep,
                                     notes=notes + " int8 (final softmax kept float: int8 steps of 1/256 would tie "
                                     f"confident faces), calibrated on {CALIBRATION_CROPS} training crops.",
-                                    extra=extra)
+                                    extra=extra, face_thresholds=thresholds)
     return written

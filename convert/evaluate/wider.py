@@ -187,10 +187,13 @@ def time_at_resolution(detector: MTCNN, images: list[np.ndarray], size: tuple[in
 
 def evaluate_wider(detector: MTCNN, images_dir: Path, gt_file: Path, mat_dir: Path, out_dir: Path,
                    command: str, max_images: int | None = None, progress: bool = True,
-                   timing_frames: int = 20, holdout_every: int = 0) -> dict:
+                   timing_frames: int = 20, holdout_every: int = 0, training_split: bool = False) -> dict:
+    """AP per WIDER setting. `holdout_every` N: only the images `distill detector --hold-out-every N`
+    never trained on (index % N == 0), or with `training_split` the others (to tune a student's
+    settings without looking at the held-out images)."""
     gts = load_ground_truth(images_dir, gt_file, mat_dir)
-    if holdout_every:   # only the images `distill detector --hold-out-every N` never trained on
-        gts = [g for i, g in enumerate(gts) if i % holdout_every == 0]
+    if holdout_every:
+        gts = [g for i, g in enumerate(gts) if (i % holdout_every == 0) != training_split]
     if max_images:
         gts = gts[:max_images]
     preds: dict[str, np.ndarray] = {}
@@ -210,7 +213,8 @@ def evaluate_wider(detector: MTCNN, images_dir: Path, gt_file: Path, mat_dir: Pa
     result = {
         "task": "detection", "dataset": "WIDER FACE val (images present)", "detector": detector.name,
         "command": command, "images": len(gts), "min_face_size": detector.config.min_face_size,
-        "subset": f"held-out (index % {holdout_every} == 0)" if holdout_every else "all",
+        "subset": ("all" if not holdout_every else f"training (index % {holdout_every} != 0)" if training_split
+                   else f"held-out (index % {holdout_every} == 0)"),
         "cascade": {"thresholds": list(detector.config.thresholds), "pyramid_factor": detector.config.scale_factor,
                     "chained_pyramid": detector.config.chained_pyramid, "nms": detector.config.nms_mode},
         **{f"ap_{s}": round(aps[s]["ap"], 4) for s in SETTINGS},
@@ -223,7 +227,8 @@ def evaluate_wider(detector: MTCNN, images_dir: Path, gt_file: Path, mat_dir: Pa
         "timing_640x480": timing,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"wider_{detector.name.replace('.', '_')}" + (f"_holdout{holdout_every}" if holdout_every else "")
+    stem = f"wider_{detector.name.replace('.', '_')}" + (
+        "" if not holdout_every else f"_train{holdout_every}" if training_split else f"_holdout{holdout_every}")
     plot = plot_pr({s: (aps[s]["recall"], aps[s]["precision"], aps[s]["ap"]) for s in SETTINGS},
                    f"WIDER FACE ({len(gts)} val images) — {detector.name}", out_dir / f"{stem}_pr.png")
     result["plots"] = [plot.name]

@@ -66,8 +66,13 @@ def _probe(net: str, rng: np.random.Generator) -> np.ndarray:
 def export_mtcnn_set(nets: dict, out_dir: str | Path, name: str, source: str, quant: str = "fp32",
                      representative: dict[str, np.ndarray] | None = None, tolerance: float = 1e-4,
                      notes: str = "", extra: dict | None = None,
-                     int8_max_count_mismatch: float = 0.34) -> list[Path]:
-    """Write the three nets in both formats with cards into `out_dir`; returns the written paths."""
+                     int8_max_count_mismatch: float = 0.34,
+                     face_thresholds: tuple[float, float, float] | None = None) -> list[Path]:
+    """Write the three nets in both formats with cards into `out_dir`; returns the written paths.
+
+    `face_thresholds` (P, R, O) go into each net's card as its cascade score threshold ("face"),
+    which `load_detector` uses unless the caller sets thresholds: a student tuned to run at other
+    thresholds than the reference 0.6 / 0.7 / 0.8 carries them."""
     from facegate.convert.export.onnx import export_onnx, export_onnx_from_tflite
     from facegate.convert.export.tflite import export_tflite
 
@@ -104,6 +109,7 @@ def export_mtcnn_set(nets: dict, out_dir: str | Path, name: str, source: str, qu
                 name=f"{name}-{net}", task=f"mtcnn-{net}", file=path.name, sha256="",
                 input=InputSpec(size=0 if net == "pnet" else NET_INPUT[net], normalisation="mean127.5_div128"),
                 outputs=OUTPUTS[net], format=path.suffix.lstrip("."), quantization=quant,
+                thresholds={"face": float(face_thresholds[NETS.index(net)])} if face_thresholds else {},
                 accuracy={"max_abs_diff_vs_keras": round(err, 6), **(extra or {})}, source=source,
                 notes=notes or "Run by facegate.edge.detect.MTCNN; outputs are matched by last dimension.")
             written += [path, write_card(card, path)]

@@ -28,13 +28,18 @@ from facegate.edge.images import as_rgb_uint8
 log = logging.getLogger(__name__)
 
 
+REFERENCE_THRESHOLDS = (0.6, 0.7, 0.8)
+
+
 @dataclass(frozen=True)
 class CascadeConfig:
     """Tunables of the cascade. Defaults are the reference package's."""
 
     min_face_size: float = 20.0
     scale_factor: float = 0.709
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8)
+    # P/R/O-Net face-score thresholds; None: the nets' own (their cards' "face" threshold, set where a
+    # student was tuned with them), else the reference package's REFERENCE_THRESHOLDS
+    thresholds: tuple[float, float, float] | None = None
     nms_pnet_scale: float = 0.5
     nms_pnet_all: float = 0.7
     nms_rnet: float = 0.7
@@ -55,7 +60,8 @@ class CascadeConfig:
             raise ValueError(f"min_face_size must be >= 12 px (P-Net's window), got {self.min_face_size}")
         if not 0.1 < self.scale_factor < 1.0:
             raise ValueError(f"scale_factor must be in (0.1, 1), got {self.scale_factor}")
-        if len(self.thresholds) != 3 or not all(0.0 <= t < 1.0 for t in self.thresholds):
+        if self.thresholds is not None and (len(self.thresholds) != 3
+                                            or not all(0.0 <= t < 1.0 for t in self.thresholds)):
             raise ValueError(f"thresholds must be three scores in [0, 1), got {self.thresholds}")
         if self.max_faces is not None and self.max_faces < 1:
             raise ValueError(f"max_faces must be >= 1 or unset, got {self.max_faces}")
@@ -95,9 +101,14 @@ class MTCNN:
     """Detect faces and 5 landmarks in an RGB image with three nets given as backends."""
 
     def __init__(self, pnet: Backend, rnet: Backend, onet: Backend, config: CascadeConfig | None = None,
-                 name: str = "mtcnn") -> None:
+                 name: str = "mtcnn", net_thresholds: tuple[float, float, float] | None = None) -> None:
+        """`net_thresholds`: the nets' own score thresholds (from their cards), used when `config`
+        leaves `thresholds` unset; an explicit `config.thresholds` always wins."""
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
-        self.config = config or CascadeConfig()
+        config = config or CascadeConfig()
+        if config.thresholds is None:
+            config = replace(config, thresholds=tuple(net_thresholds or REFERENCE_THRESHOLDS))
+        self.config = config
         self.name = name
 
     @classmethod
