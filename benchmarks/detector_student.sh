@@ -72,6 +72,8 @@ PY
   cp runs/distill/detector-f3/pnet.keras runs/distill/detector-f3/rnet.keras runs/distill/detector-f35/
   ln -f runs/distill/detector-f3/data/*.npz runs/distill/detector-f35/data/
   facegate distill detector --out runs/distill/detector-f35 --pnet-widths 16 24 32 --factorise 0 3 5 --epochs 0 0 0
+  facegate distill export-detector --src runs/distill/detector-f35 --out runs/distill/f35-export --no-int8
+  python benchmarks/detector_thresholds.py runs/distill/f35-export/mtcnn-student --out "$OUT/thresholds-f35.json"
   facegate distill export-detector --src runs/distill/detector-f35 --out edge/models --thresholds 0.3 0.5 0.6
   # tried, not shipped: 10 epochs of distillation from the refit O-Net (held-out AP and landmarks got worse)
   mkdir -p runs/distill/detector-f3ft/data
