@@ -75,8 +75,11 @@ def cmd_distill_detector(args) -> int:
 def cmd_distill_export_detector(args) -> int:
     from facegate.apps.cli import _command_line
     from facegate.convert.distill.detector import export_detector
-    if args.thresholds and not all(0.0 <= t < 1.0 for t in args.thresholds):
-        raise SystemExit(f"facegate distill export-detector: --thresholds must be scores in [0, 1), got {args.thresholds}")
+    from facegate.edge.detect import CascadeConfig
+    try:   # the cascade's own check of the values the cards will carry
+        CascadeConfig(thresholds=tuple(args.thresholds) if args.thresholds else None)
+    except ValueError as exc:
+        raise SystemExit(f"facegate distill export-detector: --thresholds: {exc}") from exc
     written = export_detector(args.src, args.out, args.name, int8=not args.no_int8, command=_command_line(),
                               thresholds=tuple(args.thresholds) if args.thresholds else None)
     for p in written:

@@ -192,8 +192,11 @@ def evaluate_wider(detector: MTCNN, images_dir: Path, gt_file: Path, mat_dir: Pa
     never trained on (index % N == 0), or with `training_split` the others (to tune a student's
     settings without looking at the held-out images)."""
     gts = load_ground_truth(images_dir, gt_file, mat_dir)
+    subset, tag = "all", ""
     if holdout_every:
         gts = [g for i, g in enumerate(gts) if (i % holdout_every == 0) != training_split]
+        subset, tag = ((f"training (index % {holdout_every} != 0)", f"_train{holdout_every}") if training_split
+                       else (f"held-out (index % {holdout_every} == 0)", f"_holdout{holdout_every}"))
     if max_images:
         gts = gts[:max_images]
     preds: dict[str, np.ndarray] = {}
@@ -213,8 +216,7 @@ def evaluate_wider(detector: MTCNN, images_dir: Path, gt_file: Path, mat_dir: Pa
     result = {
         "task": "detection", "dataset": "WIDER FACE val (images present)", "detector": detector.name,
         "command": command, "images": len(gts), "min_face_size": detector.config.min_face_size,
-        "subset": ("all" if not holdout_every else f"training (index % {holdout_every} != 0)" if training_split
-                   else f"held-out (index % {holdout_every} == 0)"),
+        "subset": subset,
         "cascade": {"thresholds": list(detector.config.thresholds), "pyramid_factor": detector.config.scale_factor,
                     "chained_pyramid": detector.config.chained_pyramid, "nms": detector.config.nms_mode},
         **{f"ap_{s}": round(aps[s]["ap"], 4) for s in SETTINGS},
@@ -227,8 +229,7 @@ def evaluate_wider(detector: MTCNN, images_dir: Path, gt_file: Path, mat_dir: Pa
         "timing_640x480": timing,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"wider_{detector.name.replace('.', '_')}" + (
-        "" if not holdout_every else f"_train{holdout_every}" if training_split else f"_holdout{holdout_every}")
+    stem = f"wider_{detector.name.replace('.', '_')}{tag}"
     plot = plot_pr({s: (aps[s]["recall"], aps[s]["precision"], aps[s]["ap"]) for s in SETTINGS},
                    f"WIDER FACE ({len(gts)} val images) — {detector.name}", out_dir / f"{stem}_pr.png")
     result["plots"] = [plot.name]

@@ -51,25 +51,23 @@ def teacher_layer(name: str) -> str:
 
 def transfer(student: keras.Model, teacher: keras.Model) -> dict[str, float]:
     """Copy the teacher's weights into a factorised student of the same layout (SVD for the separable
-    pairs, permuted rows for the first dense layer); returns the kept energy per split convolution."""
+    pairs, permuted rows for the dense layer after the flatten); returns the kept energy per split conv."""
     t = {layer.name: layer for layer in teacher.layers}
     energy: dict[str, float] = {}
-    for layer in student.layers:
-        if not layer.weights:
-            continue
+    for previous, layer in zip([None, *student.layers[:-1]], student.layers):
+        if not layer.weights or layer.name.endswith("_pw"):
+            continue                                  # pointwise halves are set with their depthwise
         if layer.name.endswith("_dw"):
             base = layer.name.removesuffix("_dw")
             kernel, bias = t[base].get_weights()
             dw, pw, energy[base] = separable_split(kernel, layer.get_config()["depth_multiplier"])
             layer.set_weights([dw])
             student.get_layer(base + "_pw").set_weights([pw, bias])
-        elif layer.name.endswith("_pw"):
             continue
-        else:
-            weights = t[teacher_layer(layer.name)].get_weights()
-            if isinstance(layer, keras.layers.Dense) and _follows_flatten(student, layer):
-                weights[0] = _unpermute_rows(weights[0], _flatten_input_shape(student, layer))
-            layer.set_weights(weights)
+        weights = t[teacher_layer(layer.name)].get_weights()
+        if isinstance(previous, keras.layers.Flatten):
+            weights[0] = _unpermute_rows(weights[0], tuple(int(d) for d in previous.input.shape[1:]))
+        layer.set_weights(weights)
     return energy
 
 
@@ -84,19 +82,21 @@ def refit(student: keras.Model, teacher: keras.Model, crops: np.ndarray, ridge: 
     pixels) are drawn, spread evenly over the batches."""
     rng = np.random.default_rng(seed)
     errors: dict[str, float] = {}
+    first_conv = next(layer.name for layer in student.layers if isinstance(layer, keras.layers.Conv2D))
     for layer in student.layers:
         if not layer.weights or layer.name.endswith("_dw") or isinstance(layer, keras.layers.PReLU):
             continue
-        if layer.name == _first_conv(student):
+        if layer.name == first_conv:
             continue                                  # the plain first conv is the teacher's own
         features = keras.Model(student.input, layer.input)
+        teacher_output = _pre_activation(teacher, teacher_layer(layer.name))
         moments = _Moments()
         starts = range(0, len(crops), batch)
         keep = max(1, MAX_ROWS // len(starts))
         for start in starts:
             x = np.asarray(crops[start:start + batch], np.float32)
             feats = _rows(features(x, training=False))
-            target = _rows(_pre_activation(teacher, teacher_layer(layer.name), x))
+            target = _rows(teacher_output(x))
             if len(feats) > keep:
                 pick = rng.choice(len(feats), keep, replace=False)
                 feats, target = feats[pick], target[pick]
@@ -146,31 +146,16 @@ def _rows(a) -> np.ndarray:
     return a.reshape(-1, a.shape[-1])
 
 
-def _pre_activation(model: keras.Model, name: str, x: np.ndarray) -> np.ndarray:
-    """A layer's output before its activation (the softmax head's logits)."""
+def _pre_activation(model: keras.Model, name: str):
+    """A function of the net's input giving a layer's output before its activation (the softmax
+    head's logits); built once per layer, called per batch."""
     layer = model.get_layer(name)
     if layer.get_config().get("activation", "linear") == "linear":
-        return np.asarray(keras.Model(model.input, layer.output)(x, training=False))
+        output = keras.Model(model.input, layer.output)
+        return lambda x: np.asarray(output(x, training=False))
     kernel, bias = layer.get_weights()      # a softmax head: Dense or 1x1 conv
-    inputs = np.asarray(keras.Model(model.input, layer.input)(x, training=False))
-    return inputs @ kernel.reshape(-1, kernel.shape[-1]) + bias
-
-
-def _first_conv(model: keras.Model) -> str:
-    return next(layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
-
-
-def _follows_flatten(model: keras.Model, layer) -> bool:
-    return isinstance(_producer(model, layer), keras.layers.Flatten)
-
-
-def _producer(model: keras.Model, layer):
-    return model.get_layer(layer.input._keras_history.operation.name)
-
-
-def _flatten_input_shape(model: keras.Model, layer) -> tuple[int, int, int]:
-    flatten = _producer(model, layer)
-    return tuple(int(d) for d in flatten.input.shape[1:])
+    inputs = keras.Model(model.input, layer.input)
+    return lambda x: np.asarray(inputs(x, training=False)) @ kernel.reshape(-1, kernel.shape[-1]) + bias
 
 
 def _unpermute_rows(kernel: np.ndarray, hwc: tuple[int, int, int]) -> np.ndarray:

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 
 import keras
 
+from facegate.convert.teachers.mtcnn import conv_prelu
+
 L = keras.layers
 
 
@@ -118,13 +120,13 @@ def build_onet_student(widths: tuple[int, ...] = (32, 64, 64, 128, 256)) -> kera
     return keras.Model(inp, [box, landmarks, prob], name="onet_student")
 
 
-def _factorised_conv(x, filters: int, kernel: int, multiplier: int, name: str):
-    """The teacher's conv `name` as depthwise (m filters per channel, linear, no bias) + pointwise + PReLU.
-    m is capped at the kernel's taps (4 for 2x2): there the split is already exact."""
+def _factorised_conv(x, filters: int, kernel: int, multiplier: int, suffix: str):
+    """The teacher's conv `conv<suffix>` as depthwise (m filters per channel, linear, no bias) + pointwise
+    + PReLU. m is capped at the kernel's taps (4 for 2x2): there the split is already exact."""
     x = L.DepthwiseConv2D(kernel, depth_multiplier=min(multiplier, kernel * kernel), use_bias=False,
-                          name=f"{name}_dw")(x)
-    x = L.Conv2D(filters, 1, name=f"{name}_pw")(x)
-    return L.PReLU(shared_axes=[1, 2], name=f"prelu{name[4:]}")(x)
+                          name=f"conv{suffix}_dw")(x)
+    x = L.Conv2D(filters, 1, name=f"conv{suffix}_pw")(x)
+    return L.PReLU(shared_axes=[1, 2], name=f"prelu{suffix}")(x)
 
 
 def build_factorised(net: str, multiplier: int) -> keras.Model:
@@ -132,25 +134,25 @@ def build_factorised(net: str, multiplier: int) -> keras.Model:
     conv after the first depthwise-separable; no Permute: the first dense layer's rows are reordered."""
     if net == "pnet":
         inp = keras.Input((None, None, 3), name="image")
-        x = _teacher_conv(inp, 10, 3, "1")
+        x = conv_prelu(inp, 10, 3, "1")
         x = L.MaxPooling2D(2, 2, padding="same", name="pool1")(x)
-        x = _factorised_conv(x, 16, 3, multiplier, "conv2")
-        x = _factorised_conv(x, 32, 3, multiplier, "conv3")
+        x = _factorised_conv(x, 16, 3, multiplier, "2")
+        x = _factorised_conv(x, 32, 3, multiplier, "3")
         return keras.Model(inp, [L.Conv2D(4, 1, name="box")(x), L.Conv2D(2, 1, activation="softmax", name="prob")(x)],
                            name="pnet_student")
     size = {"rnet": 24, "onet": 48}[net]
     inp = keras.Input((size, size, 3), name="image")
-    x = _teacher_conv(inp, 28 if net == "rnet" else 32, 3, "1")
+    x = conv_prelu(inp, 28 if net == "rnet" else 32, 3, "1")
     x = L.MaxPooling2D(3, 2, padding="same", name="pool1")(x)
-    x = _factorised_conv(x, 48 if net == "rnet" else 64, 3, multiplier, "conv2")
+    x = _factorised_conv(x, 48 if net == "rnet" else 64, 3, multiplier, "2")
     x = L.MaxPooling2D(3, 2, padding="valid", name="pool2")(x)
     if net == "rnet":
-        x = _factorised_conv(x, 64, 2, multiplier, "conv3")
+        x = _factorised_conv(x, 64, 2, multiplier, "3")
         fc, width = "4", 128
     else:
-        x = _factorised_conv(x, 64, 3, multiplier, "conv3")
+        x = _factorised_conv(x, 64, 3, multiplier, "3")
         x = L.MaxPooling2D(2, 2, padding="same", name="pool3")(x)
-        x = _factorised_conv(x, 128, 2, multiplier, "conv4")
+        x = _factorised_conv(x, 128, 2, multiplier, "4")
         fc, width = "5", 256
     x = L.Flatten(name="flatten")(x)
     x = L.PReLU(name=f"prelu{fc}")(L.Dense(width, name=f"fc{fc}")(x))
@@ -159,11 +161,6 @@ def build_factorised(net: str, multiplier: int) -> keras.Model:
         heads.append(L.Dense(10, name="landmarks")(x))
     heads.append(L.Dense(2, activation="softmax", name="prob")(x))
     return keras.Model(inp, heads, name=f"{net}_student")
-
-
-def _teacher_conv(x, filters: int, kernel: int, suffix: str):
-    x = L.Conv2D(filters, kernel, padding="valid", name=f"conv{suffix}")(x)
-    return L.PReLU(shared_axes=[1, 2], name=f"prelu{suffix}")(x)
 
 
 def build_student_nets(config: DetectorStudentConfig | None = None) -> dict[str, keras.Model]:

@@ -25,7 +25,8 @@ L = keras.layers
 NET_INPUT = {"pnet": 12, "rnet": 24, "onet": 48}
 
 
-def _conv_prelu(x, filters: int, kernel: int, name: str):
+def conv_prelu(x, filters: int, kernel: int, name: str):
+    """The teacher's conv `conv<name>` + PReLU `prelu<name>` (the factorised students reuse its first one)."""
     x = L.Conv2D(filters, kernel, padding="valid", name=f"conv{name}")(x)
     return L.PReLU(shared_axes=[1, 2], name=f"prelu{name}")(x)
 
@@ -33,10 +34,10 @@ def _conv_prelu(x, filters: int, kernel: int, name: str):
 def build_pnet() -> keras.Model:
     """Fully convolutional proposal net; any input size >= 12."""
     inp = keras.Input((None, None, 3), name="image")
-    x = _conv_prelu(inp, 10, 3, "1")
+    x = conv_prelu(inp, 10, 3, "1")
     x = L.MaxPooling2D(2, 2, padding="same", name="pool1")(x)
-    x = _conv_prelu(x, 16, 3, "2")
-    x = _conv_prelu(x, 32, 3, "3")
+    x = conv_prelu(x, 16, 3, "2")
+    x = conv_prelu(x, 32, 3, "3")
     box = L.Conv2D(4, 1, name="box")(x)
     prob = L.Conv2D(2, 1, activation="softmax", name="prob")(x)
     return keras.Model(inp, [box, prob], name="pnet")
@@ -44,11 +45,11 @@ def build_pnet() -> keras.Model:
 
 def build_rnet() -> keras.Model:
     inp = keras.Input((24, 24, 3), name="image")
-    x = _conv_prelu(inp, 28, 3, "1")
+    x = conv_prelu(inp, 28, 3, "1")
     x = L.MaxPooling2D(3, 2, padding="same", name="pool1")(x)
-    x = _conv_prelu(x, 48, 3, "2")
+    x = conv_prelu(x, 48, 3, "2")
     x = L.MaxPooling2D(3, 2, padding="valid", name="pool2")(x)
-    x = _conv_prelu(x, 64, 2, "3")
+    x = conv_prelu(x, 64, 2, "3")
     x = L.Permute((2, 1, 3), name="permute")(x)
     x = L.Flatten(name="flatten")(x)
     x = L.Dense(128, name="fc4")(x)
@@ -60,13 +61,13 @@ def build_rnet() -> keras.Model:
 
 def build_onet() -> keras.Model:
     inp = keras.Input((48, 48, 3), name="image")
-    x = _conv_prelu(inp, 32, 3, "1")
+    x = conv_prelu(inp, 32, 3, "1")
     x = L.MaxPooling2D(3, 2, padding="same", name="pool1")(x)
-    x = _conv_prelu(x, 64, 3, "2")
+    x = conv_prelu(x, 64, 3, "2")
     x = L.MaxPooling2D(3, 2, padding="valid", name="pool2")(x)
-    x = _conv_prelu(x, 64, 3, "3")
+    x = conv_prelu(x, 64, 3, "3")
     x = L.MaxPooling2D(2, 2, padding="same", name="pool3")(x)
-    x = _conv_prelu(x, 128, 2, "4")
+    x = conv_prelu(x, 128, 2, "4")
     x = L.Permute((2, 1, 3), name="permute")(x)
     x = L.Flatten(name="flatten")(x)
     x = L.Dense(256, name="fc5")(x)
