@@ -24,7 +24,8 @@ def cmd_distill_embedder(args) -> int:
                         max_minutes=args.max_minutes, steps_per_epoch=args.steps_per_epoch, init=args.init,
                         student=args.student, head_views=args.head_views, head_relational=args.head_relational,
                         head_peer_mix=args.head_peer_mix, head_steps=args.head_steps, progress=not args.no_progress)
-    r = distill_embedder(cfg, args.data, args.teacher, args.max_images, args.hold_out_every, resume=not args.restart)
+    r = distill_embedder(cfg, args.data, args.teacher, args.max_images, args.hold_out_every, resume=not args.restart,
+                         targets_cache=args.targets_cache)
     best = r["best"]
     print(json.dumps({k: best.get(k) for k in ("epoch", "val_cosine_mean", "val_pair_accuracy",
                                                 "val_teacher_pair_accuracy")}))
@@ -101,7 +102,8 @@ def cmd_distill_pack(args) -> int:
     from facegate.convert.distill.portable import write_pack
 
     photos = gather_photos(args.data, args.max_images)
-    info = write_pack(prepare_targets(photos, args.teacher, progress=not args.no_progress), args.out, args.quality)
+    info = write_pack(prepare_targets(photos, args.teacher, progress=not args.no_progress, cache=args.targets_cache),
+                      args.out, args.quality)
     print(f"{args.out}: {info['faces']} faces, {info['bytes'] / 1e6:.1f} MB — train it where Keras runs: "
           f"KERAS_BACKEND=jax python -m facegate.convert.distill.portable train {args.out} --out DIR --steps N "
           f"(or convert/distill/gpu_distill.sh), then `facegate distill import DIR`")
@@ -154,6 +156,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--init", type=Path, default=None, help="start from these student weights (same --student "
                    "kind), e.g. the committed convert/students/weights/facenet-student.keras with --student peer "
                    "(used when --out has no checkpoint; skips the closed-form head fit)")
+    e.add_argument("--targets-cache", type=Path, default=None, help="folder for the cached teacher targets "
+                   "(default: distill/ in the user cache, shared by runs on the same photos and teacher)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_distill_embedder)
 
@@ -213,6 +217,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pk.add_argument("--teacher", default=None)
     pk.add_argument("--max-images", type=int, default=None)
     pk.add_argument("--quality", type=int, default=82, help="WebP quality of the stored faces")
+    pk.add_argument("--targets-cache", type=Path, default=None, help="folder for the cached teacher targets")
     pk.add_argument("--no-progress", action="store_true")
     pk.set_defaults(func=cmd_distill_pack)
 

@@ -33,6 +33,23 @@ def test_pnet_handles_changing_input_sizes():
         assert prob.shape == (1, *grid, 2)
 
 
+def test_litert_keeps_a_prepared_interpreter_per_batch_and_bounds_large_ones():
+    """R-Net's batch is the candidate count, which changes every frame: each small batch keeps its own
+    interpreter (no re-preparing when a count comes back), large batches share one, and every
+    answer equals the crop run alone."""
+    be = load_backend(TEACHER_DETECTOR / "rnet.tflite")
+    crops = np.random.default_rng(1).normal(size=(80, 24, 24, 3)).astype(np.float32)
+    alone = np.concatenate([be.run([crops[i:i + 1]])[-1] for i in range(len(crops))])
+    interpreters = {1: {id(be._interp)}}
+    for n in (3, 5, 3, 40, 80, 5, 40, 1):
+        probs = be.run([crops[:n]])[-1]
+        np.testing.assert_allclose(probs, alone[:n], atol=1e-5)
+        interpreters.setdefault(n, set()).add(id(be._interp))
+    assert len(interpreters[3]) == 1 and len(interpreters[5]) == 1  # reused, not rebuilt
+    assert interpreters[40] == interpreters[80]                     # one shared large-batch interpreter
+    assert len({i for ids in interpreters.values() for i in ids}) == 4   # batches 1, 3, 5 and "large"
+
+
 def test_unknown_suffix_and_missing_file(tmp_path):
     with pytest.raises(ModelError, match="not found"):
         load_backend(tmp_path / "nope.tflite")

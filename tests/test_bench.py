@@ -1,6 +1,8 @@
 """The benchmark commands run and report sane numbers (timings themselves are not asserted)."""
 import json
 
+import pytest
+
 from facegate.apps.cli import main
 
 
@@ -21,6 +23,11 @@ def test_bench_detector_compares_sets_in_one_run(tmp_path, capsys):
     assert [r["detector"] for r in rows] == ["mtcnn-teacher", "mtcnn-student"]
     for r in rows:
         assert r["faces"] >= 1 and r["full_ms"] > 0 and r["roi_ms"] > 0 and r["fast_path_ms"] > 0
+        # the nets' share is measured and is part of the frame, not all of it (the cascade's own work)
+        assert 0 < r["full_nets_ms"] < r["full_ms"] and 0 < r["chained_nets_ms"] < r["chained_pyramid_ms"]
+        assert all(r[f"chained_{n}_ms"] > 0 for n in ("pnet", "rnet", "onet"))
+        assert r["chained_pnet_ms"] + r["chained_rnet_ms"] + r["chained_onet_ms"] == \
+            pytest.approx(r["chained_nets_ms"], rel=0.3)
     assert "| mtcnn-student | tflite | 1 |" in capsys.readouterr().out
 
 

@@ -200,8 +200,9 @@ def test_distill_embedder_cli_tiny_run(tmp_path, lfw_images, capsys):
     out = tmp_path / "run"
     assert main(["distill", "embedder", "--data", str(data), "--teacher", str(teacher), "--out", str(out),
                  "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--width", "0.25", "--depth", "0.25",
-                 "--hold-out-every", "0", "--no-progress"]) == 0
+                 "--hold-out-every", "0", "--targets-cache", str(tmp_path / "targets"), "--no-progress"]) == 0
     assert (out / "student.keras").exists() and (out / "loss.png").exists()
+    assert list((tmp_path / "targets").glob("targets-*.npz"))   # the run's cache, not the user's
     card = __import__("json").loads((out / "student.keras.json").read_text())
     assert card["input"]["size"] == 112 and card["input"]["alignment"] == "similarity112"
     assert "finished" in capsys.readouterr().out
@@ -219,7 +220,7 @@ def test_distill_embedder_peer_cli_tiny_run(tmp_path, lfw_images, capsys, peer_a
     out = tmp_path / "run"
     assert main(["distill", "embedder", "--student", "peer", "--data", str(data), "--teacher", str(teacher),
                  "--out", str(out), "--epochs", "0", "--head-views", "2", "--head-steps", "20",
-                 "--hold-out-every", "0", "--no-progress"]) == 0
+                 "--hold-out-every", "0", "--targets-cache", str(tmp_path / "targets"), "--no-progress"]) == 0
     card = json.loads((out / "student.keras.json").read_text())
     assert card["accuracy"]["student"]["architecture"] == "mobilefacenet-peer"
     head = card["accuracy"]["distillation"]
@@ -230,6 +231,7 @@ def test_distill_embedder_peer_cli_tiny_run(tmp_path, lfw_images, capsys, peer_a
     tuned = tmp_path / "tuned"
     assert main(["distill", "embedder", "--student", "peer", "--init", str(out / "student.keras"), "--data", str(data),
                  "--teacher", str(teacher), "--out", str(tuned), "--epochs", "1", "--steps-per-epoch", "2",
-                 "--batch-size", "4", "--lr", "1e-5", "--hold-out-every", "0", "--no-progress"]) == 0
+                 "--batch-size", "4", "--lr", "1e-5", "--hold-out-every", "0", "--targets-cache", str(tmp_path / "targets"),
+                 "--no-progress"]) == 0
     rows = (tuned / "log.csv").read_text().splitlines()
     assert len(rows) == 2 and (tuned / "student.keras").exists()

@@ -47,12 +47,15 @@ def gather_photos(data_folders: list[Path] | None, max_images: int | None, seed:
     return sample(photos, max_images, seed)
 
 
-def prepare_targets(photos: list[Photo], teacher: str | None = None, progress: bool = True) -> TargetSet:
+def prepare_targets(photos: list[Photo], teacher: str | None = None, progress: bool = True,
+                    cache: Path | None = None) -> TargetSet:
+    """The teacher's targets for these photos, cached under `cache` (default: the user cache's
+    distill/ folder, shared by every run on the same photos and teacher)."""
     from facegate.convert.registry import resolve_embedder
     from facegate.edge.registry import load_detector
 
     return build_targets(photos, resolve_embedder(teacher or default_teacher()), load_detector(),
-                         cache_dir() / "distill", progress=progress)
+                         cache or cache_dir() / "distill", progress=progress)
 
 
 def split_targets(data: TargetSet, hold_out_every: int) -> tuple[TargetSet, TargetSet | None]:
@@ -63,10 +66,11 @@ def split_targets(data: TargetSet, hold_out_every: int) -> tuple[TargetSet, Targ
 
 
 def distill_embedder(cfg: DistillConfig, data_folders: list[Path] | None = None, teacher: str | None = None,
-                     max_images: int | None = None, hold_out_every: int = 8, resume: bool = True) -> dict:
+                     max_images: int | None = None, hold_out_every: int = 8, resume: bool = True,
+                     targets_cache: Path | None = None) -> dict:
     photos = gather_photos(data_folders, max_images, cfg.seed)
     log.info("%d training photos", len(photos))
-    data = prepare_targets(photos, teacher, progress=cfg.progress)
+    data = prepare_targets(photos, teacher, progress=cfg.progress, cache=targets_cache)
     train, val = split_targets(data, hold_out_every)
     log.info("distilling on %d faces, validating on %d faces of held-out identities", len(train),
              0 if val is None else len(val))

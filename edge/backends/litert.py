@@ -1,9 +1,9 @@
 """LiteRT (ai-edge-litert) backend for .tflite files: the default on boards.
 
 Outputs are returned in the order of the model's serving signature (output_0, output_1, ...), which
-is the Keras output order; raw interpreter output order is not guaranteed to match it. Dynamic
-input shapes (P-Net runs on every pyramid scale) are handled by resizing the input tensor only
-when the shape changes. Quantised int8/uint8 inputs and outputs are (de)quantised here, so callers
+is the Keras output order; raw interpreter output order is not guaranteed to match it. Each input
+shape (P-Net's pyramid levels, R/O-Net's candidate counts) gets its own prepared interpreter, kept
+for the next frame. Quantised int8/uint8 inputs and outputs are (de)quantised here, so callers
 always see float32.
 """
 from __future__ import annotations
@@ -50,15 +50,18 @@ class LiteRTBackend:
             self._interp = interpreter_cls(model_path=str(self.path), num_threads=threads)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.name} cannot load {self.path}: {exc}") from exc
-        # One interpreter per input shape for fully convolutional nets (P-Net sees one shape per
-        # pyramid level): resizing an interpreter re-plans its memory and re-prepares XNNPACK on
-        # every call, which cost more than P-Net's own arithmetic. Bounded, least recently used out.
-        self._by_shape: dict[tuple, object] = {}
+        # One prepared interpreter per input shape: resizing an interpreter re-plans its memory and
+        # re-prepares XNNPACK, which cost more than P-Net's own arithmetic on each pyramid level and
+        # (for R/O-Net, whose batch is the candidate count) up to a crop's worth of O-Net time
+        # whenever the count changed between frames. Least recently used out; batches above
+        # MAX_CACHED_BATCH share one interpreter resized in place, so memory stays bounded on boards.
+        self._parked: dict[object, tuple[object, tuple]] = {}
         self._in = self._interp.get_input_details()
         self._out = self._ordered_outputs()
+        self._dynamic = any(any(s < 0 for s in list(d.get("shape_signature", d["shape"]))[1:3]) for d in self._in)
         # Fully convolutional nets (P-Net) declare placeholder 1x1 inputs that cannot be allocated:
         # allocation waits for the first real input shape in run().
-        self._shapes: dict[int, tuple[int, ...] | None] = {d["index"]: None for d in self._in}
+        self._current: tuple = tuple(None for _ in self._in)
 
     def _ordered_outputs(self) -> list[dict]:
         details = self._interp.get_output_details()
@@ -89,7 +92,7 @@ class LiteRTBackend:
         if len(inputs) != len(self._in):
             raise ModelError(f"{self.path.name} takes {len(self._in)} inputs, got {len(inputs)}")
         wanted = tuple(tuple(x.shape) for x in inputs)
-        if wanted != tuple(self._shapes[d["index"]] for d in self._in):
+        if wanted != self._current:
             self._switch_shape(wanted)
         for d, x in zip(self._in, inputs):
             self._interp.set_tensor(d["index"], _quantize(np.asarray(x, np.float32), d))
@@ -97,35 +100,31 @@ class LiteRTBackend:
         return [_dequantize(self._interp.get_tensor(d["index"]), d) for d in self._out]
 
     MAX_SHAPES = 24
+    MAX_CACHED_BATCH = 32
 
-    def _spatially_dynamic(self) -> bool:
-        return any(any(s < 0 for s in list(d.get("shape_signature", d["shape"]))[1:3]) for d in self._in)
+    def _slot(self, shapes: tuple) -> object:
+        """Which parked interpreter serves these input shapes (large fixed-size batches share one)."""
+        if self._dynamic or shapes[0][0] <= self.MAX_CACHED_BATCH:
+            return shapes
+        return "large-batch"
 
     def _switch_shape(self, wanted: tuple) -> None:
-        current = tuple(self._shapes[d["index"]] for d in self._in)
-        if not self._spatially_dynamic():   # fixed-size nets: only the batch changes; resize in place
-            for d, shape in zip(self._in, wanted):
-                self._interp.resize_tensor_input(d["index"], list(shape))
-                self._shapes[d["index"]] = shape
-            self._interp.allocate_tensors()
-            return
-        if None not in current:
-            self._by_shape[current] = self._interp
-        interp = self._by_shape.pop(wanted, None)
+        if None not in self._current:
+            self._parked[self._slot(self._current)] = (self._interp, self._current)
+        slot = self._slot(wanted)
+        interp, shapes = self._parked.pop(slot, (None, None))
         if interp is None:
-            if None in current:          # the first shape: the constructor's interpreter is free
+            if None in self._current:    # the first shape: the constructor's interpreter is free
                 interp = self._interp
             else:
                 interp = self.interpreter_factory()(model_path=str(self.path), num_threads=self._threads)
+        if shapes != wanted:
             for d, shape in zip(self._in, wanted):
                 interp.resize_tensor_input(d["index"], list(shape))
             interp.allocate_tensors()
-        self._by_shape.pop(wanted, None)
-        while len(self._by_shape) >= self.MAX_SHAPES:
-            self._by_shape.pop(next(iter(self._by_shape)))
-        self._interp = interp
-        for d, shape in zip(self._in, wanted):
-            self._shapes[d["index"]] = shape
+        while len(self._parked) >= self.MAX_SHAPES:
+            self._parked.pop(next(iter(self._parked)))
+        self._interp, self._current = interp, wanted
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:

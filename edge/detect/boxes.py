@@ -22,9 +22,8 @@ def pairwise_overlap(a: np.ndarray, b: np.ndarray, method: str = "union") -> np.
         denom = np.minimum(area_a[:, None], area_b[None, :])
     else:
         raise ValueError(f"overlap method must be 'union' or 'min', not {method!r}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = inter / denom
-    return np.nan_to_num(out, nan=0.0)
+    # degenerate (zero-area) pairs overlap 0, not NaN
+    return np.divide(inter, denom, out=np.zeros_like(inter), where=denom > 0)
 
 
 NMS_MODES = ("reference", "greedy")
@@ -44,6 +43,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "
         return np.zeros(0, dtype=np.int64)
     if mode not in NMS_MODES:
         raise ValueError(f"NMS mode must be one of {NMS_MODES}, not {mode!r}")
+    if n == 1:  # common on a door frame's small pyramid levels: nothing to suppress
+        return np.zeros(1, dtype=np.int64)
     order = np.arange(n) if presorted else np.argsort(-scores, kind="stable")
     b = boxes[order]
     if mode == "greedy":
@@ -91,34 +92,45 @@ def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarr
 
     Same sampling as tf.image.crop_and_resize with boxes normalised by the image size: corner
     samples sit on the box corners, and samples falling outside the image are 0 (which, on the
-    normalised image, is mid-grey).
+    normalised image, is mid-grey). The four neighbours are gathered with `take` on the flattened
+    image and blended in place: R-Net's crops were a tenth of a door frame's time with plain fancy
+    indexing.
     """
     h, w = image.shape[:2]
+    channels = image.shape[2]
     n = len(boxes)
     if n == 0:
-        return np.zeros((0, size, size, image.shape[2]), np.float32)
+        return np.zeros((0, size, size, channels), np.float32)
     t = np.arange(size, dtype=np.float64) / (size - 1)
     y1n, x1n = boxes[:, 1] / h, boxes[:, 0] / w
     y2n, x2n = boxes[:, 3] / h, boxes[:, 2] / w
     ys = (y1n[:, None] + t[None, :] * (y2n - y1n)[:, None]) * (h - 1)  # (n, size)
     xs = (x1n[:, None] + t[None, :] * (x2n - x1n)[:, None]) * (w - 1)
-    y_ok = (ys >= 0) & (ys <= h - 1)
-    x_ok = (xs >= 0) & (xs <= w - 1)
-    y0 = np.clip(np.floor(ys), 0, h - 1).astype(np.int64)
-    x0 = np.clip(np.floor(xs), 0, w - 1).astype(np.int64)
-    y1 = np.clip(np.ceil(ys), 0, h - 1).astype(np.int64)
-    x1 = np.clip(np.ceil(xs), 0, w - 1).astype(np.int64)
-    fy = (ys - np.floor(ys))[:, :, None, None].astype(np.float32)
-    fx = (xs - np.floor(xs))[:, None, :, None].astype(np.float32)
-    top_l = image[y0[:, :, None], x0[:, None, :]]
-    top_r = image[y0[:, :, None], x1[:, None, :]]
-    bot_l = image[y1[:, :, None], x0[:, None, :]]
-    bot_r = image[y1[:, :, None], x1[:, None, :]]
-    top = top_l + (top_r - top_l) * fx
-    bot = bot_l + (bot_r - bot_l) * fx
-    out = top + (bot - top) * fy
-    valid = (y_ok[:, :, None] & x_ok[:, None, :])[..., None]
-    return np.where(valid, out, 0.0).astype(np.float32)
+    valid = (((ys >= 0) & (ys <= h - 1))[:, :, None] & ((xs >= 0) & (xs <= w - 1))[:, None, :])
+    y_floor, x_floor = np.floor(ys), np.floor(xs)
+    row0 = (np.clip(y_floor, 0, h - 1).astype(np.intp) * w)[:, :, None]
+    row1 = (np.clip(np.ceil(ys), 0, h - 1).astype(np.intp) * w)[:, :, None]
+    col0 = np.clip(x_floor, 0, w - 1).astype(np.intp)[:, None, :]
+    col1 = np.clip(np.ceil(xs), 0, w - 1).astype(np.intp)[:, None, :]
+    fy = (ys - y_floor).astype(np.float32)[:, :, None, None]
+    fx = (xs - x_floor).astype(np.float32)[:, None, :, None]
+    flat = np.ascontiguousarray(image, dtype=np.float32).reshape(h * w, channels)
+    top_l = flat.take(row0 + col0, axis=0)
+    top = flat.take(row0 + col1, axis=0)
+    top -= top_l
+    top *= fx
+    top += top_l                      # top_l + (top_r - top_l) * fx
+    out = flat.take(row1 + col0, axis=0)
+    bot = flat.take(row1 + col1, axis=0)
+    bot -= out
+    bot *= fx
+    bot += out                        # bot_l + (bot_r - bot_l) * fx
+    bot -= top
+    bot *= fy
+    bot += top                        # top + (bot - top) * fy
+    if not valid.all():
+        bot[~valid] = 0.0
+    return bot
 
 
 def clip_to_image(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
