@@ -61,5 +61,9 @@ def test_onnx_providers_and_threads():
     be = backends.load_backend(TEACHER_DETECTOR / "rnet.onnx", threads=1, providers="tensorrt")
     out = be.run([np.zeros((1, 24, 24, 3), np.float32)])  # falls back to CPU where TensorRT is absent
     assert out[1].shape == (1, 2)
+    options = be._sess.get_session_options()
+    assert options.intra_op_num_threads == 1
+    # pool threads sleep when idle: three spinning cascade sessions starved each other on 2 cores
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     with pytest.raises(ModelError, match="providers"):
         backends.load_backend(TEACHER_DETECTOR / "rnet.onnx", providers="npu")
