@@ -37,15 +37,16 @@ def door_frame(photo: Path, size: tuple[int, int] = (640, 480)) -> np.ndarray:
 
 def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], threads: int | None, repeats: int) -> list[dict]:
     from facegate.edge.align import align_face
-    from facegate.edge.detect import CascadeConfig
     from facegate.edge.detect.face import pick_face
+    from facegate.edge.pipeline import PipelineConfig
     from facegate.edge.quality import assess
     from facegate.edge.registry import load_detector, load_embedder
 
     frame = door_frame(photo)
     rows = []
+    cascade = PipelineConfig().cascade_config()   # the door pipeline's own detector settings
     for fmt in formats:
-        det = load_detector(fmt=fmt, threads=threads, config=CascadeConfig(min_face_size=40))
+        det = load_detector(fmt=fmt, threads=threads, config=cascade)
         faces = det.detect(frame)
         face = pick_face(faces, frame.shape)
         if face is None:

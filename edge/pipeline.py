@@ -50,6 +50,12 @@ class PipelineConfig:
     face_policy: str = "central"              # 'central' | 'largest' when several faces are seen
     quality: QualityConfig = field(default_factory=QualityConfig)
 
+    def cascade_config(self) -> CascadeConfig:
+        """The detector settings this pipeline runs the cascade with (also what `bench pipeline` times)."""
+        return CascadeConfig(min_face_size=self.min_face_size, scale_factor=self.pyramid_factor,
+                             max_faces=self.max_faces, fast_path_min_face=self.fast_path_min_face,
+                             chained_pyramid=self.chained_pyramid)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
         data = dict(data)
@@ -106,11 +112,7 @@ class Pipeline:
         if overrides:
             config = replace(config, **overrides)
         detector = load_detector(config.detector, fmt=config.detector_format, threads=config.threads,
-                                 config=CascadeConfig(min_face_size=config.min_face_size,
-                                                      scale_factor=config.pyramid_factor, max_faces=config.max_faces,
-                                                      fast_path_min_face=config.fast_path_min_face,
-                                                      chained_pyramid=config.chained_pyramid),
-                                 backend=config.detector_backend)
+                                 config=config.cascade_config(), backend=config.detector_backend)
         embedder = load_embedder(config.embedder, threads=config.threads, backend=config.backend)
         return cls(detector, embedder, config)
 

@@ -1,4 +1,6 @@
 """The face pipeline and its quality gates on real photos, manipulated to fail each gate."""
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -82,6 +84,9 @@ def test_config_from_toml_and_errors(tmp_path, embedder_path):
     assert cfg.min_face_size == 60 and cfg.quality.max_yaw == 0.3 and cfg.quality.brightness_range == (30, 230)
     pipe = Pipeline.from_config(good)
     assert pipe.detector.config.min_face_size == 60
+    # the cascade runs with exactly the settings the config names (bench pipeline times the same ones)
+    assert pipe.detector.config == replace(cfg.cascade_config(), thresholds=pipe.detector.config.thresholds)
+    assert PipelineConfig().cascade_config().chained_pyramid and PipelineConfig().cascade_config().min_face_size == 40
     bad = tmp_path / "bad.toml"
     bad.write_text("[pipeline]\nmin_face = 60\n")
     with pytest.raises(ConfigError, match="unknown pipeline setting.*min_face"):
