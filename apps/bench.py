@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import secrets
 import tempfile
 import time
@@ -21,6 +22,8 @@ import numpy as np
 
 from facegate.edge.images import load_rgb
 from facegate.edge.timing import median_ms
+
+log = logging.getLogger(__name__)
 
 
 def door_frame(photo: Path, size: tuple[int, int] = (640, 480)) -> np.ndarray:
@@ -135,6 +138,37 @@ def bench_detectors(photo: Path, detectors: list[str], formats: list[str], threa
     return rows
 
 
+def plot_detector_time(rows: list[dict], path: Path, mode: str = "chained") -> Path | None:
+    """Stacked bars per detector set / format / threads: time in P-Net, R-Net, O-Net and the shared
+    cascade work, for the full-frame (`mode="full"`) or chained pyramid. Shows at a glance how much
+    of a frame any student can win. None (with a warning) where matplotlib is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib missing (pip install 'facegate[convert]'): no plot written")
+        return None
+    total_key = "chained_pyramid_ms" if mode == "chained" else "full_ms"
+    labels = [f"{r['detector']} {r['format']} {r['threads'] or 'default'}t" for r in rows]
+    parts = {"P-Net": [r[f"{mode}_pnet_ms"] for r in rows], "R-Net": [r[f"{mode}_rnet_ms"] for r in rows],
+             "O-Net": [r[f"{mode}_onet_ms"] for r in rows],
+             "shared cascade work": [max(0.0, r[total_key] - r[f"{mode}_nets_ms"]) for r in rows]}
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
+    left = np.zeros(len(rows))
+    for (name, values), colour in zip(parts.items(), ("#4c72b0", "#55a868", "#c44e52", "#999999")):
+        ax.barh(labels, values, left=left, label=name, color=colour)
+        left += np.asarray(values)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ms per 640x480 frame ({'chained' if mode == 'chained' else 'full-frame'} pyramid, median)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.5 / len(rows)), ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def bench_embedders(embedders: list[str], threads_list: list[int | None], repeats: int) -> list[dict]:
     """Latency of one face through each embedder file (edge runtime), per thread count, one run."""
     from facegate.edge.registry import load_embedder
@@ -219,6 +253,8 @@ def cmd_bench(args) -> int:
                   f"({r['full_nets_ms']}) | {r['chained_pyramid_ms']} ms ({r['chained_nets_ms']}) | "
                   f"{r['fast_path_ms']} ms | {r.get('roi_ms', '-')} ms | {r.get('max_faces1_ms', '-')} ms |")
         result = {"detectors": rows, "frame": "640x480, one face", "photo": str(photo), "min_face": args.min_face}
+        if args.plot and plot_detector_time(rows, args.plot):
+            print(f"time split per net: {args.plot}")
     elif args.bench_cmd == "embedder":
         from facegate.edge.registry import default_embedder_path
         rows = bench_embedders(args.embedder or [str(default_embedder_path())], args.threads, args.repeats)
@@ -260,6 +296,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--min-face", type=float, default=40.0)
     d.add_argument("--photo", type=Path, default=None)
     d.add_argument("--repeats", type=int, default=30)
+    d.add_argument("--plot", type=Path, default=None, help="also draw where each frame's time goes (PNG)")
     e = bs.add_parser("embedder", help="one-face latency per embedder file and thread count, in one run")
     e.add_argument("--embedder", action="append", default=None, help="embedder file(s) with cards (repeatable)")
     e.add_argument("--threads", type=int, nargs="+", default=[1, 2])

@@ -18,9 +18,10 @@ def test_bench_gallery_small(tmp_path, capsys):
 def test_bench_detector_compares_sets_in_one_run(tmp_path, capsys):
     out = tmp_path / "d.json"
     assert main(["bench", "detector", "--detector", "mtcnn-teacher", "mtcnn-student", "--threads", "1",
-                 "--repeats", "2", "--out", str(out)]) == 0
+                 "--repeats", "2", "--out", str(out), "--plot", str(tmp_path / "split.png")]) == 0
     rows = json.loads(out.read_text())["detectors"]
     assert [r["detector"] for r in rows] == ["mtcnn-teacher", "mtcnn-student"]
+    assert (tmp_path / "split.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for r in rows:
         assert r["faces"] >= 1 and r["full_ms"] > 0 and r["roi_ms"] > 0 and r["fast_path_ms"] > 0
         # the nets' share is measured and is part of the frame, not all of it (the cascade's own work)
