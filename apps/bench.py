@@ -2,8 +2,8 @@
 
 * `bench pipeline`: per-stage latency on a 640x480 frame with one face, for each detector format
   and embedder file given.
-* `bench detector`: the cascade per detector set, format and thread count in one run, with the time
-  spent inside the nets (the rest is cascade work every net set shares) and the door speed features.
+* `bench detector` (apps/bench_detector.py): the cascade per detector set, format and thread count in
+  one run, with the time spent inside each net and the door speed features.
 * `bench gallery`: 1:N identify latency for 1k/10k/100k templates, open (decrypt + load) time for
   10k people, enrol throughput (one atomic, fsync'ed write per enrolment).
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import secrets
 import tempfile
 import time
@@ -22,8 +21,6 @@ import numpy as np
 
 from facegate.edge.images import load_rgb
 from facegate.edge.timing import median_ms
-
-log = logging.getLogger(__name__)
 
 
 def door_frame(photo: Path, size: tuple[int, int] = (640, 480)) -> np.ndarray:
@@ -65,108 +62,6 @@ def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], thread
                          "threads": threads, "detect_ms": t_det, "align_quality_ms": t_align, "embed_ms": t_emb,
                          "total_ms": round(t_det + t_align + t_emb, 2), "faces": len(faces)})
     return rows
-
-
-class _TimedNet:
-    """A backend that adds the wall time of each call to a shared counter."""
-
-    def __init__(self, backend, spent: list[float]) -> None:
-        self.backend, self.spent = backend, spent
-
-    def run(self, inputs):
-        t0 = time.perf_counter()
-        try:
-            return self.backend.run(inputs)
-        finally:
-            self.spent[0] += time.perf_counter() - t0
-
-
-def nets_ms(det, frame: np.ndarray, repeats: int) -> dict[str, float]:
-    """Median time per frame spent inside each net's backend calls during `det.detect(frame)`, and in
-    all three together ("nets").
-
-    The rest of a frame (pyramid resizes, NMS, crops, Python) is cascade work shared by every net
-    set, so it bounds how much faster any student can make the whole cascade."""
-    from facegate.edge.detect import MTCNN
-
-    names = ("pnet", "rnet", "onet")
-    spent = {n: [0.0] for n in names}
-    timed = MTCNN(*(_TimedNet(getattr(det, n), spent[n]) for n in names), config=det.config, name=det.name)
-    timed.detect(frame)
-    per_frame: dict[str, list[float]] = {n: [] for n in (*names, "nets")}
-    for _ in range(repeats):
-        for n in names:
-            spent[n][0] = 0.0
-        timed.detect(frame)
-        for n in names:
-            per_frame[n].append(spent[n][0])
-        per_frame["nets"].append(sum(spent[n][0] for n in names))
-    return {n: round(1000 * float(np.median(v)), 2) for n, v in per_frame.items()}
-
-
-def bench_detectors(photo: Path, detectors: list[str], formats: list[str], threads_list: list[int | None],
-                    repeats: int, min_face: float = 40.0) -> list[dict]:
-    """Full cascade on a 640x480 door frame for each detector set x format x thread count, in one
-    run (speed ratios are only meaningful within a run), plus the door speed features on each."""
-    from facegate.edge.detect import CascadeConfig
-    from facegate.edge.detect.face import pick_face
-    from facegate.edge.registry import load_detector
-
-    frame = door_frame(photo)
-    rows = []
-    for name in detectors:
-        for fmt in formats:
-            for threads in threads_list:
-                det = load_detector(name, fmt=fmt, threads=threads, config=CascadeConfig(min_face_size=min_face))
-                faces = det.detect(frame)
-                face = pick_face(faces, frame.shape)
-                row = {"detector": name, "format": fmt, "threads": threads, "faces": len(faces),
-                       "full_ms": median_ms(lambda: det.detect(frame), repeats)}
-                for k, v in nets_ms(det, frame, repeats).items():
-                    row[f"full_{k}_ms"] = v
-                chained = det.with_config(chained_pyramid=True)
-                row["chained_pyramid_ms"] = median_ms(lambda: chained.detect(frame), repeats)
-                for k, v in nets_ms(chained, frame, repeats).items():
-                    row[f"chained_{k}_ms"] = v
-                fast = det.with_config(fast_path_min_face=max(min_face, 120.0))
-                row["fast_path_ms"] = median_ms(lambda: fast.detect(frame), repeats)
-                if face is not None:
-                    row["roi_ms"] = median_ms(lambda: det.detect(frame, roi=face), repeats)
-                    one = det.with_config(max_faces=1)
-                    row["max_faces1_ms"] = median_ms(lambda: one.detect(frame), repeats)
-                rows.append(row)
-    return rows
-
-
-def plot_detector_time(rows: list[dict], path: Path, mode: str = "chained") -> Path | None:
-    """Stacked bars per detector set / format / threads: time in P-Net, R-Net, O-Net and the shared
-    cascade work, for the full-frame (`mode="full"`) or chained pyramid. Shows at a glance how much
-    of a frame any student can win. None (with a warning) where matplotlib is not installed."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib missing (pip install 'facegate[convert]'): no plot written")
-        return None
-    total_key = "chained_pyramid_ms" if mode == "chained" else "full_ms"
-    labels = [f"{r['detector']} {r['format']} {r['threads'] or 'default'}t" for r in rows]
-    parts = {"P-Net": [r[f"{mode}_pnet_ms"] for r in rows], "R-Net": [r[f"{mode}_rnet_ms"] for r in rows],
-             "O-Net": [r[f"{mode}_onet_ms"] for r in rows],
-             "shared cascade work": [max(0.0, r[total_key] - r[f"{mode}_nets_ms"]) for r in rows]}
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
-    left = np.zeros(len(rows))
-    for (name, values), colour in zip(parts.items(), ("#4c72b0", "#55a868", "#c44e52", "#999999")):
-        ax.barh(labels, values, left=left, label=name, color=colour)
-        left += np.asarray(values)
-    ax.invert_yaxis()
-    ax.set_xlabel(f"ms per 640x480 frame ({'chained' if mode == 'chained' else 'full-frame'} pyramid, median)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.5 / len(rows)), ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def bench_embedders(embedders: list[str], threads_list: list[int | None], repeats: int) -> list[dict]:
@@ -244,6 +139,7 @@ def cmd_bench(args) -> int:
         from facegate.edge.downloads import celebrity5_dir
         from facegate.edge.images import list_images
         photo = args.photo or list_images(celebrity5_dir() / "val" / "jerry_seinfeld")[0]
+        from facegate.apps.bench_detector import bench_detectors, plot_detector_time
         rows = bench_detectors(photo, args.detector, args.format, args.threads, args.repeats, args.min_face)
         print(f"| detector | format | threads | full cascade (in nets) | chained pyramid (in nets) | fast path | ROI "
               f"| max_faces=1 |  (640x480, min face {args.min_face:g})")
