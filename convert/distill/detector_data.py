@@ -27,7 +27,8 @@ from tqdm import tqdm
 from facegate.convert.distill.augment import exposure, grey_or_ir
 from facegate.edge.backends import Backend
 from facegate.edge.detect.boxes import crop_and_resize, pairwise_overlap, to_square
-from facegate.edge.detect.mtcnn import MTCNN, CascadeConfig, _split_outputs
+from facegate.edge.detect.mtcnn import MTCNN, NET_NORMALISATION, CascadeConfig, _split_outputs
+from facegate.edge.embed import normalise
 from facegate.edge.images import load_rgb
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class TrainImage:
 
 
 def normalised(image: np.ndarray) -> np.ndarray:
-    return (image.astype(np.float32) - 127.5) / 128.0
+    return normalise(image, NET_NORMALISATION)
 
 
 def wider_images(wider_root: Path, keep) -> list[TrainImage]:

@@ -19,6 +19,7 @@ from facegate.convert.keras_backend import KerasBackend
 from facegate.convert.teachers.mtcnn import NET_INPUT
 from facegate.edge.backends import load_backend
 from facegate.edge.cards import InputSpec, ModelCard, load_card, write_card
+from facegate.edge.detect.mtcnn import NET_NORMALISATION
 from facegate.edge.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def export_mtcnn_set(nets: dict, out_dir: str | Path, name: str, source: str, qu
                 raise ModelError(f"{path.name} differs from the Keras {net} by {err:.2e} (> {tolerance})")
             card = ModelCard(
                 name=f"{name}-{net}", task=f"mtcnn-{net}", file=path.name, sha256="",
-                input=InputSpec(size=0 if net == "pnet" else NET_INPUT[net], normalisation="mean127.5_div128"),
+                input=InputSpec(size=0 if net == "pnet" else NET_INPUT[net], normalisation=NET_NORMALISATION),
                 outputs=OUTPUTS[net], format=path.suffix.lstrip("."), quantization=quant,
                 thresholds={"face": float(face_thresholds[NETS.index(net)])} if face_thresholds else {},
                 accuracy={"max_abs_diff_vs_keras": round(err, 6), **(extra or {})}, source=source,

@@ -22,6 +22,7 @@ import numpy as np
 from facegate.edge.backends import Backend, load_backend
 from facegate.edge.detect.boxes import NMS_MODES, apply_regression, clip_to_image, crop_and_resize, nms, to_square
 from facegate.edge.detect.face import Face
+from facegate.edge.embed import normalise
 from facegate.edge.errors import ModelError
 from facegate.edge.images import as_rgb_uint8
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 
 REFERENCE_THRESHOLDS = (0.6, 0.7, 0.8)
+NET_NORMALISATION = "mean127.5_div128"   # every MTCNN net's input, teacher or student (their cards say so)
 
 
 @dataclass(frozen=True)
@@ -85,18 +87,6 @@ def pyramid_scales(width: int, height: int, min_face_size: float, scale_factor: 
     count = round(-((math.log(min_dim / min_size) / math.log(scale_factor)) + 1))
     m = min_size / min_face_size
     return m * scale_factor ** np.arange(max(0, count))
-
-
-def normalise(image: np.ndarray) -> np.ndarray:
-    """(pixel - 127.5) / 128 as float32, the nets' input scaling, in place on one new array.
-
-    Bit-identical to the plain expression (dividing by a power of two is exact) but without its two
-    full-frame temporaries, which cost more than P-Net's last five pyramid levels together.
-    """
-    norm = image.astype(np.float32)
-    norm -= 127.5
-    norm *= 1.0 / 128.0
-    return norm
 
 
 def _split_outputs(outputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -255,7 +245,7 @@ class MTCNN:
 
     def _detect_full(self, image: np.ndarray) -> list[Face]:
         h, w = image.shape[:2]
-        norm = normalise(image)
+        norm = normalise(image, NET_NORMALISATION)
         cand = self._stage_pnet(norm)
         cand = self._stage_rnet(norm, cand)
         final, landmarks = self._stage_onet(norm, cand)
