@@ -136,10 +136,10 @@ def cmd_bench(args) -> int:
                   f"{r['detect_ms']} ms | {r['align_quality_ms']} ms | {r['embed_ms']} ms | {r['total_ms']} ms |")
         result = {"pipeline": rows, "frame": "640x480, one face", "photo": str(photo)}
     elif args.bench_cmd == "detector":
+        from facegate.apps.bench_detector import bench_detectors, plot_detector_time
         from facegate.edge.downloads import celebrity5_dir
         from facegate.edge.images import list_images
         photo = args.photo or list_images(celebrity5_dir() / "val" / "jerry_seinfeld")[0]
-        from facegate.apps.bench_detector import bench_detectors, plot_detector_time
         rows = bench_detectors(photo, args.detector, args.format, args.threads, args.repeats, args.min_face)
         print(f"| detector | format | threads | full cascade (in nets) | chained pyramid (in nets) | fast path | ROI "
               f"| max_faces=1 |  (640x480, min face {args.min_face:g})")

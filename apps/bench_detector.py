@@ -30,9 +30,10 @@ class _TimedNet:
             self.spent[0] += time.perf_counter() - t0
 
 
-def nets_ms(det, frame: np.ndarray, repeats: int) -> dict[str, float]:
-    """Median time per frame spent inside each net's backend calls during `det.detect(frame)`, and in
-    all three together ("nets").
+def timed_detect(det, frame: np.ndarray, repeats: int) -> dict[str, float]:
+    """Median ms per `det.detect(frame)` ("total") and, from the same calls, the time spent inside
+    each net's backend calls ("pnet", "rnet", "onet") and all three together ("nets"); one warm-up
+    call first, as `median_ms`.
 
     The rest of a frame (pyramid resizes, NMS, crops, Python) is cascade work shared by every net
     set, so it bounds how much faster any student can make the whole cascade."""
@@ -42,11 +43,13 @@ def nets_ms(det, frame: np.ndarray, repeats: int) -> dict[str, float]:
     spent = {n: [0.0] for n in names}
     timed = MTCNN(*(_TimedNet(getattr(det, n), spent[n]) for n in names), config=det.config, name=det.name)
     timed.detect(frame)
-    per_frame: dict[str, list[float]] = {n: [] for n in (*names, "nets")}
+    per_frame: dict[str, list[float]] = {n: [] for n in ("total", *names, "nets")}
     for _ in range(repeats):
         for n in names:
             spent[n][0] = 0.0
+        t0 = time.perf_counter()
         timed.detect(frame)
+        per_frame["total"].append(time.perf_counter() - t0)
         for n in names:
             per_frame[n].append(spent[n][0])
         per_frame["nets"].append(sum(spent[n][0] for n in names))
@@ -69,14 +72,12 @@ def bench_detectors(photo: Path, detectors: list[str], formats: list[str], threa
                 det = load_detector(name, fmt=fmt, threads=threads, config=CascadeConfig(min_face_size=min_face))
                 faces = det.detect(frame)
                 face = pick_face(faces, frame.shape)
-                row = {"detector": name, "format": fmt, "threads": threads, "faces": len(faces),
-                       "full_ms": median_ms(lambda: det.detect(frame), repeats)}
-                for k, v in nets_ms(det, frame, repeats).items():
-                    row[f"full_{k}_ms"] = v
-                chained = det.with_config(chained_pyramid=True)
-                row["chained_pyramid_ms"] = median_ms(lambda: chained.detect(frame), repeats)
-                for k, v in nets_ms(chained, frame, repeats).items():
-                    row[f"chained_{k}_ms"] = v
+                row = {"detector": name, "format": fmt, "threads": threads, "faces": len(faces)}
+                for mode, total_key, cascade in (("full", "full_ms", det),
+                                                 ("chained", "chained_pyramid_ms", det.with_config(chained_pyramid=True))):
+                    split = timed_detect(cascade, frame, repeats)
+                    row[total_key] = split.pop("total")
+                    row.update({f"{mode}_{k}_ms": v for k, v in split.items()})
                 fast = det.with_config(fast_path_min_face=max(min_face, 120.0))
                 row["fast_path_ms"] = median_ms(lambda: fast.detect(frame), repeats)
                 if face is not None:

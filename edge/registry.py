@@ -19,7 +19,8 @@ from facegate.edge.errors import ModelError
 log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 #: the distilled student is the default detector since issue 6's stage 8 (teacher-level WIDER AP and
-#: landmarks, 1.3-1.6x faster: docs/benchmarks.md); the teacher and the int8 set are selectable by name
+#: landmarks, 1.2-1.3x faster per frame here: docs/benchmarks.md); the teacher and the int8 set are
+#: selectable by name
 DEFAULT_DETECTOR = "mtcnn-student"
 DETECTORS = ("mtcnn-teacher", "mtcnn-student", "mtcnn-student-int8")
 
