@@ -1,4 +1,4 @@
-"""`facegate distill embedder|detector|pack|import`: train the small students from the teachers."""
+"""`facegate distill embedder|compress|detector|pack|import`: train the small students from the teachers."""
 from __future__ import annotations
 
 import argparse
@@ -32,6 +32,28 @@ def cmd_distill_embedder(args) -> int:
     state = "finished" if r["finished"] else f"stopped after epoch {r['epochs_done']} (run the same command to resume)"
     print(f"{r['student']} ({r['train_faces']} training faces, {r['val_faces']} held-out): {state}; "
           f"log {args.out / 'log.csv'}, plot {args.out / 'loss.png'}")
+    return 0
+
+
+def cmd_distill_compress(args) -> int:
+    from facegate.convert.distill.compress import CompressConfig, compress_embedder, parse_plan
+
+    try:
+        plan = parse_plan(args.plan)
+    except ValueError as e:
+        raise SystemExit(f"facegate distill compress: {e}") from None
+    cfg = CompressConfig(source=str(args.model), plan=plan, out=args.out, name=args.name, epochs=args.epochs,
+                         batch=args.batch_size, lr=args.lr, embedding_weight=args.embedding_weight, augment_strength=args.augment,
+                         steps_per_epoch=args.steps_per_epoch, max_minutes=args.max_minutes, seed=args.seed,
+                         progress=not args.no_progress)
+    r = compress_embedder(cfg, args.data, args.teacher, args.max_images, args.hold_out_every, resume=not args.restart,
+                          targets_cache=args.targets_cache)
+    best = r["best"]
+    print(json.dumps({k: best.get(k) for k in ("epoch", "val_source_cosine_mean", "val_cosine_mean",
+                                                "val_pair_accuracy", "val_source_pair_accuracy")}))
+    state = "finished" if r["finished"] else f"stopped after epoch {r['epochs_done']} (run the same command to resume)"
+    print(f"{r['student']}: {r['source_params']:,} -> {r['params']:,} parameters ({r['train_faces']} training faces, "
+          f"{r['val_faces']} held-out): {state}; log {args.out / 'log.csv'}, plot {args.out / 'loss.png'}")
     return 0
 
 
@@ -160,6 +182,34 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: distill/ in the user cache, shared by runs on the same photos and teacher)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_distill_embedder)
+
+    c = ds.add_parser("compress", help="prune a trained embedder student's inner channels and distil the slim copy "
+                      "from it block by block (same faces as `distill embedder`)")
+    c.add_argument("--model", type=Path, default=Path("convert/students/weights/facenet-student.keras"),
+                   help="trained student .keras file with card")
+    c.add_argument("--plan", action="append", required=True, metavar="LAYER_REGEX=RATIO",
+                   help="remove RATIO of the filters of the convolutions matching LAYER_REGEX (with their "
+                   "depthwise and activation layers), e.g. 'invresblock_\\d+_conv$=0.5'; repeatable, applied in order")
+    c.add_argument("--out", type=Path, default=Path("runs/distill/compress"))
+    c.add_argument("--name", default="facenet-student-slim", help="model name in the card (exports are NAME_<quant>)")
+    c.add_argument("--epochs", type=int, default=8)
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--embedding-weight", type=float, default=4.0, help="weight of the embedding cosine next to "
+                   "the block-output terms (which sum to one)")
+    c.add_argument("--augment", type=float, default=1.0, help="augmentation strength (0: none)")
+    c.add_argument("--data", type=Path, action="append", default=None, help="folder of face photos (default: the "
+                   "development datasets, as for `distill embedder`)")
+    c.add_argument("--teacher", default=None, help="teacher for the cached targets (validation only)")
+    c.add_argument("--max-images", type=int, default=None)
+    c.add_argument("--hold-out-every", type=int, default=8)
+    c.add_argument("--steps-per-epoch", type=int, default=None)
+    c.add_argument("--max-minutes", type=float, default=None, help="checkpoint and stop after this long")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
+    c.add_argument("--targets-cache", type=Path, default=None)
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_distill_compress)
 
     dt = ds.add_parser("detector", help="train the MobileNet MTCNN students (P, R, O-Net in cascade order)")
     dt.add_argument("--out", type=Path, default=Path("runs/distill/detector"))

@@ -7,10 +7,11 @@ the whole process to legacy Keras when imported, and never prunes DepthwiseConv2
 mobile students are made of. Masks and graph surgery in Keras 3 are a few dozen lines and work on
 every model facegate builds.
 
-Structured pruning looks for chains `Conv2D -> [BatchNorm | Activation | PReLU | Dropout]* -> Conv2D`
-where each link has a single consumer and the first conv's output reaches nothing else (not a
-concatenation, a residual sum or a model output). Filters of the first conv are ranked by their L1
-norm times the following batch-norm scale; the weakest are removed from the producer, the layers in
+Structured pruning looks for chains
+`Conv2D -> [BatchNorm | Activation | PReLU | Dropout | DepthwiseConv2D]* -> Conv2D` where each link
+has a single consumer and the first conv's output reaches nothing else (not a concatenation, a
+residual sum or a model output). Filters of the first conv are ranked by their L1 norm times the
+following batch-norm scale; the weakest are removed from the producer, the layers in
 between and the input channels of the consumer, and the model is rebuilt from its config.
 """
 from __future__ import annotations
@@ -24,7 +25,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 L = keras.layers
-PASS_THROUGH = (L.BatchNormalization, L.Activation, L.ReLU, L.PReLU, L.Dropout)
+#: layers that act on each channel separately: a pruned channel can be cut out of them. Depthwise
+#: convolutions count, so a MobileNet bottleneck's expansion (1x1 expand -> depthwise -> 1x1 project)
+#: is one chain and its inner width can shrink without touching the block's residual interface.
+PASS_THROUGH = (L.BatchNormalization, L.Activation, L.ReLU, L.PReLU, L.Dropout, L.DepthwiseConv2D)
 
 
 @dataclass
@@ -147,6 +151,10 @@ def _slice_between(layer, weights: list[np.ndarray], keep: np.ndarray) -> list[n
         return [w[keep] for w in weights]
     if isinstance(layer, L.PReLU):
         return [w[..., keep] for w in weights]
+    if isinstance(layer, L.DepthwiseConv2D):   # kernel (h, w, channels, multiplier), bias (channels * multiplier)
+        if layer.depth_multiplier != 1:
+            raise ValueError(f"{layer.name}: depthwise pruning needs depth multiplier 1")
+        return [weights[0][:, :, keep, :]] + [w[keep] for w in weights[1:]]
     return weights
 
 

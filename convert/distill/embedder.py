@@ -367,7 +367,8 @@ class Trainer:
                           source="facegate distill embedder")
 
 
-def save_student_file(model, path: Path, metrics: dict, config: dict, student: dict, teacher: str, source: str) -> None:
+def save_student_file(model, path: Path, metrics: dict, config: dict, student: dict, teacher: str, source: str,
+                      name: str = "facenet-student") -> None:
     """Write a float32 Keras student and its card: the training run's numbers, the teacher it mimics,
     and the teacher's thresholds until `facegate calibrate thresholds` replaces them."""
     from facegate.convert.registry import facenet_teacher_card
@@ -377,7 +378,7 @@ def save_student_file(model, path: Path, metrics: dict, config: dict, student: d
     model.save(path)
     teacher_card = facenet_teacher_card()
     card = ModelCard(
-        name="facenet-student", task="embedding", file=path.name, sha256="",
+        name=name, task="embedding", file=path.name, sha256="",
         input=InputSpec(112, normalisation=NORMALISATION, alignment="similarity112"),
         outputs=[{"name": "embedding", "dim": int(student["embedding_dim"]), "l2_normalise": True}],
         format="keras", metric="cosine", thresholds=dict(teacher_card.thresholds),
@@ -409,7 +410,8 @@ def plot_log(log_path: Path, out: Path) -> None:
     a.set_xlabel(x_key)
     a.set_title("training losses")
     a.legend()
-    for k in ("val_cosine_mean", "val_pair_accuracy", "val_teacher_pair_accuracy"):
+    for k in ("val_cosine_mean", "val_pair_accuracy", "val_teacher_pair_accuracy",   # distill embedder
+              "val_source_cosine_mean", "val_source_pair_accuracy"):                 # distill compress
         if k in rows[-1]:
             b.plot(ep, [float(r.get(k) or math.nan) for r in rows], label=k[4:])
     b.set_xlabel(x_key)
