@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from facegate.convert.distill.augment import AugmentConfig, augment_batch
-from facegate.convert.distill.embedder import NORMALISATION, label_ids, pair_accuracy, plot_log, save_student_file
-from facegate.convert.distill.runlog import append_csv_row
+from facegate.convert.distill.embedder import NORMALISATION, label_ids, pair_accuracy, save_student_file
+from facegate.convert.distill.runlog import EpochBook, append_csv_row, run_epoch
 from facegate.convert.distill.targets import TargetSet
 from facegate.edge.embed import l2_normalise, normalise
 
@@ -274,57 +271,28 @@ class Compressor:
         if resume and self.manager.latest_checkpoint:
             self.ckpt.restore(self.manager.latest_checkpoint)
             log.info("resumed from %s (epoch %d)", self.manager.latest_checkpoint, int(self.epoch))
-        state_path, log_path = cfg.out / "best.json", cfg.out / "log.csv"
-        best = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
-        best_score = best.get("score", -math.inf)
-        if int(self.epoch) == 0 and not log_path.exists():
+        book = EpochBook(cfg.out, "val_source_cosine_mean", self.save, resume, cfg.max_minutes)
+        if int(self.epoch) == 0 and not book.log_path.exists():
             row = {"epoch": 0, **self.validate()}     # pruned, before any training
-            append_csv_row(log_path, row)
+            append_csv_row(book.log_path, row)
             log.info("epoch 0 (pruned, untrained): %s", row)
-        start, last = time.time(), {}
         while int(self.epoch) < cfg.epochs:
             epoch = int(self.epoch)
-            sums: dict[str, float] = {}
-            bar = tqdm(self.batches(epoch), total=self.steps_per_epoch, desc=f"compress {epoch + 1}/{cfg.epochs}",
-                       unit="batch", disable=not cfg.progress)
-            t0, n = time.time(), 0
-            for n, x in enumerate(bar, 1):
-                parts = {k: float(v) for k, v in self._step(x).items()}
-                for k, v in parts.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                bar.set_postfix(loss=f"{sums['total'] / n:.4f}")
-            row = {"epoch": epoch + 1, **{f"loss_{k}": round(v / max(n, 1), 5) for k, v in sums.items()},
-                   "seconds": round(time.time() - t0, 1), **self.validate()}
+            row = {"epoch": epoch + 1, **run_epoch(self._step, self.batches(epoch), self.steps_per_epoch,
+                                                   f"compress {epoch + 1}/{cfg.epochs}", cfg.progress)}
+            row.update(self.validate())
             self.epoch.assign(epoch + 1)
-            self.manager.save()
-            append_csv_row(log_path, row)
-            log.info("epoch %d: %s", epoch + 1, row)
-            last = row
-            score = row.get("val_source_cosine_mean", -row["loss_total"])
-            if score > best_score:
-                best_score, best = score, {"score": score, **row}
-                self.save(cfg.out / "student.keras", row)
-                state_path.write_text(json.dumps(best, indent=2))
-            plot_log(log_path, cfg.out / "loss.png")
-            if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes and int(self.epoch) < cfg.epochs:
-                log.info("stopping after %.1f minutes (checkpoint saved; run again to resume)", cfg.max_minutes)
+            if book.close_epoch(row, self.manager, more_to_do=epoch + 1 < cfg.epochs):
                 break
-        return {"best": best, "last": last, "epochs_done": int(self.epoch), "finished": int(self.epoch) >= cfg.epochs,
-                "params": int(self.slim.count_params()), "source_params": int(self.source.count_params())}
+        return {"best": book.best, "last": book.last, "epochs_done": int(self.epoch),
+                "finished": int(self.epoch) >= cfg.epochs, "params": int(self.slim.count_params()),
+                "source_params": int(self.source.count_params())}
 
 
 def compress_embedder(cfg: CompressConfig, data_folders: list[Path] | None = None, teacher: str | None = None,
                       max_images: int | None = None, hold_out_every: int = 8, resume: bool = True,
                       targets_cache: Path | None = None) -> dict:
     """Same photos, teacher targets and held-out identities as `facegate distill embedder`."""
-    from facegate.convert.distill.pipeline import gather_photos, prepare_targets, split_targets
+    from facegate.convert.distill.pipeline import train_on_targets
 
-    photos = gather_photos(data_folders, max_images, cfg.seed)
-    data = prepare_targets(photos, teacher, progress=cfg.progress, cache=targets_cache)
-    train, val = split_targets(data, hold_out_every)
-    log.info("compressing on %d faces, validating on %d faces of held-out identities", len(train),
-             0 if val is None else len(val))
-    result = Compressor(cfg, train, val).fit(resume=resume)
-    result.update({"train_faces": len(train), "val_faces": 0 if val is None else len(val),
-                   "student": str(cfg.out / "student.keras")})
-    return result
+    return train_on_targets(Compressor, cfg, data_folders, teacher, max_images, hold_out_every, resume, targets_cache)

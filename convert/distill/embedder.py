@@ -9,19 +9,16 @@ On a GPU the same code runs under `tf.distribute.MirroredStrategy` with mixed pr
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from facegate.convert.distill.augment import AugmentConfig, augment_batch
-from facegate.convert.distill.runlog import append_csv_row
+from facegate.convert.distill.runlog import EpochBook, append_csv_row, run_epoch
 from facegate.convert.distill.targets import TargetSet
 from facegate.edge.embed import normalise
 
@@ -309,50 +306,25 @@ class Trainer:
         if resume and self.manager.latest_checkpoint:
             self.ckpt.restore(self.manager.latest_checkpoint)
             log.info("resumed from %s (epoch %d)", self.manager.latest_checkpoint, int(self.epoch))
-        state_path = cfg.out / "best.json"
-        best = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
-        best_score = best.get("score", best.get("val_cosine_mean", -math.inf))
-        log_path = cfg.out / "log.csv"
-        start = time.time()
-        last: dict = {}
+        # best epoch: held-out cosine to the teacher, or the training loss when nothing is held out
+        book = EpochBook(cfg.out, "val_cosine_mean", self.save_student, resume, cfg.max_minutes)
         if self.head_fit is not None and int(self.epoch) == 0:
             # the closed-form head is a student already: measure it, keep it unless training beats it
             row = {"epoch": 0, **{f"head_{k}": v for k, v in self.head_fit.items()}, **self.validate()}
-            append_csv_row(log_path, row)
+            append_csv_row(book.log_path, row)
             log.info("epoch 0 (closed-form head): %s", row)
-            best_score, best, last = row.get("val_cosine_mean", -math.inf), {"score": row.get("val_cosine_mean"), **row}, row
-            self.save_student(cfg.out / "student.keras", row)
-            state_path.write_text(json.dumps(best, indent=2))
+            book.keep(row, row.get("val_cosine_mean", -math.inf))
+            book.last = row
         while int(self.epoch) < cfg.epochs:
             epoch = int(self.epoch)
-            sums: dict[str, float] = {}
-            bar = tqdm(self.dataset(epoch), total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       unit="batch", disable=not cfg.progress)
-            t0 = time.time()
-            for n, (x, t, y) in enumerate(bar, 1):
-                parts = self.train_step(x, t, y)
-                for k, v in parts.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                bar.set_postfix(loss=f"{sums['total'] / n:.4f}")
-            row = {"epoch": epoch + 1, **{f"loss_{k}": round(v / max(n, 1), 5) for k, v in sums.items()},
-                   "lr": float(self.optimizer.learning_rate), "seconds": round(time.time() - t0, 1)}
-            row.update(self.validate())
+            trained = run_epoch(lambda batch: self.train_step(*batch), self.dataset(epoch), self.steps_per_epoch,
+                                f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress)
+            row = {"epoch": epoch + 1, **trained, "lr": float(self.optimizer.learning_rate), **self.validate()}
             self.epoch.assign(epoch + 1)
-            self.manager.save()
-            append_csv_row(log_path, row)
-            log.info("epoch %d: %s", epoch + 1, row)
-            last = row
-            # best epoch: held-out cosine to the teacher, or the training loss when nothing is held out
-            score = row.get("val_cosine_mean", -row["loss_total"])
-            if score > best_score:
-                best_score, best = score, {"score": score, **row}
-                self.save_student(cfg.out / "student.keras", row)
-                state_path.write_text(json.dumps(best, indent=2))
-            plot_log(log_path, cfg.out / "loss.png")
-            if cfg.max_minutes and (time.time() - start) / 60 > cfg.max_minutes and int(self.epoch) < cfg.epochs:
-                log.info("stopping after %.1f minutes (checkpoint saved; run again to resume)", cfg.max_minutes)
+            if book.close_epoch(row, self.manager, more_to_do=epoch + 1 < cfg.epochs):
                 break
-        return {"best": best, "last": last, "epochs_done": int(self.epoch), "finished": int(self.epoch) >= cfg.epochs}
+        return {"best": book.best, "last": book.last, "epochs_done": int(self.epoch),
+                "finished": int(self.epoch) >= cfg.epochs}
 
     def save_student(self, path: Path, metrics: dict) -> None:
         """The student as a float32 .keras file with its card (teacher's thresholds until calibrated)."""
@@ -388,35 +360,3 @@ def save_student_file(model, path: Path, metrics: dict, config: dict, student: d
               "so galleries enrolled with the teacher stay usable. Thresholds are the teacher's until "
               "`facegate calibrate thresholds` is run on this file.")
     write_card(card, path)
-
-
-def plot_log(log_path: Path, out: Path) -> None:
-    """Loss terms and validation cosine per epoch, one PNG (people look at curves, not CSVs)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = list(csv.DictReader(log_path.open()))
-    x_key = "epoch" if rows and "epoch" in rows[0] else "step"     # TF trainer: epochs; portable: steps
-    rows = [r for r in rows if r.get(x_key)]
-    if not rows:
-        return
-    ep = [int(r[x_key]) for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for k in rows[-1]:
-        if k == "loss" or k.startswith("loss_"):
-            a.plot(ep, [float(r.get(k) or math.nan) for r in rows], label=k[5:] or "total")
-    a.set_yscale("log")
-    a.set_xlabel(x_key)
-    a.set_title("training losses")
-    a.legend()
-    for k in ("val_cosine_mean", "val_pair_accuracy", "val_teacher_pair_accuracy",   # distill embedder
-              "val_source_cosine_mean", "val_source_pair_accuracy"):                 # distill compress
-        if k in rows[-1]:
-            b.plot(ep, [float(r.get(k) or math.nan) for r in rows], label=k[4:])
-    b.set_xlabel(x_key)
-    b.set_title("held-out identities")
-    b.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)

@@ -65,16 +65,23 @@ def split_targets(data: TargetSet, hold_out_every: int) -> tuple[TargetSet, Targ
     return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
 
 
-def distill_embedder(cfg: DistillConfig, data_folders: list[Path] | None = None, teacher: str | None = None,
-                     max_images: int | None = None, hold_out_every: int = 8, resume: bool = True,
-                     targets_cache: Path | None = None) -> dict:
+def train_on_targets(trainer, cfg, data_folders: list[Path] | None, teacher: str | None, max_images: int | None,
+                     hold_out_every: int, resume: bool, targets_cache: Path | None) -> dict:
+    """Gather the photos, cache the teacher's targets, hold out identities and run `trainer(cfg,
+    train, val).fit()` — the same data for every embedder trainer (distill, compress)."""
     photos = gather_photos(data_folders, max_images, cfg.seed)
     log.info("%d training photos", len(photos))
     data = prepare_targets(photos, teacher, progress=cfg.progress, cache=targets_cache)
     train, val = split_targets(data, hold_out_every)
-    log.info("distilling on %d faces, validating on %d faces of held-out identities", len(train),
+    log.info("training on %d faces, validating on %d faces of held-out identities", len(train),
              0 if val is None else len(val))
-    result = Trainer(cfg, train, val).fit(resume=resume)
+    result = trainer(cfg, train, val).fit(resume=resume)
     result.update({"train_faces": len(train), "val_faces": 0 if val is None else len(val),
                    "student": str(cfg.out / "student.keras")})
     return result
+
+
+def distill_embedder(cfg: DistillConfig, data_folders: list[Path] | None = None, teacher: str | None = None,
+                     max_images: int | None = None, hold_out_every: int = 8, resume: bool = True,
+                     targets_cache: Path | None = None) -> dict:
+    return train_on_targets(Trainer, cfg, data_folders, teacher, max_images, hold_out_every, resume, targets_cache)

@@ -41,10 +41,9 @@ from facegate.convert.distill.embedder import (
     label_ids,
     pair_accuracy,
     parse_loss_weights,
-    plot_log,
 )
 from facegate.convert.distill.pipeline import split_targets
-from facegate.convert.distill.runlog import append_csv_row
+from facegate.convert.distill.runlog import append_csv_row, plot_log
 from facegate.convert.distill.targets import STUDENT_SIZE, TargetSet
 
 log = logging.getLogger(__name__)
