@@ -58,8 +58,8 @@ def parse_plan(items: list[str]) -> list[tuple[str, float]]:
     return plan
 
 
-def prune_by_plan(model, plan: list[tuple[str, float]], data: np.ndarray):
-    """Apply each (regex, ratio) in turn with data-aware structured pruning. Returns the slim model
+def prune_by_plan(model, plan: list[tuple[str, float]], data: np.ndarray | None):
+    """Apply each (regex, ratio) in turn with structured pruning (data-aware when `data` is given). Returns the slim model
     and {producer layer: (filters before, after)}."""
     from facegate.convert.prune import prune_channels
 

@@ -1,0 +1,69 @@
+"""Issue 5: how much of the student's inner width must go for 20x? (speed only — nothing is trained)
+
+    python benchmarks/embedder_prune_speed.py [--ratios 0.25 0.5 0.625]
+
+Prunes the shipped student's bottleneck inner channels (and the last 512-channel conv) at each ratio,
+as `facegate distill compress --plan` does before training, exports the int8 file with PReLU float
+like `facegate export --float-ops PRELU`, and times it with the shipped mixed file and the teacher
+fp32 TFLite in one run. The pruned networks are NOT accurate until `distill compress` trains them:
+the numbers only choose the ratio worth training.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from facegate.calibration.representative import representative_dataset
+from facegate.convert.distill.compress import prune_by_plan
+from facegate.convert.export.model import equalized_copy
+from facegate.convert.export.tflite import export_tflite
+from facegate.convert.registry import resolve_embedder
+from facegate.edge.backends import load_backend
+from facegate.edge.downloads import cache_dir
+from facegate.edge.timing import median_ms
+
+SHIPPED_MIXED = Path("edge/models/facenet-student/facenet-student_int8_float-prelu.tflite")
+INNER = r"invresblock_\d+_conv$|conv2d_7$"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="convert/students/weights/facenet-student.keras")
+    ap.add_argument("--data", type=Path, default=Path("runs/distill/heldout-celeba"), help="calibration faces")
+    ap.add_argument("--teacher", type=Path, default=cache_dir() / "exports" / "facenet-teacher" / "facenet-teacher_fp32.tflite")
+    ap.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 0.625])
+    ap.add_argument("--out", type=Path, default=Path("runs/students/prune-speed"))
+    ap.add_argument("--repeats", type=int, default=40)
+    args = ap.parse_args()
+    source = resolve_embedder(args.model)
+    representative = representative_dataset(source.spec, args.data, limit=100, progress=False)
+    args.out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for ratio in args.ratios:
+        slim, _ = prune_by_plan(source.backend.model, [(INNER, ratio)], data=None)
+        equalised, _ = equalized_copy(slim, representative)
+        files.append((f"{ratio:g} of inner channels removed (untrained)", export_tflite(
+            equalised, args.out / f"pruned{ratio:g}_int8_float-prelu.tflite", quant="int8",
+            representative=representative, float_ops=("PRELU",))))
+    x = np.zeros((1, source.spec.size, source.spec.size, 3), np.float32)
+    teacher_x = np.zeros((1, 160, 160, 3), np.float32)
+    result = {}
+    for name, file, inp in (("teacher fp32", args.teacher, teacher_x), ("shipped mixed", SHIPPED_MIXED, x),
+                            *((n, f, x) for n, f in files)):
+        row = {"file": str(file), "size_mb": round(Path(file).stat().st_size / 1e6, 2)}
+        for threads in (1, 2):
+            backend = load_backend(file, threads=threads)
+            row[f"ms_{threads}_thread"] = median_ms(lambda: backend.run([inp]), args.repeats)
+        result[name] = row
+    base = result["teacher fp32"]
+    for name, row in result.items():
+        print(f"{name}: {row['ms_1_thread']} / {row['ms_2_thread']} ms (1 / 2 threads) = "
+              f"{base['ms_1_thread'] / row['ms_1_thread']:.1f}x / {base['ms_2_thread'] / row['ms_2_thread']:.1f}x")
+    (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
