@@ -13,22 +13,17 @@ multipliers, equally untrained: how small a ReLU student has to be for 20x.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import keras
-import numpy as np
+from speed_vs_teacher import TEACHER, time_against_teacher  # benchmarks/ is on sys.path when run
 
 from facegate.calibration.representative import representative_dataset
 from facegate.convert.export.tflite import export_tflite
 from facegate.convert.registry import resolve_embedder
 from facegate.convert.students.mobilefacenet import StudentConfig
-from facegate.edge.backends import load_backend
-from facegate.edge.downloads import cache_dir
-from facegate.edge.timing import median_ms
 
 L = keras.layers
-SHIPPED_MIXED = Path("edge/models/facenet-student/facenet-student_int8_float-prelu.tflite")
 
 
 def relu_copy(model: keras.Model) -> keras.Model:
@@ -40,7 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="convert/students/weights/facenet-student.keras")
     ap.add_argument("--data", type=Path, default=Path("runs/distill/heldout-celeba"), help="calibration faces")
-    ap.add_argument("--teacher", type=Path, default=cache_dir() / "exports" / "facenet-teacher" / "facenet-teacher_fp32.tflite")
+    ap.add_argument("--teacher", type=Path, default=TEACHER)
     ap.add_argument("--out", type=Path, default=Path("runs/students/relu-speed"))
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--widths", type=float, nargs="*", default=[], help="scratch ReLU students to time too")
@@ -55,22 +50,7 @@ def main() -> None:
         scratch = StudentConfig(width=width, activation="relu").build()
         files.append((f"scratch ReLU student, width {width:g}, full int8 (untrained)", export_tflite(
             scratch, args.out / f"scratch-relu-w{width:g}_int8.tflite", quant="int8", representative=representative)))
-    x = np.zeros((1, source.spec.size, source.spec.size, 3), np.float32)
-    teacher_x = np.zeros((1, 160, 160, 3), np.float32)
-    result = {}
-    for name, file, inp in (("teacher fp32", args.teacher, teacher_x), ("shipped mixed (PReLU float)", SHIPPED_MIXED, x),
-                            *((n, f, x) for n, f in files)):
-        row = {"file": str(file), "size_mb": round(Path(file).stat().st_size / 1e6, 2)}
-        for threads in (1, 2):
-            backend = load_backend(file, threads=threads)
-            row[f"ms_{threads}_thread"] = median_ms(lambda: backend.run([inp]), args.repeats)
-        result[name] = row
-    base = result["teacher fp32"]
-    for name, row in result.items():
-        print(f"{name}: {row['ms_1_thread']} / {row['ms_2_thread']} ms (1 / 2 threads) = "
-              f"{base['ms_1_thread'] / row['ms_1_thread']:.1f}x / {base['ms_2_thread'] / row['ms_2_thread']:.1f}x")
-    (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-
+    time_against_teacher(files, args.teacher, source.spec.size, args.repeats, args.out)
 
 if __name__ == "__main__":
     main()
