@@ -26,13 +26,18 @@ def cmd_distill_embedder(args) -> int:
                         head_peer_mix=args.head_peer_mix, head_steps=args.head_steps, progress=not args.no_progress)
     r = distill_embedder(cfg, args.data, args.teacher, args.max_images, args.hold_out_every, resume=not args.restart,
                          targets_cache=args.targets_cache)
-    best = r["best"]
-    print(json.dumps({k: best.get(k) for k in ("epoch", "val_cosine_mean", "val_pair_accuracy",
-                                                "val_teacher_pair_accuracy")}))
-    state = "finished" if r["finished"] else f"stopped after epoch {r['epochs_done']} (run the same command to resume)"
-    print(f"{r['student']} ({r['train_faces']} training faces, {r['val_faces']} held-out): {state}; "
-          f"log {args.out / 'log.csv'}, plot {args.out / 'loss.png'}")
+    _report(r, ("epoch", "val_cosine_mean", "val_pair_accuracy", "val_teacher_pair_accuracy"), args.out)
     return 0
+
+
+def _report(r: dict, keys: tuple[str, ...], out: Path, size: str = "") -> None:
+    """The best epoch's numbers as JSON, then where the student, log and plot are and whether the run
+    finished (an embedder trainer's result dict)."""
+    best = r["best"]
+    print(json.dumps({k: best.get(k) for k in keys}))
+    state = "finished" if r["finished"] else f"stopped after epoch {r['epochs_done']} (run the same command to resume)"
+    print(f"{r['student']}{size} ({r['train_faces']} training faces, {r['val_faces']} held-out): {state}; "
+          f"log {out / 'log.csv'}, plot {out / 'loss.png'}")
 
 
 def cmd_distill_compress(args) -> int:
@@ -43,17 +48,13 @@ def cmd_distill_compress(args) -> int:
     except ValueError as e:
         raise SystemExit(f"facegate distill compress: {e}") from None
     cfg = CompressConfig(source=str(args.model), plan=plan, out=args.out, name=args.name, epochs=args.epochs,
-                         batch=args.batch_size, lr=args.lr, embedding_weight=args.embedding_weight, augment_strength=args.augment,
-                         steps_per_epoch=args.steps_per_epoch, max_minutes=args.max_minutes, seed=args.seed,
-                         progress=not args.no_progress)
+                         batch=args.batch_size, lr=args.lr, embedding_weight=args.embedding_weight,
+                         augment_strength=args.augment, steps_per_epoch=args.steps_per_epoch,
+                         max_minutes=args.max_minutes, seed=args.seed, progress=not args.no_progress)
     r = compress_embedder(cfg, args.data, args.teacher, args.max_images, args.hold_out_every, resume=not args.restart,
                           targets_cache=args.targets_cache)
-    best = r["best"]
-    print(json.dumps({k: best.get(k) for k in ("epoch", "val_source_cosine_mean", "val_cosine_mean",
-                                                "val_pair_accuracy", "val_source_pair_accuracy")}))
-    state = "finished" if r["finished"] else f"stopped after epoch {r['epochs_done']} (run the same command to resume)"
-    print(f"{r['student']}: {r['source_params']:,} -> {r['params']:,} parameters ({r['train_faces']} training faces, "
-          f"{r['val_faces']} held-out): {state}; log {args.out / 'log.csv'}, plot {args.out / 'loss.png'}")
+    _report(r, ("epoch", "val_source_cosine_mean", "val_cosine_mean", "val_pair_accuracy", "val_source_pair_accuracy"),
+            args.out, size=f": {r['source_params']:,} -> {r['params']:,} parameters")
     return 0
 
 

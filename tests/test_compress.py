@@ -22,6 +22,7 @@ from facegate.convert.distill.embedder import save_student_file  # noqa: E402
 from facegate.convert.distill.targets import CANVAS, TargetSet  # noqa: E402
 from facegate.convert.prune import find_chains, prune_channels  # noqa: E402
 from facegate.edge.embed import l2_normalise  # noqa: E402
+from facegate.edge.errors import ModelError  # noqa: E402
 
 L = keras.layers
 
@@ -148,6 +149,8 @@ def test_tiny_compress_run_trains_saves_a_card_and_resumes(tmp_path):
     saved = keras.saving.load_model(cfg.out / "student.keras", compile=False)
     assert saved.get_layer("block1_dw").get_weights()[0].shape == (3, 3, 12, 1)
 
+    with pytest.raises(ModelError, match="another --out"):   # the run folder's pruned net belongs to its own plan
+        Compressor(CompressConfig(**{**cfg.__dict__, "plan": [(r"_expand$", 0.25)]}), data, None)
     again = Compressor(CompressConfig(**{**cfg.__dict__, "epochs": 2}), data, data.subset(np.arange(12)))
     assert again.fit()["epochs_done"] == 2
     rows = (cfg.out / "log.csv").read_text().strip().splitlines()

@@ -24,16 +24,17 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from facegate.convert.distill.augment import AugmentConfig, augment_batch
-from facegate.convert.distill.embedder import NORMALISATION, label_ids, pair_accuracy, save_student_file
+from facegate.convert.distill.embedder import NORMALISATION, embed_faces, label_ids, pair_accuracy, save_student_file
 from facegate.convert.distill.runlog import EpochBook, append_csv_row, run_epoch
 from facegate.convert.distill.targets import TargetSet
-from facegate.edge.embed import l2_normalise, normalise
+from facegate.edge.embed import normalise
+from facegate.edge.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,8 @@ def parse_plan(items: list[str]) -> list[tuple[str, float]]:
 
 
 def prune_by_plan(model, plan: list[tuple[str, float]], data: np.ndarray | None):
-    """Apply each (regex, ratio) in turn with structured pruning (data-aware when `data` is given). Returns the slim model
-    and {producer layer: (filters before, after)}."""
+    """Apply each (regex, ratio) in turn with structured pruning (data-aware when `data` is given).
+    Returns the slim model and {producer layer: (filters before, after)}."""
     from facegate.convert.prune import prune_channels
 
     widths: dict[str, tuple[int, int]] = {}
@@ -141,13 +142,12 @@ class CompressConfig:
     prune_images: int = 256
     seed: int = 0
     progress: bool = True
-    extra: dict = field(default_factory=dict)
+
+    def plan_json(self) -> list[list]:
+        return [list(p) for p in self.plan]
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        d["out"] = str(self.out)
-        d["plan"] = [list(p) for p in self.plan]
-        return d
+        return {**asdict(self), "out": str(self.out), "plan": self.plan_json()}
 
 
 class Compressor:
@@ -162,30 +162,37 @@ class Compressor:
         self.cfg, self.train_set, self.val_set, self.tf = cfg, train, val, tf
         source = resolve_embedder(cfg.source)
         if source.spec.size != 112 or source.spec.normalisation != NORMALISATION:
-            raise ValueError(f"{cfg.source}: compress works on the 112x112 student ({NORMALISATION}), not "
+            raise ModelError(f"{cfg.source}: compress works on the 112x112 student ({NORMALISATION}), not "
                              f"{source.spec.size}x{source.spec.size} {source.spec.normalisation}")
         self.source_card = source.card
         self.source = source.backend.model
         self.source.trainable = False
         cfg.out.mkdir(parents=True, exist_ok=True)
         pruned_path = cfg.out / "pruned.keras"   # the architecture (and starting weights) of this run
-        if pruned_path.exists():
-            self.slim = keras.saving.load_model(pruned_path, compile=False)
-            self.widths = json.loads((cfg.out / "widths.json").read_text())
-        else:
+        fresh = not pruned_path.exists()
+        if fresh:
             rng = np.random.default_rng(cfg.seed)
             pick = rng.choice(len(train), size=min(cfg.prune_images, len(train)), replace=False)
             x = normalise(train.centre_crops()[np.sort(pick)], NORMALISATION)
             self.slim, self.widths = prune_by_plan(self.source, cfg.plan, x)
-            projections = [n for n in matched_layers(self.source, self.slim)
-                           if type(self.slim.get_layer(n)).__name__ == "Conv2D"]
+        else:
+            recorded = cfg.out / "config.json"
+            plan = json.loads(recorded.read_text()).get("plan") if recorded.exists() else None
+            if plan is not None and plan != cfg.plan_json():
+                raise ModelError(f"{cfg.out} holds a run pruned with --plan {plan}, not {cfg.plan_json()}: "
+                                 "use another --out for a different plan")
+            self.slim = keras.saving.load_model(pruned_path, compile=False)
+            self.widths = json.loads((cfg.out / "widths.json").read_text())
+        self.matched = matched_layers(self.source, self.slim)
+        if not self.matched:
+            raise ModelError("pruning left no block output to match: is the plan pruning block interfaces?")
+        if fresh:
+            projections = [n for n in self.matched if type(self.slim.get_layer(n)) is keras.layers.Conv2D]
             refit_projections(self.source, self.slim, projections, x, seed=cfg.seed)
             self.slim.save(pruned_path)
             (cfg.out / "widths.json").write_text(json.dumps(self.widths, indent=1))
         self.slim.trainable = True    # the frozen source's config says trainable=False for every layer
-        self.matched = matched_layers(self.source, self.slim)
-        if not self.matched:
-            raise ValueError("pruning left no block output to match: is the plan pruning block interfaces?")
+        self._source_val: np.ndarray | None = None
         log.info("%d -> %d parameters; matching %d block outputs and the embedding",
                  self.source.count_params(), self.slim.count_params(), len(self.matched))
         self.source_probe = keras.Model(self.source.input, [self.source.get_layer(n).output for n in self.matched]
@@ -232,18 +239,13 @@ class Compressor:
             idx = order[s * cfg.batch:(s + 1) * cfg.batch]
             yield normalise(augment_batch(self.train_set.canvases[idx], rng, aug), NORMALISATION)
 
-    def embed(self, model, crops: np.ndarray, batch: int = 128) -> np.ndarray:
-        outs = [np.asarray(model(normalise(crops[i:i + batch], NORMALISATION), training=False), np.float32)
-                for i in range(0, len(crops), batch)]
-        return l2_normalise(np.concatenate(outs))
-
     def validate(self) -> dict:
         if self.val_set is None or not len(self.val_set):
             return {}
         crops = self.val_set.centre_crops()
-        if not hasattr(self, "_source_val"):
-            self._source_val = self.embed(self.source, crops)
-        emb = self.embed(self.slim, crops)
+        if self._source_val is None:     # the source never changes: embed the held-out faces once
+            self._source_val = embed_faces(self.source, crops)
+        emb = embed_faces(self.slim, crops)
         to_source = np.sum(emb * self._source_val, axis=1)
         to_teacher = np.sum(emb * self.val_set.targets, axis=1)
         ids = label_ids(self.val_set.labels)
@@ -259,7 +261,7 @@ class Compressor:
     def save(self, path: Path, metrics: dict) -> None:
         student = dict(self.source_card.accuracy.get("student", {})) if self.source_card else {}
         student.update({"architecture": f"{student.get('architecture', 'student')}-pruned", "compressed_from": self.cfg.source,
-                        "plan": [list(p) for p in self.cfg.plan], "inner_widths": self.widths,
+                        "plan": self.cfg.plan_json(), "inner_widths": self.widths,
                         "embedding_dim": int(self.slim.output.shape[-1])})
         teacher = (self.source_card.teacher if self.source_card else "") or self.train_set.teacher
         save_student_file(self.slim, path, metrics=metrics, config=self.cfg.to_json(), student=student,

@@ -132,6 +132,14 @@ def pair_accuracy(emb: np.ndarray, ids: np.ndarray) -> dict:
             "impostor_mean": round(float(imp.mean()), 4), "genuine_pairs": int(len(gen))}
 
 
+def embed_faces(model, crops: np.ndarray, batch: int = 128) -> np.ndarray:
+    """Unit-length embeddings of uint8 112x112 student crops by a Keras student, in inference mode."""
+    outs = [np.asarray(model(normalise(crops[i:i + batch], NORMALISATION), training=False), np.float32)
+            for i in range(0, len(crops), batch)]
+    e = np.concatenate(outs)
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-10)
+
+
 class Trainer:
     """Owns the model, optimiser, data and checkpoints of one distillation run."""
 
@@ -247,10 +255,7 @@ class Trainer:
 
     # -- validation ---------------------------------------------------------------------------------
     def embed(self, crops: np.ndarray, batch: int = 128) -> np.ndarray:
-        outs = [np.asarray(self.model(normalise(crops[i:i + batch], NORMALISATION), training=False), np.float32)
-                for i in range(0, len(crops), batch)]
-        e = np.concatenate(outs)
-        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-10)
+        return embed_faces(self.model, crops, batch)
 
     def recalibrate_bn(self, batches: int = 24, momentum: float = 0.8) -> None:
         """Re-estimate every BatchNorm's moving mean/variance from clean training crops.
