@@ -192,7 +192,7 @@ def cmd_export(args) -> int:
         print("facegate export: error: --model is required", file=sys.stderr)
         return 2
     r = export_model(args.model, args.format, args.quant, args.out, data=args.data, fraction=args.fraction,
-                     calib_images=args.calib_images, equalize=not args.no_equalize,
+                     calib_images=args.calib_images, equalize=not args.no_equalize, fuse=not args.no_fuse,
                      float_ops=tuple(op.upper() for op in args.float_ops or ()),
                      parity_data=args.parity_data, floor=args.floor, opset=args.opset, io_type=args.io_type,
                      lfw_dir=args.lfw_dir, lfw_pairs=args.lfw_pairs, full_lfw=args.full,
@@ -334,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "XNNPACK kernel: kept float it stays on the fast path); the file name says which")
     exp.add_argument("--no-equalize", action="store_true", help="int8: skip the cross-layer channel equalisation "
                      "(function-preserving; on by default, a no-op for networks with batch norm after each conv)")
+    exp.add_argument("--no-fuse", action="store_true", help="keep a linear conv and the 1x1 conv that alone reads "
+                     "it as two layers (by default they are folded into one: same function, fewer operations; "
+                     "convert/fuse.py)")
     exp.add_argument("--parity-data", type=Path, default=None, help="held-out face photos for the parity check "
                      "(default: 5-celebrity val)")
     exp.add_argument("--floor", type=float, default=None, help="minimum mean cosine to the source (default by quant)")

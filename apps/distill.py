@@ -50,7 +50,8 @@ def cmd_distill_compress(args) -> int:
     cfg = CompressConfig(source=str(args.model), plan=plan, out=args.out, name=args.name, epochs=args.epochs,
                          batch=args.batch_size, lr=args.lr, embedding_weight=args.embedding_weight,
                          augment_strength=args.augment, steps_per_epoch=args.steps_per_epoch,
-                         max_minutes=args.max_minutes, seed=args.seed, progress=not args.no_progress)
+                         max_minutes=args.max_minutes, seed=args.seed, progress=not args.no_progress,
+                         start=str(args.start) if args.start else None)
     r = compress_embedder(cfg, args.data, args.teacher, args.max_images, args.hold_out_every, resume=not args.restart,
                           targets_cache=args.targets_cache)
     _report(r, ("epoch", "val_source_cosine_mean", "val_cosine_mean", "val_pair_accuracy", "val_source_pair_accuracy"),
@@ -191,6 +192,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--plan", action="append", required=True, metavar="LAYER_REGEX=RATIO",
                    help="remove RATIO of the filters of the convolutions matching LAYER_REGEX (with their "
                    "depthwise and activation layers), e.g. 'invresblock_\\d+_conv$=0.5'; repeatable, applied in order")
+    c.add_argument("--start", type=Path, default=None, help="an earlier `distill compress` result of --model to "
+                   "prune further (progressive compression): its trained weights are the starting point, --model "
+                   "stays the network it is distilled from")
     c.add_argument("--out", type=Path, default=Path("runs/distill/compress"))
     c.add_argument("--name", default="facenet-student-slim", help="model name in the card (exports are NAME_<quant>)")
     c.add_argument("--epochs", type=int, default=8)

@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 import keras
-from speed_vs_teacher import TEACHER, time_against_teacher  # benchmarks/ is on sys.path when run
+from speed_vs_teacher import TEACHER, time_folder_in_fresh_process  # benchmarks/ is on sys.path when run
 
 from facegate.calibration.representative import representative_dataset
 from facegate.convert.export.tflite import export_tflite
@@ -45,12 +45,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     path = export_tflite(relu_copy(source.backend.model), args.out / "facenet-student-relu_int8.tflite", quant="int8",
                          representative=representative)
-    files = [("ReLU copy, full int8 (untrained)", path)]
+    print(f"{path.name}: ReLU copy, full int8 (untrained)")
     for width in args.widths:
         scratch = StudentConfig(width=width, activation="relu").build()
-        files.append((f"scratch ReLU student, width {width:g}, full int8 (untrained)", export_tflite(
-            scratch, args.out / f"scratch-relu-w{width:g}_int8.tflite", quant="int8", representative=representative)))
-    time_against_teacher(files, args.teacher, source.spec.size, args.repeats, args.out)
+        export_tflite(scratch, args.out / f"scratch-relu-w{width:g}_int8.tflite", quant="int8",
+                      representative=representative)
+        print(f"scratch-relu-w{width:g}_int8.tflite: scratch ReLU student, width {width:g}, full int8 (untrained)")
+    time_folder_in_fresh_process(args.out, args.repeats, args.teacher)
 
 if __name__ == "__main__":
     main()

@@ -11,18 +11,21 @@
 # lowered the held-out numbers, so the shipped student is the epoch-0 one (docs/benchmarks.md).
 # int8 files are calibrated on the held-out CelebA identities after cross-layer channel
 # equalisation (convert/equalize.py), which `facegate export --quant int8` applies by itself.
-# SKIP_TRAIN=1 re-evaluates the committed files without training or exporting again.
+# SKIP_TRAIN=1 re-evaluates the committed files without training or exporting again; SKIP_FIT=1 keeps the
+# committed Keras student and only exports, calibrates and evaluates (DST=folder to stage the files elsewhere).
 set -euo pipefail
 OUT=${OUT:-runs/students}
-DST=edge/models/facenet-student
+DST=${DST:-edge/models/facenet-student}
 RUN=${RUN:-runs/distill/embedder-peer}
 SRC=convert/students/weights/facenet-student.keras
 HELD=runs/distill/heldout-celeba
 mkdir -p "$OUT" "$DST"
 facegate distill holdout --out "$HELD"
 if [ -z "${SKIP_TRAIN:-}" ]; then
-  facegate distill embedder --student peer --epochs 0 --out "$RUN" --no-progress
-  cp "$RUN/student.keras" "$SRC" && cp "$RUN/student.keras.json" "$SRC.json"
+  if [ -z "${SKIP_FIT:-}" ]; then
+    facegate distill embedder --student peer --epochs 0 --out "$RUN" --no-progress
+    cp "$RUN/student.keras" "$SRC" && cp "$RUN/student.keras.json" "$SRC.json"
+  fi
   facegate export --model "$SRC" --format tflite --quant int8 --data "$HELD" --calib-images 300 --out "$DST" --full --no-progress
   facegate export --model "$SRC" --format tflite --quant int8 --float-ops PRELU --data "$HELD" --calib-images 300 --out "$DST" --full --no-progress
   facegate export --model "$SRC" --format tflite --quant fp16 --out "$DST" --full --no-progress

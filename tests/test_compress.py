@@ -155,3 +155,40 @@ def test_tiny_compress_run_trains_saves_a_card_and_resumes(tmp_path):
     assert again.fit()["epochs_done"] == 2
     rows = (cfg.out / "log.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]   # untrained, then one row per epoch
+
+
+def test_progressive_compress_prunes_a_compressed_student_further(tmp_path):
+    """--start: a `distill compress` result is pruned again (here only block 0), keeps the trained
+    weights of what this plan leaves alone, records both widths, and is still distilled from the source."""
+    source_path = tmp_path / "source.keras"
+    save_student_file(bottleneck_student(), source_path, metrics={}, config={},
+                      student={"architecture": "tiny-bottleneck", "embedding_dim": 16}, teacher="test", source="test")
+    data = _tiny_targets()
+    first = CompressConfig(source=str(source_path), plan=[(r"_expand$", 0.5)], out=tmp_path / "first", epochs=1,
+                           batch=8, lr=3e-4, augment_strength=0, steps_per_epoch=2, prune_images=16, progress=False)
+    Compressor(first, data, None).fit()
+    start = keras.saving.load_model(first.out / "student.keras", compile=False)
+
+    cfg = CompressConfig(**{**first.__dict__, "plan": [(r"block0_expand$", 0.5)], "out": tmp_path / "second",
+                            "start": str(first.out / "student.keras")})
+    run = Compressor(cfg, data, None)
+    assert run.widths == {"block0_expand": (24, 6), "block1_expand": (24, 12)}
+    assert run.slim.get_layer("block0_dw").get_weights()[0].shape == (3, 3, 6, 1)
+    for name in ("block1_expand", "block1_project"):     # untouched by this plan: the trained start's weights
+        for got, want in zip(run.slim.get_layer(name).get_weights(), start.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    assert not np.allclose(run.slim.get_layer("block0_project").get_weights()[1],
+                           start.get_layer("block0_project").get_weights()[1])   # refit after the new cut
+    assert run.source.count_params() == bottleneck_student().count_params()     # distilled from the source
+    run.fit()
+    student = json.loads((cfg.out / "student.keras.json").read_text())["accuracy"]["student"]
+    assert student["started_from"] == cfg.start and student["inner_widths"]["block0_expand"] == [24, 6]
+    with pytest.raises(ModelError, match="started from"):      # the folder belongs to a run with that start
+        Compressor(CompressConfig(**{**cfg.__dict__, "start": None}), data, None)
+
+    other = tmp_path / "other.keras"      # not a pruned copy of the source: refused in words
+    inp = keras.Input((112, 112, 3), name="image")
+    save_student_file(keras.Model(inp, L.Flatten(name="embedding")(L.Conv2D(16, 112, name="c")(inp))), other,
+                      metrics={}, config={}, student={"architecture": "x", "embedding_dim": 16}, teacher="t", source="t")
+    with pytest.raises(ModelError, match="not a pruned copy"):
+        Compressor(CompressConfig(**{**first.__dict__, "out": tmp_path / "third", "start": str(other)}), data, None)

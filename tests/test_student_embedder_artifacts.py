@@ -42,6 +42,8 @@ def test_committed_files_match_their_cards(name):
     assert "lfw" in card.accuracy and card.accuracy["lfw"]["pairs"] == 6000
     assert card.accuracy["lfw"]["accuracy_mean"] >= 0.985            # the floor, on all 6000 pairs
     assert card.accuracy["parity_vs_source"]["cosine_mean"] >= 0.98
+    # the stem's linear 64 -> 64 pointwise conv was folded into the first expansion (convert/fuse.py)
+    assert card.accuracy["fused_linear_convs"]["pairs"] == ["peer_conv -> peer_conv2d_2_invresblock_0_conv"]
     if card.quantization.startswith("int8"):   # calibrated after channel equalisation (convert/equalize.py)
         assert card.accuracy["channel_equalization"]["chains"] > 0
 

@@ -71,6 +71,15 @@ def prune_by_plan(model, plan: list[tuple[str, float]], data: np.ndarray | None)
     return model, widths
 
 
+def merge_widths(earlier: dict, now: dict) -> dict:
+    """{layer: (width in the source, width now)} after pruning a model that was already pruned:
+    the source width comes from the earlier run, the current one from this run."""
+    merged = dict(earlier)
+    for name, (before, after) in now.items():
+        merged[name] = (earlier[name][0] if name in earlier else before, after)
+    return merged
+
+
 def refit_projections(source, slim, names: list[str], x: np.ndarray, max_rows: int = 200_000,
                       ridge: float = 1e-3, seed: int = 0) -> dict[str, float]:
     """Least-squares refit of each 1x1 convolution that reads pruned channels, in network order:
@@ -142,6 +151,7 @@ class CompressConfig:
     prune_images: int = 256
     seed: int = 0
     progress: bool = True
+    start: str | None = None    # an earlier compressed copy of `source` to prune further (progressive)
 
     def plan_json(self) -> list[list]:
         return [list(p) for p in self.plan]
@@ -174,20 +184,28 @@ class Compressor:
             rng = np.random.default_rng(cfg.seed)
             pick = rng.choice(len(train), size=min(cfg.prune_images, len(train)), replace=False)
             x = normalise(train.centre_crops()[np.sort(pick)], NORMALISATION)
-            self.slim, self.widths = prune_by_plan(self.source, cfg.plan, x)
+            start = self._start_model(keras) if cfg.start else self.source
+            self.slim, widths = prune_by_plan(start, cfg.plan, x)
+            self.widths = merge_widths(self._start_widths(), widths)
         else:
             recorded = cfg.out / "config.json"
-            plan = json.loads(recorded.read_text()).get("plan") if recorded.exists() else None
+            earlier = json.loads(recorded.read_text()) if recorded.exists() else {}
+            plan = earlier.get("plan")
             if plan is not None and plan != cfg.plan_json():
                 raise ModelError(f"{cfg.out} holds a run pruned with --plan {plan}, not {cfg.plan_json()}: "
                                  "use another --out for a different plan")
+            if recorded.exists() and earlier.get("start") != cfg.start:
+                raise ModelError(f"{cfg.out} holds a run started from {earlier.get('start') or cfg.source}, not "
+                                 f"{cfg.start or cfg.source}: use another --out")
             self.slim = keras.saving.load_model(pruned_path, compile=False)
             self.widths = json.loads((cfg.out / "widths.json").read_text())
         self.matched = matched_layers(self.source, self.slim)
         if not self.matched:
             raise ModelError("pruning left no block output to match: is the plan pruning block interfaces?")
         if fresh:
-            projections = [n for n in self.matched if type(self.slim.get_layer(n)) is keras.layers.Conv2D]
+            # refit the projections this plan changed; a --start model's trained ones stay as they are
+            projections = [n for n in self.matched if type(self.slim.get_layer(n)) is keras.layers.Conv2D
+                           and tuple(start.get_layer(n).input.shape) != tuple(self.slim.get_layer(n).input.shape)]
             refit_projections(self.source, self.slim, projections, x, seed=cfg.seed)
             self.slim.save(pruned_path)
             (cfg.out / "widths.json").write_text(json.dumps(self.widths, indent=1))
@@ -206,6 +224,26 @@ class Compressor:
         self.ckpt = tf.train.Checkpoint(model=self.slim, optimizer=self.optimizer, epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(self.ckpt, cfg.out / "checkpoints", max_to_keep=2)
         self._step = self._make_step()
+
+    def _start_model(self, keras):
+        """The --start student: must be a pruned copy of the source (same layers, same block interfaces)."""
+        from facegate.convert.registry import resolve_embedder
+
+        start = resolve_embedder(self.cfg.start)
+        model = getattr(start.backend, "model", None)
+        if model is None:
+            raise ModelError(f"--start {self.cfg.start}: not a Keras student file")
+        self._start_card = start.card
+        missing = {layer.name for layer in self.source.layers} ^ {layer.name for layer in model.layers}
+        if missing or tuple(model.output.shape) != tuple(self.source.output.shape):
+            raise ModelError(f"--start {self.cfg.start} is not a pruned copy of {self.cfg.source} (layers differ: "
+                             f"{sorted(missing)[:5]}); start from a `facegate distill compress` result of that source")
+        return model
+
+    def _start_widths(self) -> dict:
+        card = getattr(self, "_start_card", None)
+        student = card.accuracy.get("student", {}) if card else {}
+        return {k: tuple(v) for k, v in student.get("inner_widths", {}).items()}
 
     def _make_step(self):
         tf = self.tf
@@ -261,6 +299,7 @@ class Compressor:
     def save(self, path: Path, metrics: dict) -> None:
         student = dict(self.source_card.accuracy.get("student", {})) if self.source_card else {}
         student.update({"architecture": f"{student.get('architecture', 'student')}-pruned", "compressed_from": self.cfg.source,
+                        **({"started_from": self.cfg.start} if self.cfg.start else {}),
                         "plan": self.cfg.plan_json(), "inner_widths": self.widths,
                         "embedding_dim": int(self.slim.output.shape[-1])})
         teacher = (self.source_card.teacher if self.source_card else "") or self.train_set.teacher

@@ -23,6 +23,7 @@ from facegate.calibration.representative import representative_dataset
 from facegate.convert.datasets import lfw_dir as shared_lfw_dir
 from facegate.convert.export.formats import ExportArgumentError, exporter, resolve_format, validate
 from facegate.convert.export.usage import write_usage
+from facegate.convert.fuse import fuse_linear_convs
 from facegate.convert.registry import resolve_embedder
 from facegate.edge.backends import load_backend
 from facegate.edge.cards import ModelCard, write_card
@@ -106,7 +107,7 @@ def equalized_copy(model, representative, batch: int = 50):
 
 def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: Path | None = None,
                  data: Path | None = None, fraction: float = 1.0, calib_images: int = 200, equalize: bool = True,
-                 parity_data: Path | None = None,
+                 fuse: bool = True, parity_data: Path | None = None,
                  floor: float | None = None, opset: int = 13, io_type: str = "float", float_ops: tuple[str, ...] = (),
                  lfw_dir: Path | None = None, lfw_pairs: int | None = 600, full_lfw: bool = False,
                  command: str = "", progress: bool = True) -> ExportResult:
@@ -128,6 +129,9 @@ def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: P
     path = out_dir / f"{source.name}_{quant}{kept}{'_int8io' if io_type == 'int8' else ''}{fmt.suffix}"
     representative = representative_dataset(spec, data, limit=calib_images, fraction=fraction,
                                             progress=progress) if quant == "int8" else None
+    fusion = None
+    if fuse:
+        model, fusion = fuse_linear_convs(model)
     equalization = None
     if representative is not None and equalize:
         model, equalization = equalized_copy(model, representative)
@@ -138,6 +142,8 @@ def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: P
     crops, used = aligned_crops(sample_images(parity_folder, 64), spec.size, spec.alignment, progress=progress)
     reference = source.embed(crops)
     accuracy: dict = {"parity_vs_source": {"faces": len(used), "data": str(parity_folder)}}
+    if fusion and fusion.get("fused_pairs"):
+        accuracy["fused_linear_convs"] = fusion
     if equalization and equalization.get("chains"):
         accuracy["channel_equalization"] = equalization
     notes = ""
