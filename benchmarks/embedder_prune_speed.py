@@ -20,9 +20,8 @@ from speed_vs_teacher import TEACHER, time_folder_in_fresh_process  # benchmarks
 
 from facegate.calibration.representative import representative_dataset
 from facegate.convert.distill.compress import parse_plan, prune_by_plan
-from facegate.convert.export.model import equalized_copy
+from facegate.convert.export.model import prepared_for_export
 from facegate.convert.export.tflite import export_tflite
-from facegate.convert.fuse import fuse_linear_convs
 from facegate.convert.registry import resolve_embedder
 
 INNER = r"invresblock_\d+_conv$|conv2d_7$"
@@ -48,9 +47,8 @@ def main() -> None:
              [(f"plan {text} (untrained)", f"plan{i}", parse_plan(text.split(";"))) for i, text in enumerate(args.plans)])
     for label, stem, plan in plans:
         slim, _ = prune_by_plan(source.backend.model, plan, data=None)
-        slim, _ = fuse_linear_convs(slim)
-        equalised, _ = equalized_copy(slim, representative)
-        export_tflite(equalised, args.out / f"{stem}_int8_float-prelu.tflite", quant="int8",
+        prepared, _, _ = prepared_for_export(slim, representative)
+        export_tflite(prepared, args.out / f"{stem}_int8_float-prelu.tflite", quant="int8",
                       representative=representative, float_ops=("PRELU",))
         print(f"{stem}: {label}")
     time_folder_in_fresh_process(args.out, args.repeats, args.teacher)

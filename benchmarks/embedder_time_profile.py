@@ -35,15 +35,13 @@ def export_prefixes(model_path: str, data: Path, out: Path) -> list[str]:
     import keras
 
     from facegate.calibration.representative import representative_dataset
-    from facegate.convert.export.model import equalized_copy
+    from facegate.convert.export.model import prepared_for_export
     from facegate.convert.export.tflite import export_tflite
-    from facegate.convert.fuse import fuse_linear_convs
     from facegate.convert.registry import resolve_embedder
 
     source = resolve_embedder(model_path)
     representative = representative_dataset(source.spec, data, limit=60, progress=False)
-    model, _ = fuse_linear_convs(source.backend.model)
-    model, _ = equalized_copy(model, representative)
+    model, _, _ = prepared_for_export(source.backend.model, representative)
     ends = [e for e in block_ends(model) if e in {layer.name for layer in model.layers}]
     for i, end in enumerate(ends):
         tensor = model.get_layer(end).output

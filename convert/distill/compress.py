@@ -134,6 +134,23 @@ def matched_layers(source, slim) -> list[str]:
     return [n for n in dict.fromkeys(names) if n != out]
 
 
+def load_start(path: str, source, source_name: str) -> tuple:
+    """The --start student (a pruned copy of `source`: same layers, same block interfaces) and the
+    {layer: (source width, width)} its card records."""
+    from facegate.convert.registry import resolve_embedder
+
+    start = resolve_embedder(path)
+    model = getattr(start.backend, "model", None)
+    if model is None:
+        raise ModelError(f"--start {path}: not a Keras student file")
+    missing = {layer.name for layer in source.layers} ^ {layer.name for layer in model.layers}
+    if missing or tuple(model.output.shape) != tuple(source.output.shape):
+        raise ModelError(f"--start {path} is not a pruned copy of {source_name} (layers differ: "
+                         f"{sorted(missing)[:5]}); start from a `facegate distill compress` result of that source")
+    student = start.card.accuracy.get("student", {}) if start.card else {}
+    return model, {k: tuple(v) for k, v in student.get("inner_widths", {}).items()}
+
+
 @dataclass
 class CompressConfig:
     source: str
@@ -184,9 +201,10 @@ class Compressor:
             rng = np.random.default_rng(cfg.seed)
             pick = rng.choice(len(train), size=min(cfg.prune_images, len(train)), replace=False)
             x = normalise(train.centre_crops()[np.sort(pick)], NORMALISATION)
-            start = self._start_model(keras) if cfg.start else self.source
+            start, start_widths = (load_start(cfg.start, self.source, cfg.source) if cfg.start
+                                   else (self.source, {}))
             self.slim, widths = prune_by_plan(start, cfg.plan, x)
-            self.widths = merge_widths(self._start_widths(), widths)
+            self.widths = merge_widths(start_widths, widths)
         else:
             recorded = cfg.out / "config.json"
             earlier = json.loads(recorded.read_text()) if recorded.exists() else {}
@@ -224,26 +242,6 @@ class Compressor:
         self.ckpt = tf.train.Checkpoint(model=self.slim, optimizer=self.optimizer, epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(self.ckpt, cfg.out / "checkpoints", max_to_keep=2)
         self._step = self._make_step()
-
-    def _start_model(self, keras):
-        """The --start student: must be a pruned copy of the source (same layers, same block interfaces)."""
-        from facegate.convert.registry import resolve_embedder
-
-        start = resolve_embedder(self.cfg.start)
-        model = getattr(start.backend, "model", None)
-        if model is None:
-            raise ModelError(f"--start {self.cfg.start}: not a Keras student file")
-        self._start_card = start.card
-        missing = {layer.name for layer in self.source.layers} ^ {layer.name for layer in model.layers}
-        if missing or tuple(model.output.shape) != tuple(self.source.output.shape):
-            raise ModelError(f"--start {self.cfg.start} is not a pruned copy of {self.cfg.source} (layers differ: "
-                             f"{sorted(missing)[:5]}); start from a `facegate distill compress` result of that source")
-        return model
-
-    def _start_widths(self) -> dict:
-        card = getattr(self, "_start_card", None)
-        student = card.accuracy.get("student", {}) if card else {}
-        return {k: tuple(v) for k, v in student.get("inner_widths", {}).items()}
 
     def _make_step(self):
         tf = self.tf

@@ -105,6 +105,18 @@ def equalized_copy(model, representative, batch: int = 50):
     return copy, equalize(copy, [faces[i:i + batch] for i in range(0, len(faces), batch)])
 
 
+def prepared_for_export(model, representative=None, fuse: bool = True, equalize: bool = True):
+    """The graph export converts: linear conv pairs folded (convert/fuse.py) and, for int8 (when a
+    representative set is given), channels equalised. Both keep the function. Returns (model, fusion
+    summary or None, equalisation summary or None); the input model is not changed."""
+    fusion = equalization = None
+    if fuse:
+        model, fusion = fuse_linear_convs(model)
+    if representative is not None and equalize:
+        model, equalization = equalized_copy(model, representative)
+    return model, fusion, equalization
+
+
 def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: Path | None = None,
                  data: Path | None = None, fraction: float = 1.0, calib_images: int = 200, equalize: bool = True,
                  fuse: bool = True, parity_data: Path | None = None,
@@ -129,12 +141,7 @@ def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: P
     path = out_dir / f"{source.name}_{quant}{kept}{'_int8io' if io_type == 'int8' else ''}{fmt.suffix}"
     representative = representative_dataset(spec, data, limit=calib_images, fraction=fraction,
                                             progress=progress) if quant == "int8" else None
-    fusion = None
-    if fuse:
-        model, fusion = fuse_linear_convs(model)
-    equalization = None
-    if representative is not None and equalize:
-        model, equalization = equalized_copy(model, representative)
+    model, fusion, equalization = prepared_for_export(model, representative, fuse=fuse, equalize=equalize)
     exporter(fmt)(model, path, quant=quant, representative=representative, opset=opset, io_type=io_type,
                   float_ops=tuple(float_ops))
 
