@@ -1,4 +1,4 @@
-"""`facegate distill embedder|compress|detector|pack|import`: train the small students from the teachers."""
+"""`facegate distill embedder|compress|head|detector|pack|import`: train the small students from the teachers."""
 from __future__ import annotations
 
 import argparse
@@ -56,6 +56,18 @@ def cmd_distill_compress(args) -> int:
                           targets_cache=args.targets_cache)
     _report(r, ("epoch", "val_source_cosine_mean", "val_cosine_mean", "val_pair_accuracy", "val_source_pair_accuracy"),
             args.out, size=f": {r['source_params']:,} -> {r['params']:,} parameters")
+    return 0
+
+
+def cmd_distill_head(args) -> int:
+    from facegate.convert.distill.refit import RefitConfig, refit_head
+
+    cfg = RefitConfig(model=str(args.model), out=args.out, views=args.views, relational=args.relational,
+                      peer_mix=args.peer_mix, steps=args.steps, seed=args.seed, progress=not args.no_progress)
+    r = refit_head(cfg, args.data, args.teacher, args.max_images, args.hold_out_every, args.targets_cache)
+    print(json.dumps({"held_out_before": r["before"], "held_out_after": r["after"]}))
+    print(f"{r['student']} ({r['train_faces']} training faces, {r['val_faces']} held-out): head refitted; keep it "
+          "if the held-out numbers after are the better ones")
     return 0
 
 
@@ -215,6 +227,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--targets-cache", type=Path, default=None)
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cmd_distill_compress)
+
+    hd = ds.add_parser("head", help="refit a trained student's linear embedding head on its own features (ridge to "
+                       "the teacher, then relational towards teacher and peer): for compressed students")
+    hd.add_argument("--model", type=Path, required=True, help="student .keras file with card (e.g. a `distill "
+                    "compress` result)")
+    hd.add_argument("--out", type=Path, required=True, help="folder for the refitted student.keras and its card")
+    hd.add_argument("--views", type=int, default=4, help="views per face: clean, mirrored, then augmented")
+    hd.add_argument("--relational", type=float, default=10.0, help="relational refinement weight (0: ridge only)")
+    hd.add_argument("--peer-mix", type=float, default=0.5, help="share of the peer's similarities in the target")
+    hd.add_argument("--steps", type=int, default=3000, help="refinement steps on the cached features")
+    hd.add_argument("--data", type=Path, action="append", default=None, help="folder of face photos (default: the "
+                    "development datasets, as for `distill embedder`)")
+    hd.add_argument("--teacher", default=None)
+    hd.add_argument("--max-images", type=int, default=None)
+    hd.add_argument("--hold-out-every", type=int, default=8)
+    hd.add_argument("--seed", type=int, default=0)
+    hd.add_argument("--targets-cache", type=Path, default=None)
+    hd.add_argument("--no-progress", action="store_true")
+    hd.set_defaults(func=cmd_distill_head)
 
     dt = ds.add_parser("detector", help="train the MobileNet MTCNN students (P, R, O-Net in cascade order)")
     dt.add_argument("--out", type=Path, default=Path("runs/distill/detector"))

@@ -15,6 +15,9 @@
 #   progressive   session 18: u375's trained student pruned again where the time is (stem 50%, the
 #                 56/28 px stage from 80 to 48 inner channels) with --start, distilled from the shipped one;
 #                 progressive-long continues it to 24 epochs
+#   head-*        session 19: those two students with their linear head refitted on their own features
+#                 (`facegate distill head`: ridge to the teacher, relational towards teacher and peer);
+#                 same backbone, so the same speed (not in the timing runs)
 # SKIP_TRAIN=1 re-measures the exported files only.
 set -euo pipefail
 OUT=${OUT:-runs/students-slim}
@@ -49,6 +52,20 @@ if [ -z "${SKIP_TRAIN:-}" ]; then
   rm -rf runs/distill/compress-progressive-long && cp -r runs/distill/compress-progressive runs/distill/compress-progressive-long
 fi
 compress progressive-long 24 --start runs/distill/compress-u375/student.keras --plan 'peer_conv2d_0$=0.5' --plan "$S1=0.4"
+
+# session 19: refit the heads of the two progressive students on their own features, export, LFW
+for tag in progressive progressive-long; do
+  if [ -z "${SKIP_TRAIN:-}" ]; then
+    facegate distill head --model "runs/distill/compress-$tag/student.keras" --out "runs/distill/head-$tag" --no-progress
+    facegate export --model "runs/distill/head-$tag/student.keras" --format tflite --quant int8 --float-ops PRELU \
+      --data "$HELD" --calib-images 300 --out "$OUT/head-$tag" --lfw-pairs 0 --floor 0.97 --no-progress
+    facegate export --model "runs/distill/head-$tag/student.keras" --format tflite --quant fp16 --out "$OUT/head-$tag" \
+      --lfw-pairs 0 --no-progress
+  fi
+  for f in "$OUT/head-$tag"/facenet-student-slim_int8_float-prelu.tflite "$OUT/head-$tag"/facenet-student-slim_fp16.tflite; do
+    facegate eval lfw --model "$f" --detector mtcnn-teacher --no-progress --out "$OUT/head-$tag/lfw" | tee -a "$OUT/lfw.txt"
+  done
+done
 
 # timing: every int8 file with the teacher and the shipped mixed file, three separate runs (the spread
 # between runs on this machine is larger than within one)

@@ -167,7 +167,7 @@ class Trainer:
                 from facegate.convert.distill.head import Refinement, fit_head
                 self.head_fit = fit_head(
                     self.model, train, NORMALISATION, views=cfg.head_views, seed=cfg.seed, progress=cfg.progress,
-                    reference=self.student_config.reference() if cfg.head_relational > 0 else None,
+                    reference=self._peer_reference() if cfg.head_relational > 0 else None,
                     refinement=Refinement(weight=cfg.head_relational, peer_mix=cfg.head_peer_mix,
                                           steps=cfg.head_steps)).to_dict()
             schedule = keras.optimizers.schedules.CosineDecay(cfg.lr * 0.1 if warm else cfg.lr, max(1, total - warm),
@@ -179,6 +179,11 @@ class Trainer:
             self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(self.ckpt, cfg.out / "checkpoints", max_to_keep=2)
         self._step = self._make_step()
+
+    def _peer_reference(self):
+        """The peer's own embedding of each view, from the features the pretrained student's head reads."""
+        feature_map = self.student_config.reference()
+        return lambda _crops, features: feature_map(features)
 
     def _student_config(self, embedding_dim: int):
         from facegate.convert.students.mobilefacenet import StudentConfig

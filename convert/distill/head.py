@@ -74,20 +74,26 @@ def head_features(model, crops: np.ndarray, normalisation: str, batch: int = 128
     return np.concatenate(rows).reshape(len(crops), -1)
 
 
+#: the reference network's own embedding of a batch of views: (uint8 crops, the student's head features
+#: of those crops) -> embeddings. A student whose head reads the peer's features maps those features
+#: (`peer_reference`); any other student runs the peer on the crops (`peer_crop_reference`).
+Reference = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 def fit_head(model, data: TargetSet, normalisation: str, views: int = 4, ridge: float = 1e-2, seed: int = 0,
-             progress: bool = True, reference: Callable[[np.ndarray], np.ndarray] | None = None,
+             progress: bool = True, reference: Reference | None = None,
              refinement: Refinement = Refinement()) -> HeadFit:
     """Set the head so that head(features) ~= the teacher's targets, in place.
 
     View 0 is every face's clean centre crop, view 1 its mirror image (the targets are
     flip-averaged, so both map to the same target), further views are door-camera augmentations.
     `ridge` is relative to the mean feature energy, so it means the same for any backbone.
-    `reference` maps head features to the pretrained network's own embedding; with it the ridge
-    head is refined (`refinement`) to keep the reference's similarity structure too."""
+    `reference` gives the pretrained network's own embedding of each view; with it the ridge head is
+    refined (`refinement`) to keep the reference's similarity structure too."""
     if views < 1:
         raise ValueError("fit_head needs at least one view of each face")
     rng = np.random.default_rng(seed)
-    feats, targets = [], []
+    feats, targets, refs = [], [], []
     aug = AugmentConfig()
     for v in tqdm(range(views), desc="head views", unit="view", disable=not progress):
         if v == 0:
@@ -96,13 +102,16 @@ def fit_head(model, data: TargetSet, normalisation: str, views: int = 4, ridge: 
             crops = data.centre_crops()[:, :, ::-1]
         else:
             crops = augment_batch(data.canvases, rng, aug)
-        feats.append(head_features(model, np.ascontiguousarray(crops), normalisation))
+        crops = np.ascontiguousarray(crops)
+        feats.append(head_features(model, crops, normalisation))
         targets.append(data.targets.astype(np.float64))
+        if reference is not None:
+            refs.append(np.asarray(reference(crops, feats[-1]), np.float64))
     x, y = np.concatenate(feats), np.concatenate(targets)
     w, bias = ridge_map(x, y, ridge)
     fit = HeadFit(views=views, samples=len(x), ridge=ridge, train_cosine=_mean_cosine(x @ w + bias, y))
     if reference is not None and refinement.steps > 0 and refinement.weight > 0:
-        w, bias = refine_head(x, y, reference(x), w, bias, refinement, seed, progress)
+        w, bias = refine_head(x, y, np.concatenate(refs), w, bias, refinement, seed, progress)
         fit.relational_weight, fit.peer_mix, fit.steps = refinement.weight, refinement.peer_mix, refinement.steps
         fit.refined_train_cosine = _mean_cosine(x @ w + bias, y)
     _set_head(model, w, bias)
@@ -165,3 +174,15 @@ def _set_head(model, w: np.ndarray, bias: np.ndarray) -> None:
     if not conv.use_bias:
         raise ValueError(f"{HEAD_CONV} has no bias: build the student with build_peer_student")
     conv.set_weights([w.reshape(1, 1, *w.shape).astype(np.float32), bias.astype(np.float32)])
+
+
+def peer_crop_reference(normalisation: str, batch: int = 128) -> Reference:
+    """The peer's own embedding computed from the crops: one extra forward pass of the pretrained
+    MobileFaceNet per view. For students whose head reads features of their own (a compressed
+    student), so their head can be refined towards the same teacher/peer similarities as the
+    full-width student's."""
+    from facegate.convert.students.peer import PeerStudentConfig
+
+    config = PeerStudentConfig()
+    backbone, feature_map = config.build(), config.reference()
+    return lambda crops, _features: feature_map(head_features(backbone, crops, normalisation, batch))
