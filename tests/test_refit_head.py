@@ -90,3 +90,11 @@ def test_refit_refuses_a_student_without_the_linear_head(tmp_path):
     train = _targets(_student(), 8, seed=4)
     with pytest.raises(ModelError, match="embedding_conv"):
         refit_student_head(RefitConfig(model=str(path), out=tmp_path / "out", progress=False), train, None)
+
+
+def test_refit_refuses_a_non_keras_file_before_reading_any_photo(tmp_path):
+    """An installer pointing at an exported file hears about the model, not about missing photos."""
+    from facegate.convert.distill.refit import RefitConfig, refit_head
+    with pytest.raises(ModelError, match="not a Keras student"):
+        refit_head(RefitConfig(model="edge/models/facenet-student/facenet-student_fp16.tflite", out=tmp_path / "o",
+                               progress=False), data_folders=[tmp_path / "no-such-folder"])

@@ -51,19 +51,28 @@ def heldout_numbers(model, val: TargetSet | None) -> dict:
     return out
 
 
-def refit_student_head(cfg: RefitConfig, train: TargetSet, val: TargetSet | None) -> dict:
-    """Load the student, refit its head on `train`, save it under cfg.out; before/after numbers."""
+def load_refittable(path: str):
+    """The student as an Embedder whose backend holds the Keras model; ModelError, before any data is
+    read, when the file is not a Keras student with the peer student's linear head."""
     from facegate.convert.distill.head import HEAD_CONV
     from facegate.convert.registry import resolve_embedder
 
-    source = resolve_embedder(cfg.model)
+    source = resolve_embedder(path)
     model = getattr(source.backend, "model", None)
     if model is None:
-        raise ModelError(f"{cfg.model}: not a Keras student file; the head is refitted on a .keras student")
+        raise ModelError(f"{path}: not a Keras student file; the head is refitted on a .keras student")
     if HEAD_CONV not in {layer.name for layer in model.layers}:
-        raise ModelError(f"{cfg.model} has no {HEAD_CONV!r} layer: only students built on the pretrained "
+        raise ModelError(f"{path} has no {HEAD_CONV!r} layer: only students built on the pretrained "
                          "MobileFaceNet (`distill embedder --student peer` and its `distill compress` results) have "
                          "the linear head this refits")
+    return source
+
+
+def refit_student_head(cfg: RefitConfig, train: TargetSet, val: TargetSet | None, source=None) -> dict:
+    """Refit the student's head on `train`, save it under cfg.out; held-out numbers before and after.
+    `source`: the student already loaded by `load_refittable` (else it is loaded here)."""
+    source = source or load_refittable(cfg.model)
+    model = source.backend.model
     before = heldout_numbers(model, val)
     log.info("held-out before the refit: %s", before)
     refinement = Refinement(weight=cfg.relational, peer_mix=cfg.peer_mix, steps=cfg.steps)
@@ -89,8 +98,9 @@ def refit_head(cfg: RefitConfig, data_folders: list[Path] | None = None, teacher
     """Same photos, teacher targets and held-out identities as `facegate distill embedder`."""
     from facegate.convert.distill.pipeline import gather_photos, prepare_targets, split_targets
 
+    source = load_refittable(cfg.model)
     photos = gather_photos(data_folders, max_images, cfg.seed)
     data = prepare_targets(photos, teacher, progress=cfg.progress, cache=targets_cache)
     train, val = split_targets(data, hold_out_every)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    return refit_student_head(cfg, train, val)
+    return refit_student_head(cfg, train, val, source)
