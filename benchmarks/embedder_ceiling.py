@@ -37,19 +37,6 @@ import numpy as np
 GRID = ((0.0, 0.0), (10.0, 0.5), (10.0, 0.75), (10.0, 1.0), (30.0, 0.5), (100.0, 0.5))
 
 
-def unit(a: np.ndarray) -> np.ndarray:
-    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-
-
-def tar_at_far(emb: np.ndarray, ids: np.ndarray, far: float = 1e-3) -> float:
-    """TAR among all same/different-person pairs of a labelled set at the threshold giving `far`."""
-    sims = emb @ emb.T
-    iu = np.triu_indices(len(ids), 1)
-    same = (ids[:, None] == ids[None, :])[iu] & (ids[iu[0]] >= 0)
-    impostor = np.sort(sims[iu][~same])
-    return float(np.mean(sims[iu][same] > impostor[int(len(impostor) * (1 - far))]))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/students/ceiling"))
@@ -59,16 +46,18 @@ def main() -> None:
 
     from facegate.convert.datasets import lfw_dir
     from facegate.convert.distill.augment import AugmentConfig, augment_batch
-    from facegate.convert.distill.embedder import NORMALISATION, label_ids, pair_accuracy
+    from facegate.convert.distill.embedder import NORMALISATION, label_ids, labelled_pairs, pair_accuracy
     from facegate.convert.distill.head import Refinement, head_features, refine_head, ridge_map
     from facegate.convert.distill.pipeline import default_photos, default_teacher, prepare_targets, split_targets
     from facegate.convert.evaluate.embeddings import embed_files
     from facegate.convert.evaluate.faces import FaceFinder
+    from facegate.convert.evaluate.metrics import roc_curve, tar_at_far
     from facegate.convert.evaluate.pairs import read_lfw_pairs
     from facegate.convert.evaluate.verification import verification_summary
     from facegate.convert.registry import resolve_embedder
     from facegate.convert.students.peer import PeerStudentConfig
     from facegate.edge.align import align_face
+    from facegate.edge.embed import l2_normalise as unit
     from facegate.edge.images import load_rgb
     from facegate.edge.registry import load_detector
 
@@ -131,7 +120,7 @@ def main() -> None:
         e_val = unit(f_val @ w + b)
         held = {"heldout_cosine_to_teacher": round(float(np.mean(np.sum(e_val * unit(val.targets), 1))), 4),
                 "heldout_pair_accuracy": pair_accuracy(e_val, val_ids)["pair_accuracy"],
-                "heldout_tar_at_far_1e-3": round(tar_at_far(e_val, val_ids), 4)}
+                "heldout_tar_at_far_1e-3": round(tar_at_far(roc_curve(*labelled_pairs(e_val, val_ids)), 1e-3), 4)}
         name = "student head, ridge only" if weight == 0 else f"student head, relational weight {weight:g}, peer share {mix:g}"
         sims = cosines(f_lfw @ w + b)
         score(name + (" (shipped setting)" if (weight, mix) == (10.0, 0.5) else ""), sims, **held)

@@ -113,13 +113,18 @@ def batch_indices(ids: np.ndarray, batch: int, rng: np.random.Generator, identit
     return out
 
 
+def labelled_pairs(emb: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of faces once: (cosine, same person). Unlabelled faces (negative ids) are never
+    the same person as anyone."""
+    iu = np.triu_indices(len(ids), 1)
+    same = (ids[:, None] == ids[None, :])[iu] & (ids[iu[0]] >= 0)
+    return (emb @ emb.T)[iu], same
+
+
 def pair_accuracy(emb: np.ndarray, ids: np.ndarray) -> dict:
     """Same/different-person verification among held-out faces: best-threshold accuracy on a
     balanced set of pairs and the mean genuine / impostor cosine."""
-    sims = emb @ emb.T
-    iu = np.triu_indices(len(ids), 1)
-    same = (ids[:, None] == ids[None, :])[iu] & (ids[iu[0]] >= 0)
-    scores = sims[iu]
+    scores, same = labelled_pairs(emb, ids)
     gen, imp = scores[same], scores[~same]
     if not len(gen) or not len(imp):
         return {}
@@ -130,6 +135,15 @@ def pair_accuracy(emb: np.ndarray, ids: np.ndarray) -> dict:
     best = max(float(np.mean((allv >= t) == lab)) for t in np.unique(np.round(allv, 3)))
     return {"pair_accuracy": round(best, 4), "genuine_mean": round(float(gen.mean()), 4),
             "impostor_mean": round(float(imp.mean()), 4), "genuine_pairs": int(len(gen))}
+
+
+def heldout_metrics(emb: np.ndarray, val: TargetSet) -> dict:
+    """Held-out identities: cosine of unit embeddings `emb` to the teacher's targets (mean, 5th
+    percentile) and the same/different-person numbers of `pair_accuracy`, keys prefixed `val_`."""
+    cos = np.sum(emb * val.targets, axis=1)
+    out = {"val_cosine_mean": round(float(cos.mean()), 4), "val_cosine_p05": round(float(np.percentile(cos, 5)), 4)}
+    out.update({f"val_{k}": v for k, v in pair_accuracy(emb, label_ids(val.labels)).items()})
+    return out
 
 
 def embed_faces(model, crops: np.ndarray, batch: int = 128) -> np.ndarray:
@@ -288,12 +302,8 @@ class Trainer:
         if self.val_set is None or not len(self.val_set):
             return {}
         self.recalibrate_bn()
-        emb = self.embed(self.val_set.centre_crops())
-        cos = np.sum(emb * self.val_set.targets, axis=1)
-        out = {"val_cosine_mean": round(float(cos.mean()), 4), "val_cosine_p05": round(float(np.percentile(cos, 5)), 4)}
-        ids = label_ids(self.val_set.labels)
-        out.update({f"val_{k}": v for k, v in pair_accuracy(emb, ids).items()})
-        teacher = pair_accuracy(self.val_set.targets, ids)
+        out = heldout_metrics(self.embed(self.val_set.centre_crops()), self.val_set)
+        teacher = pair_accuracy(self.val_set.targets, label_ids(self.val_set.labels))
         if teacher:
             out["val_teacher_pair_accuracy"] = teacher["pair_accuracy"]
         return out

@@ -93,6 +93,7 @@ def fit_head(model, data: TargetSet, normalisation: str, views: int = 4, ridge: 
     if views < 1:
         raise ValueError("fit_head needs at least one view of each face")
     rng = np.random.default_rng(seed)
+    refine = reference is not None and refinement.steps > 0 and refinement.weight > 0
     feats, targets, refs = [], [], []
     aug = AugmentConfig()
     for v in tqdm(range(views), desc="head views", unit="view", disable=not progress):
@@ -105,12 +106,12 @@ def fit_head(model, data: TargetSet, normalisation: str, views: int = 4, ridge: 
         crops = np.ascontiguousarray(crops)
         feats.append(head_features(model, crops, normalisation))
         targets.append(data.targets.astype(np.float64))
-        if reference is not None:
+        if refine:
             refs.append(np.asarray(reference(crops, feats[-1]), np.float64))
     x, y = np.concatenate(feats), np.concatenate(targets)
     w, bias = ridge_map(x, y, ridge)
     fit = HeadFit(views=views, samples=len(x), ridge=ridge, train_cosine=_mean_cosine(x @ w + bias, y))
-    if reference is not None and refinement.steps > 0 and refinement.weight > 0:
+    if refine:
         w, bias = refine_head(x, y, np.concatenate(refs), w, bias, refinement, seed, progress)
         fit.relational_weight, fit.peer_mix, fit.steps = refinement.weight, refinement.peer_mix, refinement.steps
         fit.refined_train_cosine = _mean_cosine(x @ w + bias, y)

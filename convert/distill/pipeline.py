@@ -65,16 +65,23 @@ def split_targets(data: TargetSet, hold_out_every: int) -> tuple[TargetSet, Targ
     return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
 
 
-def train_on_targets(trainer, cfg, data_folders: list[Path] | None, teacher: str | None, max_images: int | None,
-                     hold_out_every: int, resume: bool, targets_cache: Path | None) -> dict:
-    """Gather the photos, cache the teacher's targets, hold out identities and run `trainer(cfg,
-    train, val).fit()` — the same data for every embedder trainer (distill, compress)."""
-    photos = gather_photos(data_folders, max_images, cfg.seed)
+def load_targets(data_folders: list[Path] | None, teacher: str | None, max_images: int | None, hold_out_every: int,
+                 seed: int, progress: bool, targets_cache: Path | None) -> tuple[TargetSet, TargetSet | None]:
+    """Gather the photos, cache the teacher's targets and hold out identities: (train, held-out) —
+    the same data for everything that fits an embedder student (distill, compress, head)."""
+    photos = gather_photos(data_folders, max_images, seed)
     log.info("%d training photos", len(photos))
-    data = prepare_targets(photos, teacher, progress=cfg.progress, cache=targets_cache)
+    data = prepare_targets(photos, teacher, progress=progress, cache=targets_cache)
     train, val = split_targets(data, hold_out_every)
     log.info("training on %d faces, validating on %d faces of held-out identities", len(train),
              0 if val is None else len(val))
+    return train, val
+
+
+def train_on_targets(trainer, cfg, data_folders: list[Path] | None, teacher: str | None, max_images: int | None,
+                     hold_out_every: int, resume: bool, targets_cache: Path | None) -> dict:
+    """`load_targets`, then `trainer(cfg, train, val).fit()` (distill, compress)."""
+    train, val = load_targets(data_folders, teacher, max_images, hold_out_every, cfg.seed, cfg.progress, targets_cache)
     result = trainer(cfg, train, val).fit(resume=resume)
     result.update({"train_faces": len(train), "val_faces": 0 if val is None else len(val),
                    "student": str(cfg.out / "student.keras")})

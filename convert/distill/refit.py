@@ -15,9 +15,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
-from facegate.convert.distill.embedder import NORMALISATION, embed_faces, label_ids, pair_accuracy, save_student_file
+from facegate.convert.distill.embedder import NORMALISATION, embed_faces, heldout_metrics, save_student_file
 from facegate.convert.distill.head import Refinement, fit_head, peer_crop_reference
 from facegate.convert.distill.targets import TargetSet
 from facegate.edge.errors import ModelError
@@ -42,13 +40,10 @@ class RefitConfig:
 
 
 def heldout_numbers(model, val: TargetSet | None) -> dict:
-    """Cosine to the teacher and pair accuracy on the held-out identities."""
+    """`heldout_metrics` of the model's embeddings of the held-out faces ({} without any)."""
     if val is None or not len(val):
         return {}
-    emb = embed_faces(model, val.centre_crops())
-    out = {"val_cosine_mean": round(float(np.mean(np.sum(emb * val.targets, axis=1))), 4)}
-    out.update({f"val_{k}": v for k, v in pair_accuracy(emb, label_ids(val.labels)).items()})
-    return out
+    return heldout_metrics(embed_faces(model, val.centre_crops()), val)
 
 
 def load_refittable(path: str):
@@ -96,11 +91,9 @@ def refit_student_head(cfg: RefitConfig, train: TargetSet, val: TargetSet | None
 def refit_head(cfg: RefitConfig, data_folders: list[Path] | None = None, teacher: str | None = None,
                max_images: int | None = None, hold_out_every: int = 8, targets_cache: Path | None = None) -> dict:
     """Same photos, teacher targets and held-out identities as `facegate distill embedder`."""
-    from facegate.convert.distill.pipeline import gather_photos, prepare_targets, split_targets
+    from facegate.convert.distill.pipeline import load_targets
 
     source = load_refittable(cfg.model)
-    photos = gather_photos(data_folders, max_images, cfg.seed)
-    data = prepare_targets(photos, teacher, progress=cfg.progress, cache=targets_cache)
-    train, val = split_targets(data, hold_out_every)
+    train, val = load_targets(data_folders, teacher, max_images, hold_out_every, cfg.seed, cfg.progress, targets_cache)
     cfg.out.mkdir(parents=True, exist_ok=True)
     return refit_student_head(cfg, train, val, source)
