@@ -1,4 +1,5 @@
-"""Argument helpers shared by the app modules: gallery key options, pipeline options, output."""
+"""Argument helpers shared by the command groups: gallery key, pipeline, detector and evaluation options,
+and output. Imports here stay light: `facegate --help` and every parser are built from them."""
 from __future__ import annotations
 
 import argparse
@@ -10,10 +11,7 @@ from pathlib import Path
 
 from facegate.edge.errors import KeyFileError
 from facegate.edge.gallery.keys import ENV_KEY, ENV_PASSPHRASE, KeySource
-
-#: exit codes for decisions, so scripts can branch on them
-EXIT_RETRY = 10
-EXIT_REJECT = 11
+from facegate.edge.registry import DEFAULT_DETECTOR
 
 
 def add_gallery_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -45,7 +43,7 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
 
 
 def pipeline_from_args(args):
-    from facegate.edge.pipeline import Pipeline, PipelineConfig
+    from facegate.edge.face.pipeline import Pipeline, PipelineConfig
     cfg = PipelineConfig.from_toml(args.config) if getattr(args, "config", None) else PipelineConfig()
     overrides = {k: v for k, v in (("embedder", args.embedder), ("detector_format", args.detector_format),
                                    ("threads", args.threads)) if v is not None}
@@ -58,3 +56,47 @@ def emit(obj: dict, as_json: bool) -> None:
     else:
         for k, v in obj.items():
             print(f"{k}: {v}")
+
+
+def add_detector_args(p: argparse.ArgumentParser) -> None:
+    """The MTCNN cascade's options (the detector set, file type, cascade settings, threads)."""
+    p.add_argument("--detector", default=DEFAULT_DETECTOR,
+                   help="detector model set (committed name or folder with pnet/rnet/onet files)")
+    p.add_argument("--detector-format", choices=["tflite", "onnx"], default=None,
+                   help="which files of the detector set to run (default: tflite if LiteRT is installed)")
+    p.add_argument("--min-face", type=float, default=20.0, help="smallest face to detect, pixels")
+    p.add_argument("--thresholds", type=float, nargs=3, default=None, metavar=("P", "R", "O"),
+                   help="P-Net, R-Net, O-Net face score thresholds (default: the detector's own, from its "
+                        "cards; 0.6 0.7 0.8 for the teacher)")
+    p.add_argument("--nms", choices=["reference", "greedy"], default="reference",
+                   help="NMS rule: the mtcnn package's (reference) or classic greedy")
+    p.add_argument("--pyramid-factor", type=float, default=0.709,
+                   help="image pyramid step (smaller: fewer levels, faster, may miss faces between scales)")
+    p.add_argument("--chained-pyramid", action="store_true",
+                   help="resize each pyramid level from the previous one (faster; not bit-parity with mtcnn 1.0.0)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: runtime's choice)")
+
+
+def detector_from_args(args):
+    """The cascade `add_detector_args` describes."""
+    from facegate.edge.detect import CascadeConfig
+    from facegate.edge.registry import load_detector
+    return load_detector(args.detector, fmt=args.detector_format, threads=args.threads,
+                         config=CascadeConfig(min_face_size=args.min_face,
+                                              thresholds=tuple(args.thresholds) if args.thresholds else None,
+                                              nms_mode=args.nms, chained_pyramid=args.chained_pyramid,
+                                              scale_factor=args.pyramid_factor))
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/eval/<task>)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_eval_args(p: argparse.ArgumentParser, model_default: str | None = "facenet-teacher") -> None:
+    """Options of the evaluations that embed faces: the model, output, caching, and the detector."""
+    p.add_argument("--model", default=model_default, help="registered model name or model file with card")
+    p.add_argument("--no-cache", action="store_true", help="recompute detections and embeddings")
+    add_output_args(p)
+    add_detector_args(p)
+

@@ -14,10 +14,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from facegate.apps.common import EXIT_REJECT
-from facegate.apps.enroll import binding_of, encode_crop
-from facegate.edge.errors import NoFaceError
-from facegate.edge.gallery import Decision, GalleryStore, KeySource, Matcher
+from facegate.edge.errors import EXIT_REJECT, NoFaceError
+from facegate.edge.face.capture import encode_crop
+from facegate.edge.gallery import Decision, GalleryStore, KeySource, Matcher, ModelBinding
 from facegate.edge.gallery.matching import thresholds_from_card
 from facegate.edge.images import list_images, load_rgb
 
@@ -47,7 +46,7 @@ def ensure_teacher_export() -> Path:
 def run_demo(data: Path | None = None, workdir: Path | None = None, per_person: int = 8, threads: int | None = None,
              far: str = "1e-3", embedder: Path | None = None) -> dict:
     from facegate.edge.downloads import celebrity5_dir
-    from facegate.edge.pipeline import Pipeline
+    from facegate.edge.face.pipeline import Pipeline
     from facegate.edge.registry import default_embedder_path
 
     root = Path(data) if data else celebrity5_dir()
@@ -55,7 +54,7 @@ def run_demo(data: Path | None = None, workdir: Path | None = None, per_person: 
     accept, retry = thresholds_from_card(pipe.embedder.card.thresholds, far)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="facegate-demo-"))
     store = GalleryStore(workdir / "demo-gallery.fgg", KeySource("raw", secrets.token_bytes(32)))
-    binding = binding_of(pipe.embedder)
+    binding = ModelBinding.for_embedder(pipe.embedder)
     store.create(binding, keep_crops=True)
     print(f"models: detector {pipe.detector.name}, embedder {pipe.embedder.name} "
           f"(accept >= {accept:.3f} at FAR {far}, retry >= {retry:.3f})")

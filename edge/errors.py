@@ -1,15 +1,61 @@
-"""Exceptions with messages an installer can act on.
+"""Exceptions with messages an installer can act on, and the one table of exit codes.
 
-Every error facegate raises on purpose derives from :class:`FacegateError`, so the CLI can print the
-message and exit non-zero instead of a traceback.
+Every error facegate raises on purpose derives from :class:`FacegateError`, so the CLI prints the
+message and exits with the class's code instead of a traceback. :data:`EXIT_CODES` is the table the
+README documents (a test keeps the two identical); the decision codes of `verify`/`identify` and the
+self-test's failure code live here too, so no module writes a bare number.
 """
 from __future__ import annotations
+
+#: the command finished; for `verify` / `identify`: accept
+EXIT_OK = 0
+#: `verify` / `identify`: score between the retry and accept thresholds, or ambiguous
+EXIT_RETRY = 10
+#: `verify` / `identify` / `demo`: reject (`demo`: a false accept happened)
+EXIT_REJECT = 11
+#: `hardware selftest` / `hardware emulate`: a check failed
+EXIT_SELFTEST_FAILED = 16
+#: Ctrl-C or SIGINT
+EXIT_INTERRUPTED = 130
+
+#: every exit code and its meaning, as the README's table shows it
+EXIT_CODES: dict[int, str] = {
+    0: "success; for `verify`/`identify`: **accept**",
+    1: "other facegate error",
+    2: "bad command-line usage or configuration",
+    3: "an image is missing, empty or corrupt",
+    4: "a model file or card is missing, corrupt, or fails its sha256 check; no runtime for it",
+    5: "a dataset, pairs or ground-truth file is missing or malformed",
+    6: "downloading or verifying teacher weights failed",
+    7: "gallery error: wrong key, corrupt/tampered/truncated file (left untouched), other model, locked",
+    8: "no such person in the gallery",
+    9: "no usable face (none found, or every face failed a quality gate; the reasons are printed)",
+    10: "`verify`/`identify`: **retry** (score between the retry and accept thresholds, or ambiguous)",
+    11: "`verify`/`identify`/`demo`: **reject** (`demo`: a false accept happened)",
+    12: "relay cannot be driven (missing GPIO library, pin busy)",
+    13: "audit log damaged, edited or incomplete (`audit verify`)",
+    14: "camera cannot be opened",
+    15: "bundle cannot be built or does not match its checksums",
+    16: "`hardware selftest` / `hardware emulate`: a check failed",
+    17: "the aarch64 emulation cannot be prepared or started (qemu, debootstrap, wheels)",
+    130: "interrupted",
+}
 
 
 class FacegateError(Exception):
     """Base class: the message is meant for the person at the terminal."""
 
     exit_code = 1
+
+
+class UsageError(FacegateError):
+    """A command-line value is not allowed (unknown format, board, out-of-range option)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A configuration file has an unknown key or a value of the wrong type or range."""
 
 
 class ImageError(FacegateError):
@@ -80,3 +126,33 @@ class NoFaceError(FacegateError):
     """No usable face in the image (none found, or every face failed a quality gate)."""
 
     exit_code = 9
+
+
+class RelayError(FacegateError):
+    """The door relay cannot be driven (missing GPIO library, pin busy)."""
+
+    exit_code = 12
+
+
+class AuditError(FacegateError):
+    """The audit log is damaged, edited or incomplete."""
+
+    exit_code = 13
+
+
+class CameraError(FacegateError):
+    """The camera (or replay source) cannot be opened or read."""
+
+    exit_code = 14
+
+
+class BundleError(FacegateError):
+    """An install bundle cannot be built, or does not match its checksums."""
+
+    exit_code = 15
+
+
+class EmulationError(FacegateError):
+    """The emulated aarch64 board cannot be prepared or started."""
+
+    exit_code = 17

@@ -7,20 +7,20 @@ detector files.
 from __future__ import annotations
 
 import logging
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from facegate.edge.backends import load_backend, suffix_for_backend
 from facegate.edge.cards import load_card
 from facegate.edge.detect.mtcnn import MTCNN, REFERENCE_THRESHOLDS, CascadeConfig
 from facegate.edge.downloads import cache_dir
-from facegate.edge.embed import Embedder
 from facegate.edge.errors import ModelError
+from facegate.edge.face.embed import Embedder
 
 log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-#: the distilled student is the default detector since issue 6's stage 8 (teacher-level WIDER AP and
-#: landmarks, 1.2-1.3x faster per frame here: docs/benchmarks.md); the teacher and the int8 set are
-#: selectable by name
+#: the distilled student is the default detector (teacher-level WIDER AP and landmarks, 1.2-1.3x faster
+#: per frame here: docs/benchmarks.md); the teacher and the int8 set are selectable by name
 DEFAULT_DETECTOR = "mtcnn-student"
 DETECTORS = ("mtcnn-teacher", "mtcnn-student", "mtcnn-student-int8")
 
@@ -62,9 +62,49 @@ def default_embedder_path() -> Path:
                      "reinstall facegate), or pass --embedder MODEL_FILE (with its .json card).")
 
 
-def load_embedder(path: str | Path | None = None, threads: int | None = None, backend: str | None = None) -> Embedder:
-    """An embedder from a model file + card (default: :func:`default_embedder_path`)."""
-    return Embedder.from_file(Path(path) if path else default_embedder_path(), threads=threads, backend=backend)
+#: the committed embedders by name (`get_embedder("facenet-student")`)
+EMBEDDERS: dict[str, str] = {"facenet-student": COMMITTED_EMBEDDERS[0]}
+#: entry-point group through which packages that may use TensorFlow (facegate.convert) serve models the
+#: edge runtime cannot open itself (the Keras teacher, .keras files); edge never imports them by name
+PROVIDER_GROUP = "facegate.embedders"
+
+
+def get_embedder(spec: str | Path | None = None, threads: int | None = None, backend: str | None = None) -> Embedder:
+    """The one way to obtain an embedder, by name or path (like insightface's ``get_model``).
+
+    * None: the runtime default (:func:`default_embedder_path`);
+    * a committed name (``facenet-student``) or a model file with its card (.tflite / .onnx);
+    * anything else is offered to the installed providers (``facenet-teacher`` and ``.keras`` files come
+      from ``facegate.convert`` and need the `convert` extra).
+    """
+    if spec is None or str(spec) == "":
+        return Embedder.from_file(default_embedder_path(), threads=threads, backend=backend)
+    text = str(spec)
+    if text in EMBEDDERS:
+        return Embedder.from_file(MODELS_DIR / EMBEDDERS[text], threads=threads, backend=backend)
+    path = Path(text)
+    if path.suffix in (".tflite", ".onnx") or path.is_dir():
+        return Embedder.from_file(path, threads=threads, backend=backend)
+    missing = []
+    for entry in entry_points(group=PROVIDER_GROUP):
+        try:
+            provider = entry.load()
+        except ImportError as exc:
+            missing.append(f"{entry.value.split(':')[0]} ({exc.name} is not installed)")
+            continue
+        try:
+            embedder = provider(text, threads=threads)
+        except ImportError as exc:
+            missing.append(f"{entry.value.split(':')[0]} ({exc.name} is not installed)")
+            continue
+        if embedder is not None:
+            return embedder
+    if missing:
+        raise ModelError(f"cannot open model {text!r} with the edge runtime, and the provider that could needs "
+                         f"more: {'; '.join(missing)}. Install the workstation extra: pip install 'facegate[convert]'")
+    known = ", ".join([*EMBEDDERS, "facenet-teacher"])
+    raise ModelError(f"unknown model {text!r}: not one of {known} and no such model file (.tflite/.onnx/.keras "
+                     "with its .json card)")
 
 
 def _preferred_suffix(folder: Path, backend: str | None = None) -> str:

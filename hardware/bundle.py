@@ -23,17 +23,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from facegate.edge.config import dump_toml
 from facegate.edge.downloads import cache_dir, sha256_of
-from facegate.edge.errors import FacegateError
+from facegate.edge.errors import BundleError, ConfigError
 from facegate.hardware.profiles import BoardProfile, load_profile
 
 log = logging.getLogger(__name__)
 HARDWARE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = HARDWARE_DIR.parent
 
-
-class BundleError(FacegateError):
-    exit_code = 15
 
 
 def _wheel_name_version(filename: str) -> tuple[str, str]:
@@ -72,18 +70,17 @@ def build_facegate_wheel(dest: Path) -> Path:
     return wheels[-1]
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return str(v)
-    return json.dumps(v)
-
-
 def door_toml(profile: BoardProfile, embedder_file: str | None) -> str:
-    sections = {
-        "door": {"mode": "identify", "detect_every": 2, "pulse_seconds": 3},
-        "door.policy": {"k": 3, "n": 5, "cooldown_s": 5, "max_failures": 5, "failure_window_s": 60, "lockout_s": 60},
+    """The bundle's `config/door.toml`: safe door defaults plus the profile's camera, relay and pipeline
+    sections, checked against the door's own schema before it is written (a profile with a typo fails
+    the build, not the board)."""
+    from facegate.edge.door.config import door_config_from_dict
+    from facegate.edge.registry import DEFAULT_DETECTOR
+
+    doc = {
+        "door": {"mode": "identify", "detect_every": 2, "pulse_seconds": 3,
+                 "policy": {"k": 3, "n": 5, "cooldown_s": 5, "max_failures": 5, "failure_window_s": 60,
+                            "lockout_s": 60}},
         "camera": dict(profile.door.get("camera", {})),
         "relay": dict(profile.door.get("relay", {})),
         "gallery": {"path": "/var/lib/facegate/gallery.fgg", "key_file": "/etc/facegate/gallery.key",
@@ -91,18 +88,15 @@ def door_toml(profile: BoardProfile, embedder_file: str | None) -> str:
         "audit": {"path": "/var/lib/facegate/audit.jsonl"},
         "http": {"enabled": True, "host": "127.0.0.1", "port": 8080},
         "display": {"mode": "headless"},
-        "pipeline": dict(profile.door.get("pipeline", {})),
+        "pipeline": {**profile.door.get("pipeline", {}), "detector": f"/opt/facegate/models/{DEFAULT_DETECTOR}"},
     }
-    from facegate.edge.registry import DEFAULT_DETECTOR
-    sections["pipeline"]["detector"] = f"/opt/facegate/models/{DEFAULT_DETECTOR}"
     if embedder_file:
-        sections["pipeline"]["embedder"] = f"/opt/facegate/models/{embedder_file}"
-    lines = [f"# facegate door configuration for {profile.description}", ""]
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-        lines.append("")
-    return "\n".join(lines)
+        doc["pipeline"]["embedder"] = f"/opt/facegate/models/{embedder_file}"
+    try:
+        door_config_from_dict(doc)
+    except ConfigError as exc:
+        raise BundleError(f"board profile {profile.name}: its door sections do not fit door.toml: {exc}") from exc
+    return dump_toml(doc, header=f"facegate door configuration for {profile.description}")
 
 
 INSTALL_SH = r"""#!/bin/sh

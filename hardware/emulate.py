@@ -21,7 +21,7 @@ from pathlib import Path
 
 from facegate.edge.backends import suffix_for_backend
 from facegate.edge.downloads import cache_dir
-from facegate.edge.errors import FacegateError
+from facegate.edge.errors import EmulationError
 from facegate.hardware.profiles import load_profile
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 LEGACY_RUNTIME = ("numpy==1.26.4", "tflite-runtime==2.14.0", "opencv-python-headless==4.11.0.86",
                   "cryptography==50.0.2", "cffi==2.1.1", "pycparser==3.12", "tqdm==4.70.1")
 
-
-class EmulationError(FacegateError):
-    exit_code = 17
 
 
 def _need(tool: str, package: str) -> str:

@@ -6,13 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facegate.edge.config import read_toml
-from facegate.edge.errors import FacegateError
+from facegate.edge.errors import UsageError
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 
-
-class ProfileError(FacegateError):
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ def list_profiles() -> list[str]:
 def load_profile(name: str) -> BoardProfile:
     path = PROFILES_DIR / f"{name}.toml"
     if not path.exists():
-        raise ProfileError(f"unknown board {name!r}; known: {', '.join(list_profiles())}")
+        raise UsageError(f"unknown board {name!r}; known: {', '.join(list_profiles())}")
     doc = read_toml(path)
     b = doc["board"]
     return BoardProfile(name, b["description"], b["python"], tuple(b["platforms"]), tuple(b["requirements"]),

@@ -54,9 +54,9 @@ def run_selftest(bundle: Path | None = None, embedder: Path | None = None, detec
                  backend: str | None = None) -> SelfTestReport:
     from facegate.edge.cards import load_card
     from facegate.edge.detect.face import pick_face
+    from facegate.edge.face.pipeline import Pipeline, PipelineConfig
     from facegate.edge.gallery import Decision, GalleryStore, KeySource, Matcher, ModelBinding
     from facegate.edge.images import list_images, load_rgb
-    from facegate.edge.pipeline import Pipeline, PipelineConfig
     from facegate.edge.registry import DEFAULT_DETECTOR, MODELS_DIR, default_embedder_path
 
     report = SelfTestReport()
@@ -143,7 +143,7 @@ def run_selftest(bundle: Path | None = None, embedder: Path | None = None, detec
 
     if relay:
         def toggle():
-            from facegate.edge.relay import make_relay
+            from facegate.edge.door.relay import make_relay
             r = make_relay(relay, relay_pin)
             states = [r.locked]
             r.unlock()

@@ -8,9 +8,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chat
 
 import pytest
 
+from facegate.convert.datasets import shared_datasets
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACEGATE_SHARED", ROOT.parent / "shared"))
-DATASETS = SHARED / "datasets"
+DATASETS = shared_datasets()
 TEACHER_DETECTOR = ROOT / "edge" / "models" / "mtcnn-teacher"
 
 
@@ -57,7 +58,7 @@ def embedder_path() -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline(embedder_path):
-    from facegate.edge.pipeline import Pipeline
+    from facegate.edge.face.pipeline import Pipeline
     return Pipeline.from_config(embedder=str(embedder_path), min_face_size=20)
 
 

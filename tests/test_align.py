@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from facegate.edge.align import TEMPLATE_112, align_similarity, fallback_face, margin_crop, template, umeyama
+from facegate.edge.face.align import TEMPLATE_112, align_similarity, fallback_face, margin_crop, template, umeyama
 
 
 def _similarity(angle_deg, scale, tx, ty):

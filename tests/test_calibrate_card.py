@@ -32,3 +32,28 @@ def test_calibration_rewrites_card_and_usage(tmp_path):
     assert card.thresholds["1e-2"] == pytest.approx(new) and card.accuracy["calibration"]["impostor_pairs"] > 0
     usage = model.with_name(model.name + ".USAGE.md").read_text()
     assert f"| 1e-2 | {new:.4f} |" in usage and f"| 1e-2 | {stale:.4f} |" not in usage
+
+
+def test_detector_threshold_search_scores_only_training_images(wider_dir, tmp_path, capsys):
+    """`facegate calibrate detector` on a few training images with a two-value P-Net grid: every tried
+    setting is scored and printed, the best is the one with the highest objective, the result is written."""
+    import json
+
+    from facegate.apps.cli import main
+    from facegate.calibration import detector_thresholds as dt
+
+    seen = []
+    r = dt.search_cascade_thresholds("mtcnn-student", wider=wider_dir, grid={0: (0.3, 0.6), 1: (0.7,), 2: (0.8,)},
+                                     max_images=6, report=seen.append)
+    assert [t["thresholds"] for t in r["tried"]] == [[0.3, 0.7, 0.8], [0.6, 0.7, 0.8]] and seen == r["tried"]
+    best = max(r["tried"], key=lambda t: t["objective"])
+    assert r["best"] == best["thresholds"] and 0 < best["objective"] <= 1
+    assert "index % 4 != 0" in r["split"]
+    out = tmp_path / "thresholds.json"
+    assert main(["calibrate", "detector", "--detector", "mtcnn-student", "--wider", str(wider_dir),
+                 "--max-images", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "best thresholds on the training images" in printed and "--thresholds" in printed
+    written = json.loads(out.read_text())
+    assert written["command"].startswith("facegate calibrate detector") and len(written["tried"]) >= 7
+

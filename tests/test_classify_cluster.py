@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from facegate.edge.classifier import LinearSVM
-from facegate.edge.cluster import dbscan_cosine, kmeans_pp
+from facegate.edge.face.classifier import LinearSVM
+from facegate.edge.face.cluster import dbscan_cosine, kmeans_pp
 from facegate.edge.images import list_images, load_rgb
 
 pytestmark = pytest.mark.slow

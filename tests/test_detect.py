@@ -127,6 +127,6 @@ def test_chained_pyramid_finds_the_same_faces(detector, lfw_images, wider_dir):
 
 
 def test_door_pipeline_uses_the_chained_pyramid():
-    from facegate.edge.pipeline import Pipeline, PipelineConfig
+    from facegate.edge.face.pipeline import Pipeline, PipelineConfig
     assert Pipeline.from_config(PipelineConfig()).detector.config.chained_pyramid
     assert not Pipeline.from_config(PipelineConfig(chained_pyramid=False)).detector.config.chained_pyramid

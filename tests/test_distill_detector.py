@@ -163,7 +163,7 @@ def test_speed_features_find_the_same_face(lfw_images):
 
 
 def test_students_are_selectable_by_name_in_the_pipeline(lfw_images):
-    from facegate.edge.pipeline import Pipeline, PipelineConfig
+    from facegate.edge.face.pipeline import Pipeline, PipelineConfig
     from facegate.edge.registry import DETECTORS
     assert {STUDENT, f"{STUDENT}-int8"} <= set(DETECTORS)
     embedder = MODELS_DIR / "facenet-student" / "facenet-student_int8.tflite"
@@ -217,7 +217,7 @@ def test_jittered_stage_samples_carry_the_teachers_labels_of_what_the_net_sees(l
     """Consistent teaching: each stored crop (jittered or not) is paired with the teacher's outputs
     on that very crop, so the student is never asked for an answer to a picture it was not shown."""
     from facegate.convert.distill.detector_data import TrainImage, stage_samples
-    from facegate.edge.detect.mtcnn import _split_outputs
+    from facegate.edge.detect.mtcnn import split_outputs
 
     teacher = load_detector("mtcnn-teacher", fmt="tflite", config=CascadeConfig(min_face_size=20))
     images = [TrainImage(paths[0], np.zeros((0, 4))) for paths in list(lfw_images.values())[:2]]
@@ -227,7 +227,7 @@ def test_jittered_stage_samples_carry_the_teachers_labels_of_what_the_net_sees(l
                              progress=False, camera_share=1.0)
     assert plain["x"].shape == jittered["x"].shape
     assert not np.allclose(plain["x"].astype(np.float32), jittered["x"].astype(np.float32))
-    out = _split_outputs(teacher.onet.run([jittered["x"].astype(np.float32)]))
+    out = split_outputs(teacher.onet.run([jittered["x"].astype(np.float32)]))
     np.testing.assert_allclose(out["prob"][:, 1:2], jittered["prob"], atol=2e-2)
     np.testing.assert_allclose(out["landmarks"], jittered["landmarks"], atol=2e-2)
     assert (jittered["prob"] > 0.9).any()          # the faces are still faces after the camera
@@ -275,7 +275,7 @@ def test_crop_views_are_new_pictures_of_the_same_crops_and_the_teacher_relabels_
     mirror: the left eye of the mirrored face is the mirrored right eye)."""
     from facegate.convert.distill.detector_data import crop_views, relabel
     from facegate.edge.detect.boxes import crop_and_resize
-    from facegate.edge.detect.mtcnn import _split_outputs
+    from facegate.edge.detect.mtcnn import split_outputs
 
     teacher = load_detector("mtcnn-teacher", fmt="tflite", config=CascadeConfig(min_face_size=20))
     images = [load_rgb(paths[0]) for paths in list(lfw_images.values())[:4]]
@@ -300,7 +300,7 @@ def test_crop_views_are_new_pictures_of_the_same_crops_and_the_teacher_relabels_
     soft = crop_views(crops, np.random.default_rng(2), 0.0, 0.0, 0.0, camera_share=0.0, low_res_share=1.0)
     detail = lambda v: np.abs(np.diff(v, axis=1)).mean()   # noqa: E731
     assert all(detail(b) < 0.8 * detail(a) for a, b in zip(sharp, soft))
-    out = _split_outputs(teacher.onet.run([moved]))
+    out = split_outputs(teacher.onet.run([moved]))
     got = relabel(teacher.onet, moved, keys)
     np.testing.assert_allclose(got[0], out["prob"][:, 1:2])
     np.testing.assert_allclose(got[2], out["landmarks"])
@@ -322,7 +322,7 @@ def test_int8_student_keeps_a_float_face_score(lfw_images):
     """The committed int8 nets keep the final softmax float: an int8 softmax outputs multiples of
     1/256, so confident faces would tie and the ranking AP depends on would be lost (4 pt easy)."""
     from facegate.edge.detect.boxes import crop_and_resize
-    from facegate.edge.detect.mtcnn import _split_outputs
+    from facegate.edge.detect.mtcnn import split_outputs
 
     det = load_detector(f"{STUDENT}-int8", fmt="tflite")
     teacher = load_detector("mtcnn-teacher", fmt="tflite", config=CascadeConfig(min_face_size=20))
@@ -332,7 +332,7 @@ def test_int8_student_keeps_a_float_face_score(lfw_images):
         box = np.array([teacher.detect(img)[0].box])
         norm = (img.astype(np.float32) - 127.5) / 128.0
         crops += [crop_and_resize(norm, box + shift, 48) for shift in (0.0, 3.0, -3.0)]
-    prob = _split_outputs(det.onet.run([np.concatenate(crops)]))["prob"][:, 1]
+    prob = split_outputs(det.onet.run([np.concatenate(crops)]))["prob"][:, 1]
     assert (prob > 0.9).mean() > 0.5
     off_grid = np.abs(prob * 256 - np.round(prob * 256)) > 1e-3
     assert off_grid.mean() > 0.5

@@ -12,9 +12,9 @@ from facegate.convert.distill.embedder import DistillConfig, Trainer, label_ids,
 from facegate.convert.distill.sources import Photo, lfw_pair_people, lfw_training_photos, split_photos  # noqa: E402
 from facegate.convert.distill.targets import TargetSet, build_targets, student_canvas  # noqa: E402
 from facegate.convert.students.mobilefacenet import StudentConfig, build_student  # noqa: E402
-from facegate.edge.align import align_face  # noqa: E402
 from facegate.edge.detect.face import pick_face  # noqa: E402
-from facegate.edge.embed import Embedder, l2_normalise  # noqa: E402
+from facegate.edge.face.align import align_face  # noqa: E402
+from facegate.edge.face.embed import Embedder, l2_normalise  # noqa: E402
 from facegate.edge.images import load_rgb  # noqa: E402
 
 

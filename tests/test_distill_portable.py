@@ -30,7 +30,7 @@ from facegate.convert.distill.portable import (  # noqa: E402
 from facegate.convert.distill.sources import is_held_out  # noqa: E402
 from facegate.convert.distill.targets import TargetSet  # noqa: E402
 from facegate.edge.cards import load_card  # noqa: E402
-from facegate.edge.embed import l2_normalise  # noqa: E402
+from facegate.edge.face.embed import l2_normalise  # noqa: E402
 from facegate.edge.images import load_rgb  # noqa: E402
 
 

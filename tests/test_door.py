@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from facegate.edge.audit import AuditError, AuditLog, verify
-from facegate.edge.gallery import Decision, MatchResult
-from facegate.edge.policy import DoorPolicy, PolicyConfig
+from facegate.edge.door.audit import AuditLog, verify
+from facegate.edge.door.policy import DoorPolicy, PolicyConfig
+from facegate.edge.errors import AuditError
+from facegate.edge.gallery import Decision, MatchResult, ModelBinding
 
 pytestmark = pytest.mark.slow
 FPS = 15.0
@@ -74,7 +75,7 @@ def test_audit_chain_detects_edits_deletions_and_survives_rotation(tmp_path):
 
 
 def test_sd_notify_sends_to_the_socket(tmp_path, monkeypatch):
-    from facegate.edge.sdnotify import notify, watchdog_interval
+    from facegate.edge.door.sdnotify import notify, watchdog_interval
     path = tmp_path / "notify.sock"
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     srv.bind(str(path))
@@ -91,14 +92,13 @@ def test_sd_notify_sends_to_the_socket(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def door_setup(tmp_path_factory, pipeline, celeb5):
-    from facegate.apps.bench import door_frame
-    from facegate.apps.enroll import binding_of
+    from facegate.edge.bench.frames import door_frame
     from facegate.edge.gallery import GalleryStore, KeySource
     from facegate.edge.images import list_images
     root = tmp_path_factory.mktemp("door")
     key = KeySource("raw", secrets.token_bytes(32))
     store = GalleryStore(root / "gallery.fgg", key)
-    store.create(binding_of(pipeline.embedder))
+    store.create(ModelBinding.for_embedder(pipeline.embedder))
     with store.transaction() as g:
         p = g.add_person("Jerry", external_id="BADGE-7", groups=["front"])
         vecs = [pipeline.embed(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), require_quality=False).vector
@@ -117,9 +117,9 @@ def _app(door_setup, pipeline, tmp_path, mode="identify", policy=None):
     from gpiozero import Device
     from gpiozero.pins.mock import MockFactory
 
-    from facegate.edge.door import DoorApp, DoorSettings
+    from facegate.edge.door.relay import DoorLock, GpioZeroRelay
+    from facegate.edge.door.unit import DoorApp, DoorSettings
     from facegate.edge.gallery import Matcher
-    from facegate.edge.relay import DoorLock, GpioZeroRelay
     Device.pin_factory = MockFactory()
     relay = GpioZeroRelay(17)
     lock = DoorLock(relay, pulse_seconds=2.0)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from facegate.calibration.thresholds import calibrate, far_key, identity_pair_scores, threshold_at_far
-from facegate.convert.export.formats import ExportArgumentError, resolve_format, validate
+from facegate.convert.export.formats import resolve_format, validate
 from facegate.edge.cards import InputSpec, ModelCard, load_card, write_card
-from facegate.edge.errors import ModelError
+from facegate.edge.errors import ModelError, UsageError
 
 pytestmark = pytest.mark.slow
 
@@ -89,16 +89,37 @@ def test_nan_trap_is_caught(small_embedder, tmp_path):
     out = load_backend(bad).run([x])[0]
     ref = model(x).numpy()
     if np.all(np.isfinite(out)) and np.allclose(out, ref, atol=1e-4):
-        pytest.skip("this TensorFlow build no longer shows the weightless-export trap")
-    with pytest.raises(ModelError):
-        check_parity(ref / np.linalg.norm(ref), out / np.linalg.norm(out), 0.999, bad.name)
+        # this TensorFlow build writes the weights: the same check must then pass the file
+        assert check_parity(ref / np.linalg.norm(ref), out / np.linalg.norm(out), 0.999, bad.name)["cosine_min"] > 0.999
+    else:
+        with pytest.raises(ModelError):
+            check_parity(ref / np.linalg.norm(ref), out / np.linalg.norm(out), 0.999, bad.name)
+
+
+def test_parity_check_refuses_non_finite_and_unfaithful_outputs():
+    """The export's last line of defence, fed the outputs the weightless-file trap produces (NaN), an
+    overflow (inf) and a file that computes something else (cosine below the floor)."""
+    from facegate.convert.export.model import check_parity
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(8, 16)).astype(np.float32)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    assert check_parity(ref, ref.copy(), 0.999, "same")["cosine_mean"] == pytest.approx(1.0, abs=1e-6)
+    for poison in (np.nan, np.inf):
+        bad = ref.copy()
+        bad[3, 5] = poison
+        with pytest.raises(ModelError, match="NaN/inf"):
+            check_parity(ref, bad, 0.999, "poisoned")
+    other = rng.normal(size=ref.shape).astype(np.float32)
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    with pytest.raises(ModelError, match="below the floor"):
+        check_parity(ref, other, 0.98, "unfaithful")
 
 
 def test_format_table_validation():
     assert resolve_format("Android").name == "tflite" and resolve_format("ios").name == "coreml"
-    with pytest.raises(ExportArgumentError, match="Did you mean 'onnx'"):
+    with pytest.raises(UsageError, match="Did you mean 'onnx'"):
         resolve_format("onxx")
-    with pytest.raises(ExportArgumentError, match="supports fp32"):
+    with pytest.raises(UsageError, match="supports fp32"):
         validate(resolve_format("onnx"), "fp16")
     from facegate.apps.cli import main
     assert main(["export", "--model", "facenet-teacher", "--format", "tflight"]) == 2

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from facegate.hardware.profiles import ProfileError, list_profiles, load_profile
+from facegate.edge.errors import UsageError
+from facegate.hardware.profiles import list_profiles, load_profile
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ def test_profiles_are_complete():
         assert len(gpio) == 1  # never both GPIO libraries in one environment
     assert load_profile("rpi4").door["relay"]["kind"] == "gpiozero"
     assert load_profile("jetson-orin").door["camera"]["source"] == "gstreamer"
-    with pytest.raises(ProfileError, match="rpi4"):
+    with pytest.raises(UsageError, match="rpi4"):
         load_profile("rpi3")
 
 
@@ -45,7 +46,7 @@ def rpi4_bundle(tmp_path_factory, embedder_path):
 
 
 def test_rpi4_bundle_contents(rpi4_bundle):
-    from facegate.apps.door import load_door_config
+    from facegate.edge.door.config import load_door_config
     from facegate.edge.downloads import sha256_of
     out, manifest = rpi4_bundle
     wheels = sorted(p.name for p in (out / "wheels").glob("*.whl"))
@@ -76,7 +77,8 @@ def test_rpi4_bundle_contents(rpi4_bundle):
 def test_bundle_tampering_is_refused(rpi4_bundle, tmp_path):
     import shutil
 
-    from facegate.hardware.bundle import BundleError, verify_bundle
+    from facegate.edge.errors import BundleError
+    from facegate.hardware.bundle import verify_bundle
     out, _ = rpi4_bundle
     assert verify_bundle(out) > 20
     copy = tmp_path / "copy"

@@ -31,7 +31,8 @@ class Block:
 sys.meta_path.insert(0, Block())
 import numpy as np, cv2
 from facegate.edge.registry import load_detector
-from facegate.edge import align, embed, cards, images, downloads
+from facegate.edge.face import align, embed
+from facegate.edge import cards, images, downloads
 img = np.full((200, 200, 3), 255, np.uint8)
 for suffix in ('tflite', 'onnx'):
     det = load_detector('mtcnn-teacher', fmt=suffix)

@@ -5,11 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from facegate.edge.config import ConfigError
-from facegate.edge.errors import NoFaceError
+from facegate.edge.errors import ConfigError, NoFaceError
+from facegate.edge.face.pipeline import Pipeline, PipelineConfig
+from facegate.edge.face.quality import QualityConfig, assess, pose_from_landmarks
 from facegate.edge.images import load_rgb
-from facegate.edge.pipeline import Pipeline, PipelineConfig
-from facegate.edge.quality import QualityConfig, assess, pose_from_landmarks
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +40,7 @@ def test_no_face_is_a_clear_error(pipeline):
 
 def test_each_quality_gate_names_its_reason(pipeline, face_photo):
     face = pipeline.detector.detect(face_photo)[0]
-    from facegate.edge.align import align_face
+    from facegate.edge.face.align import align_face
     crop = align_face(face_photo, face, 112, "similarity112")
     assert assess(face, crop).ok
     blurred = cv2.GaussianBlur(crop, (0, 0), 4)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from facegate.convert.prune import apply_masks, distill_finetune, find_chains, magnitude_masks, prune_channels, prune_magnitude
-from facegate.edge.embed import l2_normalise
+from facegate.edge.face.embed import l2_normalise
 
 pytestmark = pytest.mark.slow
 

@@ -62,7 +62,7 @@ def test_refit_restores_a_broken_head_and_writes_a_card(tmp_path):
     teacher goes from poor to ~1, the file on disk carries the new head and a card that says so."""
     from facegate.convert.distill.embedder import save_student_file
     from facegate.convert.distill.refit import RefitConfig, refit_student_head
-    from facegate.convert.registry import resolve_embedder
+    from facegate.edge.registry import get_embedder
     student = _student()
     train = _targets(student, 60, seed=2)
     val = _targets(student, 20, seed=3, labels=[f"p{i // 4}" for i in range(20)], unit=True)
@@ -72,7 +72,7 @@ def test_refit_restores_a_broken_head_and_writes_a_card(tmp_path):
     r = refit_student_head(cfg, train, val)
     assert r["before"]["val_cosine_mean"] < 0.9
     assert r["after"]["val_cosine_mean"] > 0.999
-    refitted = resolve_embedder(str(tmp_path / "out" / "student.keras"))
+    refitted = get_embedder(str(tmp_path / "out" / "student.keras"))
     assert refitted.card.accuracy["student"]["head_refit"]["samples"] == 120
     assert refitted.card.accuracy["distillation"]["after"] == r["after"]
     e = refitted.embed(val.centre_crops())

@@ -78,7 +78,7 @@ def test_closed_form_head_recovers_a_linear_teacher(tmp_path):
     from facegate.convert.distill.head import fit_head, head_features
     from facegate.convert.distill.targets import CANVAS, TargetSet
     from facegate.convert.students.peer import build_peer_student
-    from facegate.edge.embed import normalise
+    from facegate.edge.face.embed import normalise
 
     inp = keras.Input((112, 112, 3))
     x = keras.layers.Conv2D(16, 8, strides=8, activation="relu")(inp)

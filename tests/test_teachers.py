@@ -8,8 +8,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def facenet():
-    from facegate.convert.registry import resolve_embedder
-    return resolve_embedder("facenet-teacher")
+    from facegate.edge.registry import get_embedder
+    return get_embedder("facenet-teacher")
 
 
 def test_facenet_rebuild_shape_and_parameters(facenet):
@@ -28,8 +28,8 @@ def test_facenet_is_deterministic(facenet):
 
 
 def test_facenet_same_person_closer_than_different(facenet, detector, lfw_images):
-    from facegate.edge.align import align_face
     from facegate.edge.detect.face import pick_face
+    from facegate.edge.face.align import align_face
     from facegate.edge.images import load_rgb
 
     def emb(path):

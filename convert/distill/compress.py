@@ -33,8 +33,8 @@ from facegate.convert.distill.augment import AugmentConfig, augment_batch
 from facegate.convert.distill.embedder import NORMALISATION, embed_faces, label_ids, pair_accuracy, save_student_file
 from facegate.convert.distill.runlog import EpochBook, append_csv_row, run_epoch
 from facegate.convert.distill.targets import TargetSet
-from facegate.edge.embed import normalise
 from facegate.edge.errors import ModelError
+from facegate.edge.face.embed import normalise
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +137,9 @@ def matched_layers(source, slim) -> list[str]:
 def load_start(path: str, source, source_name: str) -> tuple:
     """The --start student (a pruned copy of `source`: same layers, same block interfaces) and the
     {layer: (source width, width)} its card records."""
-    from facegate.convert.registry import resolve_embedder
+    from facegate.edge.registry import get_embedder
 
-    start = resolve_embedder(path)
+    start = get_embedder(path)
     model = getattr(start.backend, "model", None)
     if model is None:
         raise ModelError(f"--start {path}: not a Keras student file")
@@ -184,10 +184,10 @@ class Compressor:
         import keras
         import tensorflow as tf
 
-        from facegate.convert.registry import resolve_embedder
+        from facegate.edge.registry import get_embedder
 
         self.cfg, self.train_set, self.val_set, self.tf = cfg, train, val, tf
-        source = resolve_embedder(cfg.source)
+        source = get_embedder(cfg.source)
         if source.spec.size != 112 or source.spec.normalisation != NORMALISATION:
             raise ModelError(f"{cfg.source}: compress works on the 112x112 student ({NORMALISATION}), not "
                              f"{source.spec.size}x{source.spec.size} {source.spec.normalisation}")

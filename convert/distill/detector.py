@@ -28,7 +28,7 @@ from facegate.convert.distill import detector_data as dd
 from facegate.convert.distill.runlog import append_csv_row
 from facegate.convert.export.mtcnn_set import NETS
 from facegate.convert.students.mtcnn import DetectorStudentConfig
-from facegate.edge.detect.mtcnn import _split_outputs
+from facegate.edge.detect.mtcnn import split_outputs
 from facegate.edge.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 LOSS_WEIGHTS = {"cls": 1.0, "box": 0.5, "landmarks": 1.0, "logit": 0.0}
 # int8 calibration: the first 300 of a seeded 1,000-crop draw per net. All 1,000 raised held-out
 # AP (0.658 vs 0.621 easy) but the P/R-Net lost a large face in a test photo: kept at 300 until
-# that is understood (docs/benchmarks.md, issue 6)
+# that is understood (docs/experiments.md, "int8 detector details")
 CALIBRATION_CROPS = 300
 REFIT_CROPS = 20_000   # crops (P-Net: patches) a factorised net's layers are refit on
 LOGIT_CLIP = 12.0      # |log-odds| beyond this is float32 rounding of a probability near 0 or 1
@@ -73,7 +73,7 @@ class DetectorDistillConfig:
 
 def detector_losses(outputs, targets: dict, weights: dict, ohem_keep: float) -> dict:
     import tensorflow as tf
-    out = _split_outputs(outputs)   # by last dimension, like the edge cascade
+    out = split_outputs(outputs)   # by last dimension, like the edge cascade
     p = tf.reshape(out["prob"][..., 1], [-1])
     t = tf.reshape(targets["prob"], [-1])
     eps = 1e-6
@@ -178,9 +178,8 @@ def plot_detector_log(log_path: Path, out: Path) -> None:
     """One panel per net: its loss terms per epoch (log scale), so a stalled or diverging net shows."""
     import csv
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from facegate.convert.evaluate.report import pyplot
+    plt = pyplot()
 
     rows = list(csv.DictReader(log_path.open())) if log_path.exists() else []
     nets = [n for n in NETS if any(r["net"] == n for r in rows)]
@@ -218,7 +217,7 @@ def tflite_backend(model, folder: Path):
     return load_backend(path, backend="litert")
 
 
-def _load_or_cache(path: Path, make) -> dict:
+def load_or_cache(path: Path, make) -> dict:
     if path.exists():
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
@@ -290,7 +289,7 @@ def distill_detector(cfg: DetectorDistillConfig) -> dict:
             students[net] = keras.saving.load_model(final, compile=False)
             summary["nets"][net] = {"skipped": "already trained"}
             continue
-        samples = _load_or_cache(cfg.out / "data" / f"{net}.npz", make)
+        samples = load_or_cache(cfg.out / "data" / f"{net}.npz", make)
         pos = float(np.mean(samples["prob"] > 0.5))
         log.info("%s: %d samples (%.1f%% face windows by the teacher)", net, len(samples["x"]), 100 * pos)
         fitted = {}

@@ -27,8 +27,8 @@ from tqdm import tqdm
 from facegate.convert.distill.augment import exposure, grey_or_ir
 from facegate.edge.backends import Backend
 from facegate.edge.detect.boxes import crop_and_resize, pairwise_overlap, to_square
-from facegate.edge.detect.mtcnn import MTCNN, NET_NORMALISATION, CascadeConfig, _split_outputs
-from facegate.edge.embed import normalise
+from facegate.edge.detect.mtcnn import MTCNN, NET_NORMALISATION, CascadeConfig, split_outputs
+from facegate.edge.face.embed import normalise
 from facegate.edge.images import load_rgb
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def relabel(teacher_net: Backend, x: np.ndarray, keys: list[str], batch: int = 5
     face column only), in the order of `keys`."""
     outs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(x), batch):
-        for k, v in _split_outputs(teacher_net.run([x[start:start + batch]])).items():
+        for k, v in split_outputs(teacher_net.run([x[start:start + batch]])).items():
             outs.setdefault(k, []).append(v)
     got = {k: np.concatenate(v).astype(np.float32) for k, v in outs.items()}
     got["prob"] = got["prob"][..., 1:2]

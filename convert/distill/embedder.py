@@ -20,7 +20,7 @@ import numpy as np
 from facegate.convert.distill.augment import AugmentConfig, augment_batch
 from facegate.convert.distill.runlog import EpochBook, append_csv_row, run_epoch
 from facegate.convert.distill.targets import TargetSet
-from facegate.edge.embed import normalise
+from facegate.edge.face.embed import normalise
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from facegate.convert.distill.augment import AugmentConfig, augment_batch
 from facegate.convert.distill.targets import TargetSet
-from facegate.edge.embed import normalise
+from facegate.edge.face.embed import normalise
 
 log = logging.getLogger(__name__)
 

@@ -51,10 +51,9 @@ def prepare_targets(photos: list[Photo], teacher: str | None = None, progress: b
                     cache: Path | None = None) -> TargetSet:
     """The teacher's targets for these photos, cached under `cache` (default: the user cache's
     distill/ folder, shared by every run on the same photos and teacher)."""
-    from facegate.convert.registry import resolve_embedder
-    from facegate.edge.registry import load_detector
+    from facegate.edge.registry import get_embedder, load_detector
 
-    return build_targets(photos, resolve_embedder(teacher or default_teacher()), load_detector(),
+    return build_targets(photos, get_embedder(teacher or default_teacher()), load_detector(),
                          cache or cache_dir() / "distill", progress=progress)
 
 

@@ -50,9 +50,9 @@ def load_refittable(path: str):
     """The student as an Embedder whose backend holds the Keras model; ModelError, before any data is
     read, when the file is not a Keras student with the peer student's linear head."""
     from facegate.convert.distill.head import HEAD_CONV
-    from facegate.convert.registry import resolve_embedder
+    from facegate.edge.registry import get_embedder
 
-    source = resolve_embedder(path)
+    source = get_embedder(path)
     model = getattr(source.backend, "model", None)
     if model is None:
         raise ModelError(f"{path}: not a Keras student file; the head is refitted on a .keras student")

@@ -79,9 +79,8 @@ class EpochBook:
 
 def plot_log(log_path: Path, out: Path) -> None:
     """Loss terms and validation cosine per epoch, one PNG (people look at curves, not CSVs)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from facegate.convert.evaluate.report import pyplot
+    plt = pyplot()
 
     rows = list(csv.DictReader(log_path.open()))
     x_key = "epoch" if rows and "epoch" in rows[0] else "step"     # TF trainer: epochs; portable: steps

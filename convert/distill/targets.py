@@ -24,12 +24,12 @@ import numpy as np
 from tqdm import tqdm
 
 from facegate.convert.distill.sources import Photo
-from facegate.edge.align import align_face, template, umeyama
 from facegate.edge.detect import MTCNN, Face
 from facegate.edge.detect.boxes import pairwise_overlap
 from facegate.edge.detect.face import pick_face
-from facegate.edge.embed import Embedder, l2_normalise
 from facegate.edge.errors import DatasetError
+from facegate.edge.face.align import align_face, template, umeyama
+from facegate.edge.face.embed import Embedder, l2_normalise
 from facegate.edge.images import load_rgb
 
 log = logging.getLogger(__name__)

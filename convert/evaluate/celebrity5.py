@@ -11,9 +11,9 @@ import numpy as np
 
 from facegate.convert.evaluate.embeddings import embed_files
 from facegate.convert.evaluate.faces import FaceFinder
-from facegate.convert.evaluate.report import _pyplot, write_outputs
-from facegate.edge.embed import Embedder
+from facegate.convert.evaluate.report import pyplot, write_outputs
 from facegate.edge.errors import DatasetError
+from facegate.edge.face.embed import Embedder
 from facegate.edge.images import list_images
 
 
@@ -58,7 +58,7 @@ def evaluate_celebrity5(root: Path, embedder: Embedder, finder: FaceFinder, out_
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"celebrity5_{Path(embedder.name).stem}"
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")

@@ -65,9 +65,8 @@ def compare_detectors(paths: list[Path], detector: MTCNN, reference: MTCNN, out:
 def _plot(err: np.ndarray, path: Path, name: str, ref: str) -> None:
     if not len(err):
         return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from facegate.convert.evaluate.report import pyplot
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(np.clip(err, 0, 0.2) * 100, bins=80)
     ax.axvline(3.0, color="r", ls="--", label="3% target")

@@ -16,9 +16,9 @@ import numpy as np
 from tqdm import tqdm
 
 from facegate.convert.evaluate.faces import FaceFinder, file_key
-from facegate.edge.align import align_face
 from facegate.edge.downloads import cache_dir
-from facegate.edge.embed import Embedder
+from facegate.edge.face.align import align_face
+from facegate.edge.face.embed import Embedder
 from facegate.edge.images import load_rgb
 
 log = logging.getLogger(__name__)

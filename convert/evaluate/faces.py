@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facegate.edge.align import fallback_face
 from facegate.edge.detect import MTCNN, Face
 from facegate.edge.detect.face import pick_face
 from facegate.edge.downloads import cache_dir
+from facegate.edge.face.align import fallback_face
 from facegate.edge.images import load_rgb
 
 log = logging.getLogger(__name__)

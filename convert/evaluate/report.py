@@ -39,7 +39,8 @@ def write_outputs(out_dir: Path, stem: str, result: dict, markdown: str) -> list
     return written
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: plots are written to files, on machines without a display."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -48,7 +49,7 @@ def _pyplot():
 
 def plot_roc_det(fpr: np.ndarray, tpr: np.ndarray, title: str, path: Path) -> Path:
     """ROC (log FAR axis) and DET (FAR vs FRR, log-log) side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
     far = np.clip(fpr, 1e-5, 1)
     ax1.semilogx(far, tpr, lw=2)
@@ -67,7 +68,7 @@ def plot_roc_det(fpr: np.ndarray, tpr: np.ndarray, title: str, path: Path) -> Pa
 
 
 def plot_score_histogram(scores: np.ndarray, same: np.ndarray, threshold: float, title: str, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = np.linspace(min(scores.min(), -0.2), 1.0, 60)
     ax.hist(scores[same], bins=bins, alpha=0.6, label="same person")
@@ -83,7 +84,7 @@ def plot_score_histogram(scores: np.ndarray, same: np.ndarray, threshold: float,
 
 def plot_pr(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str, path: Path) -> Path:
     """Precision-recall curves, one per subset (name -> (recall, precision, ap))."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, (rec, prec, ap) in curves.items():
         ax.plot(rec, prec, lw=2, label=f"{name} AP={ap:.3f}")
@@ -92,5 +93,34 @@ def plot_pr(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str,
     ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_detector_time(rows: list[dict], path: Path, mode: str = "chained") -> Path | None:
+    """Stacked bars per detector set / format / threads: time in P-Net, R-Net, O-Net and the shared
+    cascade work, for the full-frame (`mode="full"`) or chained pyramid. Shows at a glance how much
+    of a frame any student can win. None (with a warning) where matplotlib is not installed."""
+    try:
+        plt = pyplot()
+    except ImportError:
+        log.warning("matplotlib missing (pip install 'facegate[convert]'): no plot written")
+        return None
+    total_key = "chained_pyramid_ms" if mode == "chained" else "full_ms"
+    labels = [f"{r['detector']} {r['format']} {r['threads'] or 'default'}t" for r in rows]
+    parts = {"P-Net": [r[f"{mode}_pnet_ms"] for r in rows], "R-Net": [r[f"{mode}_rnet_ms"] for r in rows],
+             "O-Net": [r[f"{mode}_onet_ms"] for r in rows],
+             "shared cascade work": [max(0.0, r[total_key] - r[f"{mode}_nets_ms"]) for r in rows]}
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
+    left = np.zeros(len(rows))
+    for (name, values), colour in zip(parts.items(), ("#4c72b0", "#55a868", "#c44e52", "#999999")):
+        ax.barh(labels, values, left=left, label=name, color=colour)
+        left += np.asarray(values)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ms per 640x480 frame ({'chained' if mode == 'chained' else 'full-frame'} pyramid, median)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.5 / len(rows)), ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

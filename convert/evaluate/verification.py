@@ -12,7 +12,7 @@ from facegate.convert.evaluate.faces import FaceFinder
 from facegate.convert.evaluate.metrics import roc_curve, verification_summary
 from facegate.convert.evaluate.pairs import Pair, check_images_exist
 from facegate.convert.evaluate.report import plot_roc_det, plot_score_histogram, write_outputs
-from facegate.edge.embed import Embedder
+from facegate.edge.face.embed import Embedder
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from facegate.convert.evaluate.report import plot_pr, write_outputs
 from facegate.edge.detect import MTCNN
 from facegate.edge.errors import DatasetError
 from facegate.edge.images import load_rgb
+from facegate.edge.timing import sample_seconds, spread_ms
 
 log = logging.getLogger(__name__)
 SETTINGS = ("easy", "medium", "hard")
@@ -175,14 +176,10 @@ def time_at_resolution(detector: MTCNN, images: list[np.ndarray], size: tuple[in
     """Median and mean detection time per frame with frames resized to `size` (w, h)."""
     frames = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images]
     detector.detect(frames[0])  # warm-up (allocations, XNNPACK packing)
-    times = []
-    for _ in range(repeats):
-        for f in frames:
-            t0 = time.perf_counter()
-            detector.detect(f)
-            times.append(time.perf_counter() - t0)
+    times = [t for f in frames for t in sample_seconds(lambda: detector.detect(f), repeats, warmup=0)]
+    spread = spread_ms(times)
     return {"resolution": f"{size[0]}x{size[1]}", "frames": len(times),
-            "ms_median": round(1000 * float(np.median(times)), 2), "ms_mean": round(1000 * float(np.mean(times)), 2)}
+            "ms_median": spread["median_ms"], "ms_mean": spread["mean_ms"]}
 
 
 def evaluate_wider(detector: MTCNN, images_dir: Path, gt_file: Path, mat_dir: Path, out_dir: Path,

@@ -6,11 +6,7 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from facegate.edge.errors import FacegateError
-
-
-class ExportArgumentError(FacegateError):
-    exit_code = 2
+from facegate.edge.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -43,13 +39,13 @@ def resolve_format(name: str) -> ExportFormat:
     choices = sorted([*FORMATS, *ALIASES])
     close = difflib.get_close_matches(key, choices, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ExportArgumentError(f"unknown export format {name!r}.{hint} Formats: {', '.join(FORMATS)} "
+    raise UsageError(f"unknown export format {name!r}.{hint} Formats: {', '.join(FORMATS)} "
                               f"(aliases: {', '.join(f'{a}->{b}' for a, b in ALIASES.items())})")
 
 
 def validate(fmt: ExportFormat, quant: str) -> None:
     if quant not in fmt.quantizations:
-        raise ExportArgumentError(f"{fmt.name} export supports {', '.join(fmt.quantizations)}, not {quant!r}")
+        raise UsageError(f"{fmt.name} export supports {', '.join(fmt.quantizations)}, not {quant!r}")
 
 
 def exporter(fmt: ExportFormat):

@@ -18,18 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from facegate.calibration.faces import aligned_crops, sample_images
-from facegate.calibration.representative import representative_dataset
 from facegate.convert.datasets import lfw_dir as shared_lfw_dir
-from facegate.convert.export.formats import ExportArgumentError, exporter, resolve_format, validate
+from facegate.convert.export.formats import exporter, resolve_format, validate
+from facegate.convert.export.representative import aligned_crops, representative_dataset, sample_images
 from facegate.convert.export.usage import write_usage
 from facegate.convert.fuse import fuse_linear_convs
-from facegate.convert.registry import resolve_embedder
 from facegate.edge.backends import load_backend
 from facegate.edge.cards import ModelCard, write_card
 from facegate.edge.downloads import celebrity5_dir
-from facegate.edge.embed import Embedder
-from facegate.edge.errors import ModelError
+from facegate.edge.errors import ModelError, UsageError
+from facegate.edge.face.embed import Embedder
+from facegate.edge.registry import get_embedder
 from facegate.edge.timing import median_ms
 
 log = logging.getLogger(__name__)
@@ -84,7 +83,7 @@ def lfw_accuracy(path: Path, lfw_dir: Path, max_pairs: int | None, progress: boo
 
     pairs = balanced_subset(read_lfw_pairs(lfw_dir / "pairs.txt", lfw_dir / "images"), max_pairs)
     # the reference (teacher) detector, so every embedder's LFW number is measured on the same crops
-    r = evaluate_pairs(pairs, Embedder.from_file(path), FaceFinder(load_detector("mtcnn-teacher")),
+    r = evaluate_pairs(pairs, get_embedder(path), FaceFinder(load_detector("mtcnn-teacher")),
                        path.parent / "validation",
                        path.stem + "_lfw", f"LFW ({len(pairs)} pairs)", command="facegate export (validation)",
                        progress=progress)
@@ -126,8 +125,8 @@ def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: P
     fmt = resolve_format(fmt_name)
     validate(fmt, quant)
     if not 0 < fraction <= 1:
-        raise ExportArgumentError(f"--fraction must be in (0, 1], got {fraction}")
-    source = resolve_embedder(model_spec)
+        raise UsageError(f"--fraction must be in (0, 1], got {fraction}")
+    source = get_embedder(model_spec)
     model = getattr(source.backend, "model", None)
     if model is None:
         raise ModelError(f"{model_spec} is not a Keras model; export starts from a Keras model")
@@ -135,7 +134,7 @@ def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: P
     out_dir = Path(out_dir or Path("runs") / "export" / source.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     if float_ops and (fmt.name != "tflite" or quant != "int8"):
-        raise ExportArgumentError("--float-ops keeps named operators float inside an int8 TFLite file: it needs "
+        raise UsageError("--float-ops keeps named operators float inside an int8 TFLite file: it needs "
                                   "--format tflite --quant int8")
     kept = "".join(f"_float-{op.lower()}" for op in float_ops)
     path = out_dir / f"{source.name}_{quant}{kept}{'_int8io' if io_type == 'int8' else ''}{fmt.suffix}"

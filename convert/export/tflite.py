@@ -1,7 +1,8 @@
 """Keras -> TFLite.
 
 Uses `TFLiteConverter.from_keras_model`. Never `from_concrete_functions` on a Keras 3 model: it
-writes a file without weights whose outputs are NaN (NOTES-stack; guarded by a test).
+writes a file without weights whose outputs are NaN (seen with TensorFlow 2.21; the export's parity check
+refuses NaN outputs, tests/test_export.py).
 """
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facegate.edge.align import template
 from facegate.edge.cards import ModelCard
+from facegate.edge.face.align import template
 
 NORMALISATION_TEXT = {
     "prewhiten": "per image: `x = (pixel - mean(image)) / max(std(image), 1/sqrt(H*W*3))` over all RGB values",
@@ -57,7 +57,7 @@ reject outright.
 Python on a board (no TensorFlow), with facegate:
 
 ```python
-from facegate.edge.pipeline import Pipeline
+from facegate.edge import Pipeline
 pipe = Pipeline.from_config(embedder="{card.file}")
 vector = pipe.embed(image_rgb).vector          # detect, align, normalise, embed, L2-normalise
 ```

@@ -11,7 +11,8 @@ convolution, fully connected layer and output head is re-solved by ridge regress
 the *student's* own features of real crops, it reproduces the teacher layer's pre-activation output
 on the same crops (errors of earlier layers are compensated by later ones). The depthwise filters
 stay the SVD's. Distillation then only has to close a small gap, which is what 303 WIDER photos on a
-CPU can do: trained from scratch, the nets memorised their crops (docs/benchmarks.md, issue 6).
+CPU can do: trained from scratch, the nets memorised their crops (docs/experiments.md, "Designed nets
+trained from scratch").
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ are recognised by their last dimension (2: face/non-face softmax, 4: box regress
 so a converter that reorders outputs cannot silently swap them.
 
 Defaults and arithmetic follow the reference `mtcnn` 1.0.0 package, whose detections this module
-reproduces (tests/test_mtcnn_parity.py).
+reproduces (tests/test_detect.py::test_parity_with_reference_mtcnn_package).
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ import numpy as np
 from facegate.edge.backends import Backend, load_backend
 from facegate.edge.detect.boxes import NMS_MODES, apply_regression, clip_to_image, crop_and_resize, nms, to_square
 from facegate.edge.detect.face import Face
-from facegate.edge.embed import normalise
 from facegate.edge.errors import ModelError
+from facegate.edge.face.embed import normalise
 from facegate.edge.images import as_rgb_uint8
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def pyramid_scales(width: int, height: int, min_face_size: float, scale_factor: 
     return m * scale_factor ** np.arange(max(0, count))
 
 
-def _split_outputs(outputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+def split_outputs(outputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
     found: dict[str, np.ndarray] = {}
     for out in outputs:
         key = {2: "prob", 4: "box", 10: "landmarks"}.get(out.shape[-1])
@@ -141,7 +141,7 @@ class MTCNN:
             scaled = cv2.resize(source, (ws, hs), interpolation=cv2.INTER_AREA)
             if cfg.chained_pyramid:
                 source = scaled
-            out = _split_outputs(self.pnet.run([scaled[None]]))
+            out = split_outputs(self.pnet.run([scaled[None]]))
             prob, reg = out["prob"][0, :, :, 1], out["box"][0]
             ys, xs = np.where(prob > cfg.thresholds[0])
             if len(ys) == 0:
@@ -166,7 +166,7 @@ class MTCNN:
     def _run_batched(self, net: Backend, patches: np.ndarray) -> dict[str, np.ndarray]:
         parts: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(patches), self.config.batch_size):
-            for k, v in _split_outputs(net.run([patches[start:start + self.config.batch_size]])).items():
+            for k, v in split_outputs(net.run([patches[start:start + self.config.batch_size]])).items():
                 parts.setdefault(k, []).append(v)
         return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
 

@@ -21,6 +21,12 @@ class ModelBinding:
     sha256: str
     dim: int
 
+    @classmethod
+    def for_embedder(cls, embedder) -> "ModelBinding":
+        """The binding of the model an :class:`~facegate.edge.face.embed.Embedder` runs (from its card)."""
+        card = embedder.card
+        return cls(card.name, card.sha256, int(card.embedding_dim or 0))
+
     def check(self, other: "ModelBinding") -> None:
         if (self.sha256, self.dim) != (other.sha256, other.dim):
             raise ModelMismatchError(

@@ -1,0 +1,71 @@
+"""`facegate calibrate thresholds|detector`: decision thresholds into a model's card, and a detector set's
+cascade thresholds searched on its training images."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def cmd_thresholds(args) -> int:
+    from facegate.calibration.calibrate import calibrate_card
+    result = calibrate_card(Path(args.model), data=args.data, pairs=args.pairs, root=args.root,
+                            per_identity=args.per_identity, fars=args.fars, command=args.command_line,
+                            progress=not args.no_progress)
+    for far, v in result["thresholds"].items():
+        print(f"FAR {far}: threshold {v['threshold']:.4f} (TAR {100 * v['tar']:.2f}%)")
+    print(f"written into {args.model}.json ({result['genuine']} genuine / {result['impostor']} impostor pairs)")
+    return 0
+
+
+def cmd_detector(args) -> int:
+    from facegate.calibration.detector_thresholds import search_cascade_thresholds
+
+    def show(r: dict) -> None:
+        print(f"P/R/O {' / '.join(f'{t:g}' for t in r['thresholds'])}: AP easy {r['ap_easy']:.3f}, "
+              f"medium {r['ap_medium']:.3f}, hard {r['ap_hard']:.3f}", flush=True)
+
+    result = search_cascade_thresholds(args.detector, fmt=args.detector_format, wider=args.wider,
+                                       holdout_every=args.holdout_every, max_images=args.max_images, report=show)
+    result["command"] = args.command_line
+    best = " ".join(f"{t:g}" for t in result["best"])
+    print(f"best thresholds on the training images: {best} "
+          f"(ship them with `facegate distill export-detector --thresholds {best}`)")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _add_thresholds(cals) -> None:
+    th = cals.add_parser("thresholds", help="thresholds for target FARs, written into the model's card")
+    th.add_argument("--model", required=True, help="model file with card (.tflite/.onnx)")
+    th.add_argument("--data", type=Path, default=None, help="identity folders (<person>/<image>); all pairs are "
+                    "scored (default: ../shared/datasets/celeba_dev/images)")
+    th.add_argument("--pairs", type=Path, default=None, help="or a pairs file (LFW format or TSV)")
+    th.add_argument("--root", type=Path, default=None, help="root of the pairs file's paths")
+    th.add_argument("--per-identity", type=int, default=10, help="images per identity from --data")
+    th.add_argument("--fars", type=float, nargs="+", default=[1e-2, 1e-3, 1e-4])
+    th.add_argument("--no-progress", action="store_true")
+    th.set_defaults(func=cmd_thresholds)
+
+
+def _add_detector(cals) -> None:
+    de = cals.add_parser("detector", help="search a detector set's cascade thresholds (P, R, O) on the WIDER "
+                         "images it trained on; prints what to pass to `distill export-detector --thresholds`")
+    de.add_argument("--detector", required=True, help="detector set (committed name or exported folder)")
+    de.add_argument("--detector-format", choices=["tflite", "onnx"], default="tflite")
+    de.add_argument("--wider", type=Path, default=None, help="WIDER folder with images/, the gt file and "
+                    "eval_tools/ (default ../shared/datasets/wider_val_dev)")
+    de.add_argument("--holdout-every", type=int, default=4, help="the --hold-out-every distillation used: "
+                    "only the other images are scored")
+    de.add_argument("--max-images", type=int, default=None, help="first N training images only (quick runs)")
+    de.add_argument("--out", type=Path, default=None, help="also write every tried setting as JSON")
+    de.set_defaults(func=cmd_detector)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    cal = sub.add_parser("calibrate", help="calibrate decision thresholds (embedder cards, detector cascades)")
+    cals = cal.add_subparsers(dest="calibrate_cmd", required=True)
+    _add_thresholds(cals)
+    _add_detector(cals)

@@ -1,0 +1,53 @@
+"""Gallery speed: 1:N identify at growing sizes, open (decrypt + load) time, enrol throughput."""
+from __future__ import annotations
+
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from facegate.edge.timing import median_ms
+
+
+def bench_gallery(dim: int = 128, sizes=(1_000, 10_000, 100_000), repeats: int = 50) -> dict:
+    from facegate.edge.gallery import GalleryStore, KeySource, Matcher, ModelBinding
+    from facegate.edge.gallery.records import Gallery, Person
+
+    rng = np.random.default_rng(0)
+    binding = ModelBinding("bench", "00" * 32, dim)
+    out: dict = {"identify_ms": {}}
+    for n in sizes:
+        g = Gallery(binding)
+        people = n // 2  # two templates per person
+        g.person_order = [f"{i:012x}" for i in range(people)]
+        g.people = {pid: Person(pid, f"person {pid}") for pid in g.person_order}
+        v = rng.normal(size=(n, dim)).astype(np.float32)
+        g.templates = v / np.linalg.norm(v, axis=1, keepdims=True)
+        g.owners = np.repeat(np.arange(people), 2)
+        m = Matcher(g, 0.5)
+        probe = g.templates[n // 3]
+        out["identify_ms"][str(n)] = median_ms(lambda: m.identify(probe, top_k=5), repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        key = KeySource("raw", secrets.token_bytes(32))
+        store = GalleryStore(Path(tmp) / "g.fgg", key)
+        g = store.create(binding)
+        with store.transaction() as g:
+            for i in range(10_000):
+                p = g.add_person(f"person {i}")
+                g.add_templates(p.id, rng.normal(size=(2, dim)))
+        out["file_mb_10k_people"] = round(store.path.stat().st_size / 1e6, 2)
+        out["open_ms_10k_people"] = median_ms(lambda: GalleryStore(store.path, key).load(), 5)
+        small = GalleryStore(Path(tmp) / "small.fgg", key)
+        small.create(binding)
+        with small.transaction() as g:
+            for i in range(1000):
+                g.add_templates(g.add_person(f"p{i}").id, rng.normal(size=(2, dim)))
+        t0 = time.perf_counter()
+        count = 20
+        for i in range(count):
+            with small.transaction() as g:
+                g.add_templates(g.add_person(f"new {i}").id, rng.normal(size=(3, dim)))
+        out["enroll_per_s_1k_people"] = round(count / (time.perf_counter() - t0), 1)
+    return out

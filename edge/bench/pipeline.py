@@ -1,0 +1,53 @@
+"""Per-stage latency of the face pipeline on a door frame, and one-face latency per embedder file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facegate.edge.bench.frames import door_frame
+from facegate.edge.timing import median_ms
+
+
+def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], threads: int | None, repeats: int) -> list[dict]:
+    from facegate.edge.detect.face import pick_face
+    from facegate.edge.face.align import align_face
+    from facegate.edge.face.pipeline import PipelineConfig
+    from facegate.edge.face.quality import assess
+    from facegate.edge.registry import get_embedder, load_detector
+
+    frame = door_frame(photo)
+    rows = []
+    cascade = PipelineConfig().cascade_config()   # the door pipeline's own detector settings
+    for fmt in formats:
+        det = load_detector(fmt=fmt, threads=threads, config=cascade)
+        faces = det.detect(frame)
+        face = pick_face(faces, frame.shape)
+        if face is None:
+            raise RuntimeError(f"no face found in the benchmark frame from {photo}")
+        t_det = median_ms(lambda: det.detect(frame), repeats)
+        for emb_path in embedders:
+            emb = get_embedder(emb_path, threads=threads)
+            crop = align_face(frame, face, emb.input_size, emb.spec.alignment)
+            t_align = median_ms(lambda: assess(face, align_face(frame, face, 112, "similarity112")) and
+                                 align_face(frame, face, emb.input_size, emb.spec.alignment), repeats)
+            t_emb = median_ms(lambda: emb.embed(crop[None]), repeats)
+            rows.append({"detector": det.name, "embedder": Path(emb_path).name, "backend": emb.backend.name,
+                         "threads": threads, "detect_ms": t_det, "align_quality_ms": t_align, "embed_ms": t_emb,
+                         "total_ms": round(t_det + t_align + t_emb, 2), "faces": len(faces)})
+    return rows
+
+
+def bench_embedders(embedders: list[str], threads_list: list[int | None], repeats: int) -> list[dict]:
+    """Latency of one face through each embedder file (edge runtime), per thread count, one run."""
+    from facegate.edge.registry import get_embedder
+
+    rows = []
+    for path in embedders:
+        for threads in threads_list:
+            emb = get_embedder(path, threads=threads)
+            crop = np.random.default_rng(0).integers(0, 255, (1, emb.input_size, emb.input_size, 3), dtype=np.uint8)
+            rows.append({"embedder": Path(path).name, "backend": emb.backend.name, "threads": threads,
+                         "size_mb": round(Path(path).stat().st_size / 1e6, 2) if Path(path).is_file() else None,
+                         "embed_ms": median_ms(lambda: emb.embed(crop), repeats)})
+    return rows

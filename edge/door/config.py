@@ -1,0 +1,80 @@
+"""The door unit's configuration schema: one typed dataclass per `door.toml` section, read by the one
+strict loader in :mod:`facegate.edge.config` (the door, `hardware bundle` and the tests all use
+:func:`load_door_config` / :func:`door_config_from_dict`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from facegate.edge.config import load_section, read_toml
+from facegate.edge.door.camera import CameraConfig
+from facegate.edge.door.unit import DoorSettings
+from facegate.edge.errors import ConfigError
+from facegate.edge.face.pipeline import PipelineConfig
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    kind: str = "mock"                   # 'mock' | 'gpiozero' | 'jetson'
+    pin: int = 17
+    active_high: bool = True
+    state_file: str | None = None        # mock relay: append every state change here (tests, demos)
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    path: str = "/var/lib/facegate/gallery.fgg"
+    key_file: str | None = None          # else FACEGATE_GALLERY_KEY / FACEGATE_GALLERY_PASSPHRASE
+    far: str = "1e-3"
+    retry_far: str = "1e-2"
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    path: str = "/var/lib/facegate/audit.jsonl"
+    max_bytes: int = 10 * 1024 * 1024
+    keep: int = 10
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class DisplayConfig:
+    mode: str = "headless"               # 'headless' or 'window' (needs opencv-python with GUI)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("headless", "window"):
+            raise ValueError(f"mode must be 'headless' or 'window', not {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    """All of `door.toml`: every section optional, every key optional, nothing unknown."""
+
+    door: DoorSettings = field(default_factory=DoorSettings)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+
+def door_config_from_dict(doc: dict[str, Any]) -> DoorConfig:
+    """A checked DoorConfig from parsed TOML (ConfigError, exit 2, naming the section and key)."""
+    return load_section(DoorConfig, doc)
+
+
+def load_door_config(path: str | Path) -> DoorConfig:
+    doc = read_toml(path)
+    try:
+        return door_config_from_dict(doc)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

@@ -1,0 +1,233 @@
+"""The door loop: camera -> detect (every N frames) -> track -> quality -> embed (when the view
+improves) -> match -> k-of-n policy -> relay + audit, with a status snapshot for the kiosk.
+
+Fail-secure by construction: the relay is locked when the loop starts, after every open pulse,
+on any exception (re-raised after locking), on SIGTERM/SIGINT, and at exit. The clock is
+injectable so tests replay recorded frames at a known frame rate.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from facegate.edge.detect.face import pick_face
+from facegate.edge.door.audit import AuditLog
+from facegate.edge.door.overlay import draw_overlay
+from facegate.edge.door.policy import DoorEvent, DoorPolicy, PolicyConfig
+from facegate.edge.door.relay import DoorLock, make_relay
+from facegate.edge.door.sdnotify import notify, watchdog_interval
+from facegate.edge.door.tracking import IoUTracker, view_quality
+from facegate.edge.errors import PersonNotFoundError
+from facegate.edge.face.pipeline import Pipeline
+from facegate.edge.gallery import GalleryStore, KeySource, ModelBinding
+from facegate.edge.gallery.matching import Matcher, MatchResult, thresholds_from_card
+
+if TYPE_CHECKING:  # the schema imports DoorSettings from here
+    from facegate.edge.door.config import DoorConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DoorSettings:
+    mode: str = "identify"          # 'identify' (1:N) or 'claim' (1:1 against a badge / PIN)
+    detect_every: int = 2
+    door_group: str | None = None
+    pulse_seconds: float = 3.0
+    claim_timeout_s: float = 15.0
+    require_quality: bool = True
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("identify", "claim"):
+            raise ValueError(f"door mode must be 'identify' or 'claim', not {self.mode!r}")
+        if self.detect_every < 1:
+            raise ValueError("detect_every must be >= 1")
+
+
+@dataclass
+class FrameOutcome:
+    index: int
+    faces: int
+    result: MatchResult | None
+    event: DoorEvent | None
+    door_open: bool
+
+
+class DoorApp:
+    def __init__(self, settings: DoorSettings, pipeline: Pipeline, matcher: Matcher, lock: DoorLock,
+                 audit: AuditLog, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.matcher = matcher
+        self.lock = lock
+        self.audit = audit
+        self.clock = clock
+        self.policy = DoorPolicy(settings.policy)
+        self.tracker = IoUTracker(max_age=3 * settings.detect_every)
+        self.frame_index = -1
+        self._stop = threading.Event()
+        self._claim: tuple[str, float] | None = None
+        self._subject_track: int | None = None
+        self._roi_face = None   # last subject face: where to look first when roi_from_previous is on
+        self.status: dict = {"door": "locked", "frames": 0, "last_event": None, "started": time.time()}
+        self.snapshot: bytes | None = None
+        self._snapshot_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cfg: DoorConfig) -> "DoorApp":
+        """The door unit a checked `door.toml` describes: pipeline, gallery (bound to the pipeline's
+        embedder), thresholds from the embedder's card, relay, audit log."""
+        pipeline = Pipeline.from_config(cfg.pipeline)
+        key = KeySource.from_keyfile(cfg.gallery.key_file) if cfg.gallery.key_file else KeySource.from_env()
+        gallery = GalleryStore(cfg.gallery.path, key).load(expect=ModelBinding.for_embedder(pipeline.embedder))
+        accept, retry = thresholds_from_card(pipeline.embedder.card.thresholds, cfg.gallery.far, cfg.gallery.retry_far)
+        relay = make_relay(cfg.relay.kind, cfg.relay.pin, cfg.relay.active_high, cfg.relay.state_file)
+        lock = DoorLock(relay, cfg.door.pulse_seconds)
+        audit = AuditLog(cfg.audit.path, cfg.audit.max_bytes, cfg.audit.keep)
+        return cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit)
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def claim(self, badge: str) -> bool:
+        """Claimed-identity mode: the next face is verified against this person (badge/PIN/name)."""
+        try:
+            person = self.matcher.gallery.find(badge.strip())
+        except PersonNotFoundError:
+            self.audit.append("claim_unknown")
+            return False
+        self._claim = (person.id, self.clock() + self.settings.claim_timeout_s)
+        self.policy.reset()
+        self.audit.append("claim", person_id=person.id)
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- one frame ------------------------------------------------------------------------------
+    def _match(self, vector: np.ndarray, now: float) -> MatchResult | None:
+        if self.settings.mode == "identify":
+            return self.matcher.identify(vector, door_group=self.settings.door_group)
+        if self._claim is None or now > self._claim[1]:
+            self._claim = None
+            return None
+        return self.matcher.verify(vector, self._claim[0], door_group=self.settings.door_group)
+
+    def step(self, frame: np.ndarray, now: float | None = None) -> FrameOutcome:
+        now = self.clock() if now is None else now
+        self.frame_index += 1
+        self.lock.tick(now)
+        result, event, n_faces = None, None, 0
+        label, kind, shown_face = "", "none", None
+        if self.frame_index % self.settings.detect_every == 0:
+            roi = self._roi_face if self.pipeline.config.roi_from_previous else None
+            faces = self.pipeline.detector.detect(frame, roi=roi)
+            n_faces = len(faces)
+            tracks = self.tracker.update(faces, self.frame_index)
+            subject = pick_face([t.face for t in tracks], frame.shape, self.pipeline.config.face_policy)
+            track = next((t for t in tracks if subject is not None and t.face is subject), None)
+            self._roi_face = track.face if track is not None else None
+            if track is None:
+                if self._subject_track is not None:
+                    self.policy.reset()
+                self._subject_track = None
+            else:
+                if track.id != self._subject_track:
+                    self.policy.reset()  # a new person: earlier votes were someone else's
+                    self._subject_track = track.id
+                shown_face = track.face
+                if track.needs_embedding():
+                    crop = self.pipeline.crop(frame, track.face)
+                    quality = self.pipeline.faces_quality(frame, track.face, crop)
+                    if quality.ok or not self.settings.require_quality:
+                        track.embedding = self.pipeline.embedder.embed(crop[None])[0]
+                        track.embedded_quality = view_quality(track.face)
+                    else:
+                        label, kind = quality.reasons[0], "retry"
+                if track.embedding is not None:
+                    result = self._match(track.embedding, now)
+                    if result is not None:
+                        event = self.policy.observe(result, now)
+                        label = result.name or "unknown"
+                        kind = result.decision.value
+        if event is not None:
+            self._handle(event, now)
+            kind = event.kind if event.kind in ("accept", "reject", "retry") else "reject"
+            label = (self.matcher.gallery.people[event.person_id].name
+                     if event.kind == "accept" and event.person_id else event.reason or label)
+        self.status.update(door="open" if self.lock.is_open else "locked", frames=self.frame_index + 1,
+                           last_frame=time.time())
+        if shown_face is not None or event is not None or self.frame_index % 5 == 0:
+            self._update_snapshot(frame, shown_face, label, kind)
+        return FrameOutcome(self.frame_index, n_faces, result, event, self.lock.is_open)
+
+    def _handle(self, event: DoorEvent, now: float) -> None:
+        fields = {"person_id": event.person_id, "score": None if event.score is None else round(event.score, 4),
+                  "reason": event.reason}
+        if event.kind == "accept":
+            self.lock.open_for(self.settings.pulse_seconds, now)
+            self._claim = None
+            self.audit.append("accept", **fields)
+        elif event.kind in ("reject", "lockout"):
+            self.audit.append(event.kind, **fields)
+        self.status["last_event"] = {"kind": event.kind, "person_id": event.person_id, "time": time.time()}
+
+    def _update_snapshot(self, frame, face, label, kind) -> None:
+        import cv2
+        status = {"accept": "welcome", "retry": "look at the camera", "reject": "not recognised"}.get(kind, "")
+        img = draw_overlay(frame, face, label, status, self.lock.is_open, kind)
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if ok:
+            with self._snapshot_lock:
+                self.snapshot = buf.tobytes()
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self, frames: Iterable[np.ndarray], max_frames: int | None = None,
+            on_frame: Callable[[FrameOutcome], None] | None = None) -> dict:
+        """Process frames until the source ends, stop() is called, or SIGTERM/SIGINT arrives."""
+        previous = {}
+
+        def on_signal(signum, _frame):
+            self.lock.lock_now()  # lock first, then wind down
+            self._stop.set()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, on_signal)
+        self.audit.append("started", mode=self.settings.mode)
+        notify("READY=1")
+        ping_every = watchdog_interval()
+        last_ping = 0.0
+        counts = {"frames": 0, "accept": 0, "reject": 0, "lockout": 0}
+        try:
+            for frame in frames:
+                if self._stop.is_set():
+                    break
+                out = self.step(frame)
+                counts["frames"] += 1
+                if out.event is not None and out.event.kind in counts:
+                    counts[out.event.kind] += 1
+                if on_frame:
+                    on_frame(out)
+                if ping_every and time.monotonic() - last_ping >= ping_every:
+                    notify("WATCHDOG=1")
+                    last_ping = time.monotonic()
+                if max_frames and counts["frames"] >= max_frames:
+                    break
+        except BaseException as exc:
+            self.lock.lock_now()
+            self.audit.append("error", reason=f"{type(exc).__name__}: {exc}"[:200])
+            raise
+        finally:
+            self.lock.lock_now()
+            self.status["door"] = "locked"
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.audit.append("stopped", frames=counts["frames"])
+        notify("STOPPING=1")
+        return counts
