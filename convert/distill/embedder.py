@@ -363,7 +363,7 @@ def save_student_file(model, path: Path, metrics: dict, config: dict, student: d
                       name: str = "facenet-student") -> None:
     """Write a float32 Keras student and its card: the training run's numbers, the teacher it mimics,
     and the teacher's thresholds until `facegate calibrate thresholds` replaces them."""
-    from facegate.convert.registry import facenet_teacher_card
+    from facegate.convert.keras_models import facenet_teacher_card
     from facegate.edge.cards import InputSpec, ModelCard, write_card
 
     path.parent.mkdir(parents=True, exist_ok=True)
