@@ -16,6 +16,7 @@ import shlex
 import sys
 
 from facegate.edge.errors import EXIT_INTERRUPTED, FacegateError
+from facegate.edge.quiet import quiet_native_imports
 
 log = logging.getLogger("facegate")
 
@@ -55,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = "facegate " + shlex.join(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not args.verbose:   # quiet by default: native start-up chatter shows with -v
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        quiet_native_imports(("tensorflow",))
+        logging.getLogger("tensorflow").setLevel(logging.WARNING)   # "Assets written to ..." per export
     try:
         return int(args.func(args) or 0)
     except FacegateError as exc:

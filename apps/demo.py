@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import secrets
 import statistics
 import tempfile
 from pathlib import Path
@@ -37,28 +36,55 @@ def ensure_teacher_export() -> Path:
         from facegate.edge.errors import ModelError
         raise ModelError(f"no teacher export at {teacher_export_path()}, and exporting one needs TensorFlow "
                          f"({exc.name} is missing): pip install 'facegate[convert]', or copy the file there") from exc
-    log.info("exporting the FaceNet teacher to TFLite (first run only)")
-    export_model("facenet-teacher", "tflite", "fp32", out_dir=teacher_export_path().parent,
-                 command="facegate demo (first-run teacher export)")
+    log.info("first run with the teacher: rebuilding FaceNet from its pinned h5 and exporting it to TFLite "
+             "(about a minute; the next runs reuse %s)", teacher_export_path())
+    r = export_model("facenet-teacher", "tflite", "fp32", out_dir=teacher_export_path().parent, lfw_pairs=0,
+                     command="facegate demo (first-run teacher export)")
+    log.info("teacher export ready: %s (%.0f MB), mean cosine %.5f to the Keras teacher on held-out faces",
+             r.path.name, r.path.stat().st_size / 1e6, r.parity["cosine_mean"])
     return teacher_export_path()
+
+
+def short_name(name: str, width: int = 33) -> str:
+    """A file name that fits a column and still tells photos apart: its start and its end, not just
+    its start (the 5-celebrity files are flattened URLs that share long prefixes)."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 3
+    return f"{name[:head]}…{name[-(width - 1 - head):]}"
 
 
 def run_demo(data: Path | None = None, workdir: Path | None = None, per_person: int = 8, threads: int | None = None,
              far: str = "1e-3", embedder: Path | None = None) -> dict:
+    """The demo; with `workdir` the gallery and its key file stay there for the other commands to use,
+    without one they live in a temporary folder that is removed at the end."""
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="facegate-demo-") as tmp:
+            return _run_demo(data, Path(tmp), per_person, threads, far, embedder, keep=False)
+    return _run_demo(data, Path(workdir), per_person, threads, far, embedder, keep=True)
+
+
+def _run_demo(data: Path | None, workdir: Path, per_person: int, threads: int | None, far: str,
+              embedder: Path | None, keep: bool) -> dict:
     from facegate.edge.downloads import celebrity5_dir
     from facegate.edge.face.pipeline import Pipeline
+    from facegate.edge.gallery.keys import write_keyfile
     from facegate.edge.registry import default_embedder_path
 
     root = Path(data) if data else celebrity5_dir()
     pipe = Pipeline.from_config(embedder=str(embedder or default_embedder_path()), threads=threads)
     accept, retry = thresholds_from_card(pipe.embedder.card.thresholds, far)
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="facegate-demo-"))
-    store = GalleryStore(workdir / "demo-gallery.fgg", KeySource("raw", secrets.token_bytes(32)))
+    workdir.mkdir(parents=True, exist_ok=True)
+    gallery_path, key_path = workdir / "demo-gallery.fgg", workdir / "demo-gallery.key"
+    for old in (gallery_path, key_path):   # every run enrols afresh
+        old.unlink(missing_ok=True)
+    store = GalleryStore(gallery_path, KeySource.from_keyfile(write_keyfile(key_path)))
     binding = ModelBinding.for_embedder(pipe.embedder)
     store.create(binding, keep_crops=True)
     print(f"models: detector {pipe.detector.name}, embedder {pipe.embedder.name} "
           f"(accept >= {accept:.3f} at FAR {far}, retry >= {retry:.3f})")
-    print(f"gallery: {store.path} (AES-256-GCM, throw-away demo key)")
+    print(f"gallery: {store.path} (AES-256-GCM; key {key_path.name}, mode 600)" if keep else
+          "gallery: a temporary encrypted gallery, removed at the end (--workdir DIR keeps it with its key)")
     timings: dict[str, list[float]] = {"detect": [], "embed": []}
     with store.transaction(expect=binding) as gallery:
         for name in ENROLLED:
@@ -108,7 +134,7 @@ def run_demo(data: Path | None = None, workdir: Path | None = None, per_person: 
                 stats["impostor_total"] += 1
                 stats["impostor_rejects"] += ver.decision is not Decision.ACCEPT
             who = f"{ident.decision.value} {ident.name or ''}".strip()
-            print(f"{path.name[:33]:<34} {name[:14]:<15} {who + f' {ident.score:.2f}':<26} "
+            print(f"{short_name(path.name):<34} {name[:14]:<15} {who + f' {ident.score:.2f}':<26} "
                   f"{ver.decision.value + f' ({claim.split()[0]}) {ver.score:.2f}':<28} "
                   f"{emb.timings_ms['detect'] + emb.timings_ms['embed']:.0f}")
             rows.append({"image": str(path), "person": name, "identify": ident.to_dict(), "verify": ver.to_dict()})
@@ -119,7 +145,12 @@ def run_demo(data: Path | None = None, workdir: Path | None = None, per_person: 
           f"{stats['genuine_accepts']}/{stats['genuine_total']}, impostors refused "
           f"{stats['impostor_rejects']}/{stats['impostor_total']} | median detect {stats['median_detect_ms']} ms, "
           f"embed {stats['median_embed_ms']} ms")
-    return {"stats": stats, "rows": rows, "gallery": str(store.path)}
+    if keep:
+        print(f"\nkept: {store.path} and its key {key_path}; try\n"
+              f"  facegate identify --gallery {store.path} --key-file {key_path} PHOTO.jpg\n"
+              f"  facegate gallery ls --gallery {store.path} --key-file {key_path}")
+    return {"stats": stats, "rows": rows, "gallery": str(store.path) if keep else None,
+            "key_file": str(key_path) if keep else None}
 
 
 def cmd_demo(args) -> int:
@@ -131,7 +162,8 @@ def cmd_demo(args) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="enrol 3 of the 5-celebrity people, then identify/verify everyone")
     p.add_argument("--data", type=Path, default=None, help="folder with train/ and val/ person folders")
-    p.add_argument("--workdir", type=Path, default=None, help="where the demo gallery goes (default: a temp dir)")
+    p.add_argument("--workdir", type=Path, default=None, help="keep the demo gallery and its key file here "
+                   "(default: a temporary folder, removed at the end)")
     p.add_argument("--far", default="1e-3", help="operating point from the model card")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--embedder", default=None, help="model file with card (default: the committed student), or "

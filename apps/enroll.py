@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from facegate.apps.common import add_gallery_args, add_pipeline_args, gallery_key, pipeline_from_args
-from facegate.edge.errors import NoFaceError, PersonNotFoundError
+from facegate.edge.errors import ImageError, NoFaceError, PersonNotFoundError, UsageError
 from facegate.edge.face.capture import best_camera_frames, encode_crop
 from facegate.edge.gallery import GalleryStore, ModelBinding
 from facegate.edge.images import load_rgb
@@ -19,7 +19,7 @@ def cmd_enroll(args) -> int:
     if args.camera:
         from facegate.edge.door.camera import CameraConfig, open_source
         if args.images:
-            raise NoFaceError("give either photos or --camera, not both")
+            raise UsageError("give either photos or --camera, not both")
         source = open_source(CameraConfig(args.source, args.device, fps=15.0))
         try:
             print(f"enrolling {args.name}: look at the camera")
@@ -30,21 +30,27 @@ def cmd_enroll(args) -> int:
             raise NoFaceError(f"no camera frame of {args.name} passed the quality gates; nothing enrolled")
         return _store(args, pipe, vectors, [encode_crop(c) for c in raw_crops], skipped=0)
     if not args.images:
-        raise NoFaceError("no photos given (or use --camera)")
-    vectors, crops, accepted = [], [], []
+        raise UsageError("no photos given (or use --camera)")
+    vectors, crops, skipped = [], [], []
     for path in args.images:
         try:
             image = load_rgb(path)
             emb = pipe.embed(image, require_quality=not args.no_quality)
-        except NoFaceError as exc:
+        except (ImageError, NoFaceError) as exc:   # one bad photo must not cost the good ones
             print(f"skipped {path}: {exc}")
+            skipped.append((path, exc))
             continue
         vectors.append(emb.vector)
         crops.append(encode_crop(pipe.crop(image, emb.face)))
-        accepted.append(path)
+    first = f"first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+    if skipped and args.strict:
+        raise type(skipped[0][1])(f"--strict: {len(skipped)} of {len(args.images)} photos unusable ({first}); "
+                                  "nothing enrolled")
     if not vectors:
-        raise NoFaceError(f"none of the {len(args.images)} photos gave a usable face; nothing enrolled")
-    return _store(args, pipe, vectors, crops, skipped=len(args.images) - len(vectors))
+        unreadable = all(isinstance(e, ImageError) for _, e in skipped)
+        raise (ImageError if unreadable else NoFaceError)(
+            f"none of the {len(args.images)} photos gave a usable face ({first}); nothing enrolled")
+    return _store(args, pipe, vectors, crops, skipped=len(skipped))
 
 
 def _store(args, pipe, vectors, crops, skipped: int) -> int:
@@ -87,6 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-crops", action="store_true", help="keep encrypted face crops (allows re-embedding "
                    "with a new model later) when the gallery is created")
     p.add_argument("--no-quality", action="store_true", help="enrol even photos failing quality gates")
+    p.add_argument("--strict", action="store_true", help="enrol nothing unless every photo is usable (by default "
+                   "unusable photos are skipped with their reason and the rest are enrolled)")
     add_pipeline_args(p)
     p.set_defaults(func=cmd_enroll)
 

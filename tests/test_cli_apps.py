@@ -118,14 +118,46 @@ def test_enroll_bad_inputs(tmp_path, env_key, embedder_path, capsys):
     assert not gallery.exists()
 
 
-def test_demo_accepts_members_and_refuses_strangers(tmp_path, capsys):
+def test_enroll_skips_an_unreadable_photo_among_good_ones(tmp_path, env_key, embedder_path, celeb5, capsys):
+    from facegate.edge.gallery import GalleryStore, KeySource
+    gallery = tmp_path / "g.fgg"
+    good = [str(p) for p in sorted((celeb5 / "train" / "jerry_seinfeld").iterdir())[:3]]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    args = ["enroll", "--gallery", str(gallery), "--name", "Jerry", *good, str(broken), "--embedder", str(embedder_path)]
+    assert main([*args, "--strict"]) == 3                 # strict: one bad photo, nothing enrolled
+    assert "--strict" in capsys.readouterr().err and not gallery.exists()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"skipped {broken}" in out and "enrolled Jerry" in out
+    g = GalleryStore(gallery, KeySource.from_env()).load()
+    enrolled = int(out.split("+")[1].split(" ")[0])
+    assert enrolled >= 1 and g.template_count(g.find("Jerry").id) == enrolled
+    assert f"{len(good) + 1 - enrolled} photos skipped" in out
+
+
+def test_demo_accepts_members_and_refuses_strangers(tmp_path, capsys, monkeypatch):
+    import stat
+    import tempfile
+
     from facegate.apps.demo import run_demo
+    from facegate.edge.gallery import GalleryStore, KeySource
     result = run_demo(workdir=tmp_path)
     s = result["stats"]
     assert s["false_accepts"] == 0
     assert s["impostor_rejects"] == s["impostor_total"] == 10
     assert s["identify_ok"] >= 20 and s["genuine_accepts"] >= 12
-    assert main(["demo", "--workdir", str(tmp_path / "again")]) == 0
+    # a kept gallery comes with its key (mode 600), usable by the other commands
+    key = tmp_path / "demo-gallery.key"
+    assert result["key_file"] == str(key) and stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert len(GalleryStore(result["gallery"], KeySource.from_keyfile(key)).load().people) == 3
+    assert "--key-file" in capsys.readouterr().out
+    # without --workdir nothing is left behind
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    assert main(["demo"]) == 0
+    assert list(scratch.iterdir()) == []
 
 
 def test_demo_with_teacher_explains_a_missing_tensorflow(tmp_path, monkeypatch, capsys):

@@ -293,3 +293,28 @@ def test_matching_top_k_on_a_large_gallery():
     r = m.identify(target, top_k=3)
     assert r.person_id == g.owner_ids()[777] and len(r.candidates) == 3
     assert r.candidates[0][2] >= r.candidates[1][2] >= r.candidates[2][2]
+
+
+def test_top_people_equals_the_exhaustive_ranking():
+    """1:N looks only at the best top_k x (most templates of anyone) template scores; on galleries with
+    uneven template counts (one person with 40) it must rank exactly as the exhaustive per-person max."""
+    from facegate.edge.gallery.records import Gallery
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        g = Gallery(BINDING)
+        counts = rng.integers(1, 6, size=60)
+        counts[trial % 60] = 40
+        for i, c in enumerate(counts):
+            g.add_templates(g.add_person(f"p{i}").id, unit(rng, int(c)))
+        m = Matcher(g, 0.9)
+        probe = g.templates[rng.integers(len(g.templates))] + 0.3 * rng.normal(size=16)
+        scores = g.templates @ (probe / np.linalg.norm(probe))
+        best = {}
+        for row, owner in enumerate(g.owners):
+            best[int(owner)] = max(best.get(int(owner), -2.0), float(scores[row]))
+        expected = sorted(best.items(), key=lambda kv: -kv[1])[:5]
+        got = m.top_people(probe, 5)
+        assert [o for o, _ in got] == [o for o, _ in expected]
+        assert [s for _, s in got] == pytest.approx([s for _, s in expected], abs=1e-5)
+        r = m.verify(probe, g.person_order[expected[0][0]])
+        assert r.score == pytest.approx(expected[0][1], abs=1e-5)

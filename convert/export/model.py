@@ -180,7 +180,10 @@ def export_model(model_spec: str, fmt_name: str, quant: str = "fp32", out_dir: P
     write_card(card, path)
     lfw = Path(lfw_dir) if lfw_dir else shared_lfw_dir()
     if fmt.runnable_here and (lfw / "pairs.txt").exists() and (full_lfw or lfw_pairs):
-        card.accuracy["lfw"] = lfw_accuracy(path, lfw, None if full_lfw else lfw_pairs, progress)
+        log.info("checking %s on LFW (%s pairs; --lfw-pairs 0 skips it)", path.name, "all 6000" if full_lfw else lfw_pairs)
+        card.accuracy["lfw"] = r = lfw_accuracy(path, lfw, None if full_lfw else lfw_pairs, progress)
+        log.info("LFW check of %s: %.2f%% ± %.2f on %d pairs", path.name, 100 * r["accuracy_mean"],
+                 100 * r["accuracy_std"], r["pairs"])
         write_card(card, path)
     write_usage(card, path)
     return ExportResult(path, card, accuracy["parity_vs_source"])

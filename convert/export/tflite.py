@@ -6,17 +6,33 @@ refuses NaN outputs, tests/test_export.py).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
+
+
+def _printing_to_log(call: Callable[[], T]) -> T:
+    """Run `call` with what it prints on stdout sent to the debug log: Keras 3's path through the
+    converter exports a SavedModel and prints its signature, one TensorSpec line per variable
+    (about 490 for FaceNet), which is noise to the person exporting (`facegate -v` shows it)."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        result = call()
+    if buffer.getvalue().strip():
+        log.debug("converter output:\n%s", buffer.getvalue().rstrip())
+    return result
 
 
 def export_tflite(model: keras.Model, path: str | Path, quant: str = "fp32",
@@ -36,7 +52,7 @@ def export_tflite(model: keras.Model, path: str | Path, quant: str = "fp32",
         raise ValueError("int8 input/output tensors need --quant int8")
     if quant not in QUANTIZATIONS:
         raise ValueError(f"TFLite quantisation must be one of {QUANTIZATIONS}, not {quant!r}")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = _printing_to_log(lambda: tf.lite.TFLiteConverter.from_keras_model(model))
     if quant == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -58,9 +74,9 @@ def export_tflite(model: keras.Model, path: str | Path, quant: str = "fp32",
         options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops))
         debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative,
                                                              debug_options=options)
-        blob = debugger.get_nondebug_quantized_model()
+        blob = _printing_to_log(debugger.get_nondebug_quantized_model)
     else:
-        blob = converter.convert()
+        blob = _printing_to_log(converter.convert)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")

@@ -17,8 +17,11 @@ import numpy as np
 
 from facegate.edge.backends.base import TensorInfo
 from facegate.edge.errors import BackendUnavailableError, ModelError
+from facegate.edge.quiet import native_stderr_silenced
 
 log = logging.getLogger(__name__)
+#: whether this process has already created an XNNPACK delegate (LiteRT announces only the first)
+_DELEGATE_ANNOUNCED = False
 
 
 def _natural_key(name: str) -> list:
@@ -121,7 +124,11 @@ class LiteRTBackend:
         if shapes != wanted:
             for d, shape in zip(self._in, wanted):
                 interp.resize_tensor_input(d["index"], list(shape))
-            interp.allocate_tensors()
+            global _DELEGATE_ANNOUNCED
+            # the first allocation in a process creates the XNNPACK delegate, which says so on stderr
+            with native_stderr_silenced(not _DELEGATE_ANNOUNCED and not log.isEnabledFor(logging.DEBUG)):
+                interp.allocate_tensors()
+            _DELEGATE_ANNOUNCED = True
         while len(self._parked) >= self.MAX_SHAPES:
             self._parked.pop(next(iter(self._parked)))
         self._interp, self._current = interp, wanted

@@ -6,35 +6,52 @@ from pathlib import Path
 import numpy as np
 
 from facegate.edge.bench.frames import door_frame
-from facegate.edge.timing import median_ms
+from facegate.edge.timing import median_ms, sample_seconds, spread_ms
 
 
-def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], threads: int | None, repeats: int) -> list[dict]:
-    from facegate.edge.detect.face import pick_face
-    from facegate.edge.face.align import align_face
+def pipeline_settings() -> dict:
+    """The door pipeline's detector settings every `bench pipeline` figure depends on."""
     from facegate.edge.face.pipeline import PipelineConfig
+    c = PipelineConfig().cascade_config()
+    return {"min_face_size": c.min_face_size, "pyramid_factor": c.scale_factor, "chained_pyramid": c.chained_pyramid,
+            "max_faces": c.max_faces, "fast_path_min_face": c.fast_path_min_face,
+            "roi_from_previous": PipelineConfig().roi_from_previous}
+
+
+def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], threads_list: list[int],
+                   repeats: int) -> list[dict]:
+    """Per-stage medians and the whole frame (detect, align, quality gates, embed: `Pipeline.embed`)
+    with its spread, for each detector format x embedder x thread count, all in one run."""
+    from facegate.edge.detect.face import pick_face
+    from facegate.edge.errors import NoFaceError
+    from facegate.edge.face.align import align_face
+    from facegate.edge.face.pipeline import Pipeline, PipelineConfig
     from facegate.edge.face.quality import assess
     from facegate.edge.registry import get_embedder, load_detector
 
     frame = door_frame(photo)
     rows = []
-    cascade = PipelineConfig().cascade_config()   # the door pipeline's own detector settings
-    for fmt in formats:
-        det = load_detector(fmt=fmt, threads=threads, config=cascade)
-        faces = det.detect(frame)
-        face = pick_face(faces, frame.shape)
-        if face is None:
-            raise RuntimeError(f"no face found in the benchmark frame from {photo}")
-        t_det = median_ms(lambda: det.detect(frame), repeats)
-        for emb_path in embedders:
-            emb = get_embedder(emb_path, threads=threads)
-            crop = align_face(frame, face, emb.input_size, emb.spec.alignment)
-            t_align = median_ms(lambda: assess(face, align_face(frame, face, 112, "similarity112")) and
-                                 align_face(frame, face, emb.input_size, emb.spec.alignment), repeats)
-            t_emb = median_ms(lambda: emb.embed(crop[None]), repeats)
-            rows.append({"detector": det.name, "embedder": Path(emb_path).name, "backend": emb.backend.name,
-                         "threads": threads, "detect_ms": t_det, "align_quality_ms": t_align, "embed_ms": t_emb,
-                         "total_ms": round(t_det + t_align + t_emb, 2), "faces": len(faces)})
+    config = PipelineConfig()
+    for threads in threads_list:
+        for fmt in formats:
+            det = load_detector(fmt=fmt, threads=threads, config=config.cascade_config())
+            faces = det.detect(frame)
+            face = pick_face(faces, frame.shape)
+            if face is None:
+                raise NoFaceError(f"no face found in the benchmark frame made from {photo}")
+            t_det = median_ms(lambda: det.detect(frame), repeats)
+            for emb_path in embedders:
+                emb = get_embedder(emb_path, threads=threads)
+                crop = align_face(frame, face, emb.input_size, emb.spec.alignment)
+                t_align = median_ms(lambda: assess(face, align_face(frame, face, 112, "similarity112")) and
+                                     align_face(frame, face, emb.input_size, emb.spec.alignment), repeats)
+                t_emb = median_ms(lambda: emb.embed(crop[None]), repeats)
+                pipe = Pipeline(det, emb, config)
+                whole = spread_ms(sample_seconds(lambda: pipe.embed(frame), repeats))
+                rows.append({"detector": det.name, "embedder": Path(emb_path).name, "backend": emb.backend.name,
+                             "threads": threads, "detect_ms": t_det, "align_quality_ms": t_align, "embed_ms": t_emb,
+                             "frame_ms": whole["median_ms"], "frame_p10_ms": whole["p10_ms"],
+                             "frame_p90_ms": whole["p90_ms"], "faces": len(faces)})
     return rows
 
 
