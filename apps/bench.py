@@ -91,7 +91,7 @@ def cmd_gallery(args) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    b = sub.add_parser("bench", help="speed benchmarks: pipeline stages, gallery")
+    b = sub.add_parser("bench", help="speed benchmarks: pipeline stages, detector, embedder, gallery")
     bs = b.add_subparsers(dest="bench_cmd", required=True)
     p = bs.add_parser("pipeline", help="per-stage latency on a 640x480 frame with one face")
     p.add_argument("--photo", type=Path, default=None, help="face photo to build the frame from")

