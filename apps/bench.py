@@ -79,19 +79,48 @@ def cmd_embedder(args) -> int:
 
 def cmd_gallery(args) -> int:
     from facegate.edge.bench.gallery import bench_gallery
-    result = bench_gallery(sizes=tuple(args.sizes), repeats=args.repeats)
+    result = bench_gallery(sizes=tuple(args.sizes), repeats=args.repeats, batch=args.batch)
     print(f"{result['dim']}-D float32 templates, unit length; median of {result['repeats']} (p90)")
-    print("| templates (2 per person) | identify: 1 probe, top-5 people |")
-    print("|---|---|")
+    print(f"| templates (2 per person) | identify: 1 probe, top-5 people | {result['batch']} probes in one call |")
+    print("|---|---|---|")
     for n, ms in result["identify_ms"].items():
-        print(f"| {int(n):,} | {ms} ms ({result['identify_p90_ms'][n]}) |")
+        print(f"| {int(n):,} | {ms} ms ({result['identify_p90_ms'][n]}) | {result['identify_batch_ms'][n]} ms |")
     print(f"\nopen (decrypt + load) 10k people / 20k templates ({result['file_mb_10k_people']} MB): "
           f"{result['open_ms_10k_people']} ms; enrol into 1k people: {result['enroll_per_s_1k_people']} per s")
     return _write(result, args.out)
 
 
+def cmd_peers(args) -> int:
+    from facegate.convert.datasets import lfw_dir, wider_dir
+    from facegate.edge.bench.peers import bench_peers, markdown, peer_frames
+    frames = peer_frames(args.lfw or lfw_dir() / "images", args.wider or wider_dir() / "images", args.frames, args.seed)
+    result = bench_peers(frames, passes=args.passes, threads=args.threads)
+    result["command"] = args.command_line
+    table = markdown(result, args.command_line)
+    print(table)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "peers.md").write_text(table)
+        _write(result, args.out / "peers.json")
+        print(f"written: {args.out / 'peers.json'}, {args.out / 'peers.md'}")
+    return 0
+
+
+def _add_peers(bs) -> None:
+    pe = bs.add_parser("peers", help="the door frame against face_recognition (dlib HOG + ResNet) on the same "
+                       "synthetic door frames, interleaved (needs the optional peer: see README)")
+    pe.add_argument("--frames", type=int, default=40, help="synthetic 640x480 door frames")
+    pe.add_argument("--seed", type=int, default=0, help="the frames are the same for the same seed")
+    pe.add_argument("--passes", type=int, default=3, help="passes over the frames, every system per frame")
+    pe.add_argument("--threads", type=int, default=2, help="facegate's inference threads")
+    pe.add_argument("--lfw", type=Path, default=None, help="LFW images/ (default ../shared/datasets/lfw/images)")
+    pe.add_argument("--wider", type=Path, default=None, help="WIDER images/ (default ../shared/datasets/wider_val_dev/images)")
+    pe.add_argument("--out", type=Path, default=None, help="folder for peers.json and peers.md")
+    pe.set_defaults(func=cmd_peers)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    b = sub.add_parser("bench", help="speed benchmarks: pipeline stages, detector, embedder, gallery")
+    b = sub.add_parser("bench", help="speed benchmarks: pipeline stages, detector, embedder, gallery, peers")
     bs = b.add_subparsers(dest="bench_cmd", required=True)
     p = bs.add_parser("pipeline", help="per-stage latency on a 640x480 frame with one face")
     p.add_argument("--photo", type=Path, default=None, help="face photo to build the frame from")
@@ -103,6 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = bs.add_parser("gallery", help="identify latency, open time, enrol throughput")
     g.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     g.add_argument("--repeats", type=int, default=50)
+    g.add_argument("--batch", type=int, default=16, help="probes per call in the batched identify column")
     g.set_defaults(func=cmd_gallery)
     d = bs.add_parser("detector", help="full cascade + door speed features per detector set, format, threads")
     d.add_argument("--detector", nargs="+", default=["mtcnn-teacher", "mtcnn-student"])
@@ -120,3 +150,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_embedder)
     for q in (p, g, d, e):
         q.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON")
+    _add_peers(bs)

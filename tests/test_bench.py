@@ -54,3 +54,37 @@ def test_bench_pipeline_states_its_settings_and_spread(tmp_path, capsys):
         assert row["detect_ms"] > 0 and row["embed_ms"] > 0
     printed = capsys.readouterr().out
     assert "min_face_size 40" in printed and "| 2 |" in printed and "default" not in printed
+
+
+def test_peer_frames_are_reproducible_door_frames(lfw_dir, wider_dir):
+    import numpy as np
+
+    from facegate.edge.bench.peers import FACE_PX, peer_frames
+    a = peer_frames(lfw_dir / "images", wider_dir / "images", count=4, seed=3)
+    b = peer_frames(lfw_dir / "images", wider_dir / "images", count=4, seed=3)
+    c = peer_frames(lfw_dir / "images", wider_dir / "images", count=4, seed=4)
+    assert all(np.array_equal(x["frame"], y["frame"]) for x, y in zip(a, b))
+    assert not all(np.array_equal(x["frame"], y["frame"]) for x, y in zip(a, c))
+    for item in a:
+        x0, y0, x1, y1 = item["face_box"]
+        assert item["frame"].shape == (480, 640, 3) and FACE_PX[0] <= x1 - x0 <= FACE_PX[1] and x1 <= 640 and y1 <= 480
+
+
+def test_bench_peers_against_face_recognition(tmp_path, lfw_dir, wider_dir, capsys):
+    pytest.importorskip("face_recognition", reason="the optional peer: pip install -e '.[peers]' && "
+                        "pip install --no-deps face_recognition==1.3.0")
+    out = tmp_path / "peers"
+    assert main(["bench", "peers", "--frames", "3", "--passes", "1", "--out", str(out)]) == 0
+    r = json.loads((out / "peers.json").read_text())
+    peer = next(v for k, v in r["systems"].items() if k.startswith("face_recognition"))
+    ours = r["systems"]["facegate (defaults)"]
+    assert r["frames"] == 3 and ours["frames_with_a_face"] >= 2 and peer["median_ms"] > 0
+    assert ours["peer_time_ratio"] == pytest.approx(peer["median_ms"] / ours["median_ms"], rel=0.05)
+    assert "face_recognition" in (out / "peers.md").read_text() and "| facegate (defaults) |" in capsys.readouterr().out
+
+
+def test_bench_peers_without_the_peer_is_a_clear_error(monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, "face_recognition", None)
+    assert main(["bench", "peers", "--frames", "1"]) == 4
+    assert "pip install --no-deps face_recognition" in capsys.readouterr().err

@@ -318,3 +318,17 @@ def test_top_people_equals_the_exhaustive_ranking():
         assert [s for _, s in got] == pytest.approx([s for _, s in expected], abs=1e-5)
         r = m.verify(probe, g.person_order[expected[0][0]])
         assert r.score == pytest.approx(expected[0][1], abs=1e-5)
+        batch = m.identify_many(np.stack([probe, -probe]), top_k=5)
+        assert [c[0] for c in batch[0].candidates] == [g.person_order[o] for o, _ in expected]
+        assert batch[0].decision is m.identify(probe).decision
+
+
+def test_best_rows_always_contains_the_top_scores():
+    from facegate.edge.gallery.matching import _best_rows
+    rng = np.random.default_rng(3)
+    for n, keep in ((10, 3), (1000, 1), (1000, 40), (100_000, 25), (5000, 5000)):
+        for scores in (rng.normal(size=n).astype(np.float32), np.round(rng.normal(size=n), 1).astype(np.float32)):
+            rows = _best_rows(scores, keep)
+            kth = np.sort(scores)[::-1][keep - 1]
+            assert set(np.flatnonzero(scores > kth)) <= set(rows.tolist()) and len(rows) >= keep
+            assert np.all(scores[rows] >= scores[rows].min()) and scores[rows].min() <= kth

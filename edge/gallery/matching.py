@@ -79,18 +79,17 @@ class Matcher:
         return probe / max(float(np.linalg.norm(probe)), 1e-10)
 
     def top_people(self, probe: np.ndarray, top_k: int) -> list[tuple[int, float]]:
-        """(person index, best cosine) of the `top_k` best-scoring people, best first.
-
-        One matrix product over every template, then only the best `top_k` x (most templates of anyone)
-        template scores are looked at: the k-th best person's best template cannot rank lower than that,
-        so no per-person reduction over the whole gallery is needed (at 100k templates the reduction and
-        a full sort cost as much as the product)."""
+        """(person index, best cosine) of the `top_k` best-scoring people, best first."""
         if len(self._matrix) == 0:
             return []
-        scores = self._matrix @ self._unit_probe(probe)
-        keep = min(len(scores), max(1, top_k) * self._most_templates)
-        rows = np.argpartition(scores, len(scores) - keep)[len(scores) - keep:] if keep < len(scores) \
-            else np.arange(len(scores))
+        return self._top_from_scores(self._matrix @ self._unit_probe(probe), top_k)
+
+    def _top_from_scores(self, scores: np.ndarray, top_k: int) -> list[tuple[int, float]]:
+        """The best people from one probe's template scores. Only the best top_k x (most templates of
+        anyone) template scores can matter (the k-th best person's best template cannot rank lower), and
+        those are found without sorting or partitioning the whole array (:func:`_best_rows`)."""
+        top_k = max(1, top_k)
+        rows = _best_rows(scores, min(len(scores), top_k * self._most_templates))
         out: list[tuple[int, float]] = []
         seen: set[int] = set()
         for row in rows[np.argsort(-scores[rows], kind="stable")]:
@@ -125,7 +124,21 @@ class Matcher:
     def identify(self, probe: np.ndarray, top_k: int = 5, when: dt.datetime | None = None,
                  door_group: str | None = None) -> MatchResult:
         """Who is this (1:N)? The best person if above threshold and not ambiguous."""
-        top = self.top_people(probe, max(1, top_k))
+        return self._identity(self.top_people(probe, top_k), when, door_group)
+
+    def identify_many(self, probes: np.ndarray, top_k: int = 5, when: dt.datetime | None = None,
+                      door_group: str | None = None) -> list[MatchResult]:
+        """`identify` for a batch of probes (several faces, several doors' requests): one matrix product
+        for all of them, which a server answering many requests wants."""
+        probes = np.atleast_2d(np.asarray(probes, np.float32))
+        if len(self._matrix) == 0:
+            return [self._identity([], when, door_group) for _ in probes]
+        units = np.stack([self._unit_probe(p) for p in probes])
+        # templates x probes is the faster product here (6.9 vs 9.6 ms at 100k x 16); rows per probe after
+        scores = np.ascontiguousarray((self._matrix @ units.T).T)
+        return [self._identity(self._top_from_scores(row, top_k), when, door_group) for row in scores]
+
+    def _identity(self, top: list[tuple[int, float]], when: dt.datetime | None, door_group: str | None) -> MatchResult:
         if not top:
             return MatchResult(Decision.REJECT, None, None, -1.0, self.accept, self.retry, [], ["gallery is empty"])
         cands = [(self.gallery.person_order[i], self.gallery.people[self.gallery.person_order[i]].name, score)
@@ -160,3 +173,19 @@ class Matcher:
         result = MatchResult(decision, person.id, person.name, score, self.accept, self.retry,
                              [(person.id, person.name, score)], reasons)
         return self._policy(result, when, door_group)
+
+
+def _best_rows(scores: np.ndarray, keep: int) -> np.ndarray:
+    """Indices of a superset of the `keep` highest scores (unordered), in about one pass over `scores`.
+
+    The array is cut into at least `keep` blocks; the keep-th largest block maximum t is a lower bound of
+    the keep-th largest score (the top `keep` block maxima are `keep` scores >= t), so every score in the
+    top `keep` is >= t. A partition of the whole array costs ten times as much at 100k templates."""
+    n = len(scores)
+    if keep >= n:
+        return np.arange(n)
+    size = max(1, n // max(keep, min(n // 64, 4096)))
+    maxima = np.maximum.reduceat(scores, np.arange(0, n, size))
+    threshold = np.partition(maxima, len(maxima) - keep)[len(maxima) - keep]
+    return np.flatnonzero(scores >= threshold)
+
