@@ -74,6 +74,9 @@ def add_detector_args(p: argparse.ArgumentParser) -> None:
                    help="image pyramid step (smaller: fewer levels, faster, may miss faces between scales)")
     p.add_argument("--chained-pyramid", action="store_true",
                    help="resize each pyramid level from the previous one (faster; not bit-parity with mtcnn 1.0.0)")
+    p.add_argument("--max-faces", type=int, default=None, help="keep only the best N faces (the door keeps 1)")
+    p.add_argument("--fast-path-min-face", type=float, default=None, metavar="PX",
+                   help="look for faces this large first, full search only if none (the door uses 120)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: runtime's choice)")
 
 
@@ -85,7 +88,8 @@ def detector_from_args(args):
                          config=CascadeConfig(min_face_size=args.min_face,
                                               thresholds=tuple(args.thresholds) if args.thresholds else None,
                                               nms_mode=args.nms, chained_pyramid=args.chained_pyramid,
-                                              scale_factor=args.pyramid_factor))
+                                              scale_factor=args.pyramid_factor, max_faces=args.max_faces,
+                                              fast_path_min_face=args.fast_path_min_face))
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:

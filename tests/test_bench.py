@@ -77,10 +77,10 @@ def test_bench_peers_against_face_recognition(tmp_path, lfw_dir, wider_dir, caps
     assert main(["bench", "peers", "--frames", "3", "--passes", "1", "--out", str(out)]) == 0
     r = json.loads((out / "peers.json").read_text())
     peer = next(v for k, v in r["systems"].items() if k.startswith("face_recognition"))
-    ours = r["systems"]["facegate (defaults)"]
+    ours = r["systems"]["facegate door defaults (large faces first)"]
     assert r["frames"] == 3 and ours["frames_with_a_face"] >= 2 and peer["median_ms"] > 0
     assert ours["peer_time_ratio"] == pytest.approx(peer["median_ms"] / ours["median_ms"], rel=0.05)
-    assert "face_recognition" in (out / "peers.md").read_text() and "| facegate (defaults) |" in capsys.readouterr().out
+    assert "face_recognition" in (out / "peers.md").read_text() and "| facegate full search" in capsys.readouterr().out
 
 
 def test_bench_peers_without_the_peer_is_a_clear_error(monkeypatch, capsys):

@@ -293,3 +293,22 @@ def test_enroll_from_camera_keeps_the_best_frames_and_guides(door_setup, embedde
     assert main(["enroll", "--gallery", str(tmp_path / "g2.fgg"), "--name", "X", "--camera", "--source", "folder",
                  "--device", str(empty), "--embedder", str(embedder_path)]) == 9
     assert not (tmp_path / "g2.fgg").exists()
+
+
+def test_door_defaults_decide_like_the_full_search(door_setup, pipeline, tmp_path):
+    """The door's own pipeline defaults (large faces first, search around the last face) make the same
+    decisions on the same frames as the full search: the member in at the same frame, the stranger
+    refused and locked out at the same frames."""
+    from facegate.edge.door.config import DoorPipelineConfig
+    from facegate.edge.face.pipeline import Pipeline
+    door_cfg = DoorPipelineConfig(embedder=pipeline.config.embedder)
+    assert (door_cfg.max_faces, door_cfg.fast_path_min_face, door_cfg.roi_from_previous) == (None, 120.0, True)
+    door_pipe = Pipeline(Pipeline.from_config(door_cfg).detector, pipeline.embedder, door_cfg)
+    decisions = {}
+    for name, pipe in (("full search", pipeline), ("door defaults", door_pipe)):
+        app, relay, clock = _app(door_setup, pipe, tmp_path / name.replace(" ", "-"))
+        frames = door_setup["frames"]["member"] + door_setup["frames"]["empty"] * 6 + door_setup["frames"]["stranger"] * 2
+        decisions[name] = [(o.index, o.event.kind, o.event.person_id) for o in _play(app, clock, frames) if o.event]
+    assert decisions["door defaults"] == decisions["full search"]
+    kinds = [k for _, k, _ in decisions["door defaults"]]
+    assert kinds[0] == "accept" and "reject" in kinds and "lockout" in kinds

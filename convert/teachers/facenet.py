@@ -125,7 +125,9 @@ def load_teacher(rebuild: bool = False) -> keras.Model:
     path = teacher_path()
     if path.exists() and not rebuild:
         return keras.saving.load_model(path, custom_objects={"ScaleSum": ScaleSum}, compile=False)
-    model = rebuild_from_h5(facenet_h5())
+    h5 = facenet_h5()
+    log.info("rebuilding the FaceNet teacher from %s as a Keras 3 model (once, ~20 s; cached as %s)", h5.name, path)
+    model = rebuild_from_h5(h5)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".part.keras")
     model.save(tmp)

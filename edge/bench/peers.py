@@ -69,17 +69,18 @@ def _face_recognition():
 
 
 def bench_peers(frames: list[dict], passes: int = 3, threads: int | None = 2) -> dict:
-    """Per-frame time of facegate's door pipeline (defaults, and the README's fast door settings) and of
+    """Per-frame time of facegate's pipeline (the door's defaults, and the full search photos get) and of
     face_recognition's defaults, interleaved frame by frame for `passes` passes; medians, p90 and faces
     found per system, and the ratios."""
+    from facegate.edge.door.config import DoorPipelineConfig
     from facegate.edge.face.pipeline import Pipeline, PipelineConfig
 
     fr = _face_recognition()
-    default = PipelineConfig(threads=threads)
-    fast = replace(default, max_faces=1, fast_path_min_face=120.0)
+    door = DoorPipelineConfig(threads=threads)
     systems = {
-        "facegate (defaults)": Pipeline.from_config(default),
-        "facegate (max_faces 1, fast path 120)": Pipeline.from_config(fast),
+        "facegate door defaults (large faces first)": Pipeline.from_config(door),
+        "facegate door defaults + max_faces 1": Pipeline.from_config(replace(door, max_faces=1)),
+        "facegate full search (photo defaults)": Pipeline.from_config(PipelineConfig(threads=threads)),
     }
 
     def run_facegate(pipe, frame):

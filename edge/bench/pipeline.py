@@ -11,27 +11,29 @@ from facegate.edge.timing import median_ms, sample_seconds, spread_ms
 
 def pipeline_settings() -> dict:
     """The door pipeline's detector settings every `bench pipeline` figure depends on."""
-    from facegate.edge.face.pipeline import PipelineConfig
-    c = PipelineConfig().cascade_config()
+    from facegate.edge.door.config import DoorPipelineConfig
+    c = DoorPipelineConfig().cascade_config()
     return {"min_face_size": c.min_face_size, "pyramid_factor": c.scale_factor, "chained_pyramid": c.chained_pyramid,
             "max_faces": c.max_faces, "fast_path_min_face": c.fast_path_min_face,
-            "roi_from_previous": PipelineConfig().roi_from_previous}
+            "roi_from_previous": DoorPipelineConfig().roi_from_previous}
 
 
 def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], threads_list: list[int],
                    repeats: int) -> list[dict]:
     """Per-stage medians and the whole frame (detect, align, quality gates, embed: `Pipeline.embed`)
-    with its spread, for each detector format x embedder x thread count, all in one run."""
+    with its spread, for each detector format x embedder x thread count, all in one run, with the door's
+    pipeline settings (each frame is a new one: the ROI search around the last face does not apply)."""
     from facegate.edge.detect.face import pick_face
+    from facegate.edge.door.config import DoorPipelineConfig
     from facegate.edge.errors import NoFaceError
     from facegate.edge.face.align import align_face
-    from facegate.edge.face.pipeline import Pipeline, PipelineConfig
+    from facegate.edge.face.pipeline import Pipeline
     from facegate.edge.face.quality import assess
     from facegate.edge.registry import get_embedder, load_detector
 
     frame = door_frame(photo)
     rows = []
-    config = PipelineConfig()
+    config = DoorPipelineConfig()     # what a door runs (one subject, large faces first)
     for threads in threads_list:
         for fmt in formats:
             det = load_detector(fmt=fmt, threads=threads, config=config.cascade_config())
