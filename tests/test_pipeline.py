@@ -96,3 +96,14 @@ def test_config_from_toml_and_errors(tmp_path, embedder_path):
     bad.write_text("[pipeline\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         PipelineConfig.from_toml(bad)
+
+
+def test_threads_mean_the_embedder_and_the_door_runs_its_nets_on_one():
+    """`threads` is the embedder's; a door's detector nets run on one thread (measured faster there);
+    elsewhere the nets follow `threads` unless `detector_threads` says otherwise."""
+    from facegate.edge.door.config import DoorPipelineConfig
+    door = Pipeline.from_config(DoorPipelineConfig(threads=2))
+    assert door.embedder.backend._threads == 2 and door.detector.pnet._threads == 1
+    photo = Pipeline.from_config(PipelineConfig(threads=2))
+    assert photo.detector.pnet._threads == 2 and photo.embedder.backend._threads == 2
+    assert Pipeline.from_config(PipelineConfig(threads=2, detector_threads=1)).detector.rnet._threads == 1

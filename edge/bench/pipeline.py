@@ -19,10 +19,13 @@ def pipeline_settings() -> dict:
 
 
 def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], threads_list: list[int],
-                   repeats: int) -> list[dict]:
+                   repeats: int, detector_threads: int | None = None) -> list[dict]:
     """Per-stage medians and the whole frame (detect, align, quality gates, embed: `Pipeline.embed`)
     with its spread, for each detector format x embedder x thread count, all in one run, with the door's
-    pipeline settings (each frame is a new one: the ROI search around the last face does not apply)."""
+    pipeline settings (each frame is a new one: the ROI search around the last face does not apply).
+    `threads_list` are the embedder's thread counts, as `threads` in the pipeline's configuration; the
+    detector nets run at `detector_threads` (default: the configuration's), or at each of `threads_list`
+    too when it is 0 (to measure what a second thread does for them)."""
     from facegate.edge.detect.face import pick_face
     from facegate.edge.door.config import DoorPipelineConfig
     from facegate.edge.errors import NoFaceError
@@ -35,8 +38,9 @@ def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], thread
     rows = []
     config = DoorPipelineConfig()     # what a door runs (one subject, large faces first)
     for threads in threads_list:
+        det_threads = threads if detector_threads == 0 else (detector_threads or config.detector_threads or threads)
         for fmt in formats:
-            det = load_detector(fmt=fmt, threads=threads, config=config.cascade_config())
+            det = load_detector(fmt=fmt, threads=det_threads, config=config.cascade_config())
             faces = det.detect(frame)
             face = pick_face(faces, frame.shape)
             if face is None:
@@ -51,7 +55,8 @@ def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], thread
                 pipe = Pipeline(det, emb, config)
                 whole = spread_ms(sample_seconds(lambda: pipe.embed(frame), repeats))
                 rows.append({"detector": det.name, "embedder": Path(emb_path).name, "backend": emb.backend.name,
-                             "threads": threads, "detect_ms": t_det, "align_quality_ms": t_align, "embed_ms": t_emb,
+                             "threads": threads, "detector_threads": det_threads, "detect_ms": t_det,
+                             "align_quality_ms": t_align, "embed_ms": t_emb,
                              "frame_ms": whole["median_ms"], "frame_p10_ms": whole["p10_ms"],
                              "frame_p90_ms": whole["p90_ms"], "faces": len(faces)})
     return rows

@@ -20,13 +20,16 @@ class DoorPipelineConfig(PipelineConfig):
     default it looks for a large face first with a few cheap pyramid levels (full search only when there
     is none) and searches around the last subject's face first (whole frame when it is gone). Measured:
     the same door decisions as the full search (tests/test_door.py), LFW detection unchanged, less than
-    half the time per frame (docs/benchmarks.md, "Door defaults"). `max_faces = 1` is faster still but
+    half the time per frame (docs/benchmarks.md, "Door defaults"). `threads` is the embedder's; the
+    detector nets run on one thread (a second one made them slower here). `max_faces = 1` is faster still but
     keeps the highest-scoring face rather than the central one, so in a crowded frame it can decide on a
     bystander: it stays a choice, not a default. Photos (`enroll`, `verify`, evaluations) keep the full
     search of PipelineConfig."""
 
     fast_path_min_face: float | None = 120.0
     roi_from_previous: bool = True
+    detector_threads: int | None = 1     # measured: with the fast path a second thread only slows the small
+                                         # nets down and competes with the embedder's threads
 
 
 @dataclass(frozen=True)
