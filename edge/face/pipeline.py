@@ -2,7 +2,7 @@
 
 A short public API in the spirit of face_recognition's api.py::
 
-    from facegate.edge.face.pipeline import Pipeline
+    from facegate.edge import Pipeline
     pipe = Pipeline.from_config("door.toml")      # or Pipeline.from_config() for the defaults
     results = pipe.faces(image)                    # every face with its quality report
     probe = pipe.embed(image)                      # the subject's embedding, or NoFaceError(reasons)
