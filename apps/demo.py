@@ -36,8 +36,8 @@ def ensure_teacher_export() -> Path:
         from facegate.edge.errors import ModelError
         raise ModelError(f"no teacher export at {teacher_export_path()}, and exporting one needs TensorFlow "
                          f"({exc.name} is missing): pip install 'facegate[convert]', or copy the file there") from exc
-    log.info("first run with the teacher: rebuilding FaceNet from its pinned h5 and exporting it to TFLite "
-             "(about a minute; the next runs reuse %s)", teacher_export_path())
+    log.info("first run with the teacher: exporting the FaceNet teacher to TFLite (rebuilt from its pinned h5 "
+             "if this machine has not yet; about a minute; the next runs reuse %s)", teacher_export_path())
     r = export_model("facenet-teacher", "tflite", "fp32", out_dir=teacher_export_path().parent, lfw_pairs=0,
                      command="facegate demo (first-run teacher export)")
     log.info("teacher export ready: %s (%.0f MB), mean cosine %.5f to the Keras teacher on held-out faces",
