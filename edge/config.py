@@ -27,7 +27,13 @@ else:  # Python 3.10 (JetPack 6 boards): the same parser from PyPI
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "dump_toml", "load_section", "read_toml"]
+__all__ = ["ConfigError", "dump_toml", "load_section", "read_toml", "within"]
+
+
+def within(default: Any, low: float, high: float) -> Any:
+    """A schema field whose value must lie in [low, high] (checked by :func:`load_section`, so a door never
+    starts with `pulse_seconds = 1e12` or `port = 99999`): use it as the field's default."""
+    return dataclasses.field(default=default, metadata={"range": (low, high)})
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -55,6 +61,11 @@ def load_section(cls: type[T], data: Any, where: str = "") -> T:
         what = f"{where} setting(s)" if where else "section(s)"
         raise ConfigError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     values = {name: _checked(hints[name], value, where, name) for name, value in data.items()}
+    for f in dataclasses.fields(cls):
+        bounds, value = f.metadata.get("range"), values.get(f.name)
+        if bounds and value is not None and not bounds[0] <= value <= bounds[1]:
+            place = f"[{where}] {f.name}" if where else f.name
+            raise ConfigError(f"{place} must be between {bounds[0]:g} and {bounds[1]:g}, not {value!r}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:

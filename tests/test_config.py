@@ -49,10 +49,23 @@ def _nested(path: tuple[str, ...], value) -> dict:
 KEYS = list(_keys(DoorConfig))
 
 
+def _ranged(cls, prefix: tuple[str, ...] = ()):
+    """(path, (low, high), type) of every key with an allowed range, nested sections included."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _ranged(hints[f.name], (*prefix, f.name))
+        elif "range" in f.metadata:
+            yield (*prefix, f.name), f.metadata["range"], hints[f.name]
+
+
+RANGED = list(_ranged(DoorConfig))
+
+
 def test_the_schema_covers_every_section():
     sections = {path[0] for path, _ in KEYS}
     assert sections == {"door", "camera", "relay", "gallery", "audit", "http", "display", "pipeline"}
-    assert len(KEYS) >= 50
+    assert len(KEYS) >= 50 and len(RANGED) >= 25
 
 
 @pytest.mark.parametrize("path,tp", KEYS, ids=[".".join(p) for p, _ in KEYS])
@@ -61,6 +74,28 @@ def test_every_key_refuses_a_wrong_type_and_a_misspelling(path, tp):
         door_config_from_dict(_nested(path, _wrong_value(tp)))
     with pytest.raises(ConfigError, match=path[-1] + "x"):
         door_config_from_dict(_nested((*path[:-1], path[-1] + "x"), 1))
+
+
+@pytest.mark.parametrize("path,bounds,tp", RANGED, ids=[".".join(p) for p, _, _ in RANGED])
+def test_every_ranged_key_refuses_values_outside_its_range(path, bounds, tp):
+    low, high = bounds
+    whole = int in (set(typing.get_args(tp)) | {tp})
+    for value in (low - 1, high * 10 + 1):
+        value = int(value) if whole else float(value)
+        with pytest.raises(ConfigError, match=rf"{path[-1]} must be between"):
+            door_config_from_dict(_nested(path, value))
+    try:                                       # the edge itself passes the range check
+        door_config_from_dict(_nested(path, int(high) if whole else float(high)))
+    except ConfigError as exc:                 # (a section's own cross-check may still object: k <= n)
+        assert "must be between" not in str(exc), exc
+
+
+def test_the_hardening_findings_are_refused():
+    """The values a door once started with: an unlock that never ends, a port that cannot be bound."""
+    for doc in ({"door": {"pulse_seconds": -5}}, {"door": {"pulse_seconds": 1e12}}, {"http": {"port": 99999}},
+                {"door": {"detect_every": 0}}, {"audit": {"max_bytes": 0}}, {"camera": {"fps": 0}}):
+        with pytest.raises(ConfigError, match="must be between"):
+            door_config_from_dict(doc)
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])

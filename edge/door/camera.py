@@ -16,6 +16,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from facegate.edge.config import within
 from facegate.edge.errors import CameraError
 from facegate.edge.images import list_images, load_rgb
 
@@ -27,9 +28,9 @@ log = logging.getLogger(__name__)
 class CameraConfig:
     source: str = "folder"         # picamera2 | v4l2 | gstreamer | video | folder
     device: str = "0"              # v4l2 index or /dev/videoN; gstreamer pipeline; video/folder path
-    width: int = 640
-    height: int = 480
-    fps: float = 15.0
+    width: int = within(640, 16, 8192)
+    height: int = within(480, 16, 8192)
+    fps: float = within(15.0, 0.1, 240)
     loop: bool = False             # video/folder: start again at the end (kiosk demos)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facegate.edge.config import load_section, read_toml
+from facegate.edge.config import load_section, read_toml, within
 from facegate.edge.door.camera import CameraConfig
 from facegate.edge.door.unit import DoorSettings
 from facegate.edge.errors import ConfigError
@@ -26,16 +26,16 @@ class DoorPipelineConfig(PipelineConfig):
     bystander: it stays a choice, not a default. Photos (`enroll`, `verify`, evaluations) keep the full
     search of PipelineConfig."""
 
-    fast_path_min_face: float | None = 120.0
+    fast_path_min_face: float | None = within(120.0, 12, 4000)
     roi_from_previous: bool = True
-    detector_threads: int | None = 1     # measured: with the fast path a second thread only slows the small
+    detector_threads: int | None = within(1, 1, 64)     # measured: with the fast path a second thread only slows the small
                                          # nets down and competes with the embedder's threads
 
 
 @dataclass(frozen=True)
 class RelayConfig:
     kind: str = "mock"                   # 'mock' | 'gpiozero' | 'jetson'
-    pin: int = 17
+    pin: int = within(17, 0, 1000)
     active_high: bool = True
     state_file: str | None = None        # mock relay: append every state change here (tests, demos)
 
@@ -51,15 +51,15 @@ class GalleryConfig:
 @dataclass(frozen=True)
 class AuditConfig:
     path: str = "/var/lib/facegate/audit.jsonl"
-    max_bytes: int = 10 * 1024 * 1024
-    keep: int = 10
+    max_bytes: int = within(10 * 1024 * 1024, 4096, 10**12)
+    keep: int = within(10, 1, 1000)
 
 
 @dataclass(frozen=True)
 class HttpConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = within(8080, 0, 65535)
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,18 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from facegate.edge.config import within
 from facegate.edge.gallery.matching import Decision, MatchResult
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    k: int = 3
-    n: int = 5
-    cooldown_s: float = 5.0
-    max_failures: int = 5
-    failure_window_s: float = 60.0
-    lockout_s: float = 60.0
+    k: int = within(3, 1, 100)
+    n: int = within(5, 1, 100)
+    cooldown_s: float = within(5.0, 0, 3600)
+    max_failures: int = within(5, 1, 1000)
+    failure_window_s: float = within(60.0, 1, 86400)
+    lockout_s: float = within(60.0, 0, 86400)
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= self.n:

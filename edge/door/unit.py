@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from facegate.edge.config import within
 from facegate.edge.detect.face import pick_face
 from facegate.edge.door.audit import AuditLog
 from facegate.edge.door.overlay import draw_overlay
@@ -38,10 +39,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DoorSettings:
     mode: str = "identify"          # 'identify' (1:N) or 'claim' (1:1 against a badge / PIN)
-    detect_every: int = 2
+    detect_every: int = within(2, 1, 100)
     door_group: str | None = None
-    pulse_seconds: float = 3.0
-    claim_timeout_s: float = 15.0
+    pulse_seconds: float = within(3.0, 0.1, 600)
+    claim_timeout_s: float = within(15.0, 1, 3600)
     require_quality: bool = True
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from facegate.edge.config import load_section, read_toml
+from facegate.edge.config import load_section, read_toml, within
 from facegate.edge.detect import MTCNN, CascadeConfig, Face
 from facegate.edge.detect.face import pick_face
 from facegate.edge.errors import NoFaceError
@@ -39,15 +39,15 @@ class PipelineConfig:
     embedder: str | None = None               # model file with card; None: the default embedder
     backend: str | None = None                # force a backend for the embedder
     detector_backend: str | None = None       # force a backend for the detector nets (e.g. tflite-runtime)
-    threads: int | None = None                # the embedder's inference threads (None: the runtime's choice)
-    detector_threads: int | None = None       # the MTCNN nets' threads; None: as `threads` (a full search gains
+    threads: int | None = within(None, 1, 64)                # the embedder's inference threads (None: the runtime's choice)
+    detector_threads: int | None = within(None, 1, 64)       # the MTCNN nets' threads; None: as `threads` (a full search gains
                                               # ~20% from a second thread; the door's fast path does not: 1 there)
-    min_face_size: float = 40.0               # door use: people stand close; 40 px is ~3x faster than 20
-    pyramid_factor: float = 0.709             # image pyramid step (larger: more levels, slower, finds more)
+    min_face_size: float = within(40.0, 12, 4000)               # door use: people stand close; 40 px is ~3x faster than 20
+    pyramid_factor: float = within(0.709, 0.3, 0.95)             # image pyramid step (larger: more levels, slower, finds more)
     chained_pyramid: bool = True              # each level resized from the previous: ~4 ms less per 640x480
                                               # frame, WIDER AP unchanged (docs/benchmarks.md)
-    max_faces: int | None = None              # keep only the best N faces (and refine fewer candidates)
-    fast_path_min_face: float | None = None   # look for faces this large first (cheap); full search if none
+    max_faces: int | None = within(None, 1, 1000)              # keep only the best N faces (and refine fewer candidates)
+    fast_path_min_face: float | None = within(None, 12, 4000)   # look for faces this large first (cheap); full search if none
     roi_from_previous: bool = False           # door: search around the last subject's face first
     face_policy: str = "central"              # 'central' | 'largest' when several faces are seen
     quality: QualityConfig = field(default_factory=QualityConfig)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
+from facegate.edge.config import within
 from facegate.edge.detect.face import Face
 
 
@@ -18,14 +19,14 @@ from facegate.edge.detect.face import Face
 class QualityConfig:
     """Limits; the defaults suit a door camera at 640x480 with people at 0.5–1.5 m."""
 
-    min_inter_ocular: float = 18.0   # pixels between the eyes in the camera frame
-    min_sharpness: float = 40.0      # variance of the Laplacian of the 112x112 grey crop
-    max_yaw: float = 0.35            # |nose offset from the eye midline| / inter-ocular distance
-    max_roll_deg: float = 25.0       # eye line angle
+    min_inter_ocular: float = within(18.0, 0, 2000)   # pixels between the eyes in the camera frame
+    min_sharpness: float = within(40.0, 0, 1e6)      # variance of the Laplacian of the 112x112 grey crop
+    max_yaw: float = within(0.35, 0, 10)            # |nose offset from the eye midline| / inter-ocular distance
+    max_roll_deg: float = within(25.0, 0, 180)       # eye line angle
     pitch_range: tuple[float, float] = (0.25, 0.80)  # nose height between eye line (0) and mouth line (1)
     brightness_range: tuple[float, float] = (40.0, 220.0)  # mean grey level of the crop
-    max_clipped: float = 0.25        # fraction of crop pixels at 0-5 or 250-255
-    min_score: float = 0.90          # detector confidence
+    max_clipped: float = within(0.25, 0, 1)        # fraction of crop pixels at 0-5 or 250-255
+    min_score: float = within(0.90, 0, 1)          # detector confidence
 
 
 @dataclass
