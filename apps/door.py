@@ -11,7 +11,7 @@ from pathlib import Path
 from facegate.edge.door.camera import open_source, paced
 from facegate.edge.door.config import load_door_config
 from facegate.edge.door.unit import DoorApp
-from facegate.edge.errors import ConfigError
+from facegate.edge.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ def cmd_door(args) -> int:
         if server:
             server.close()
     print(f"door stopped after {counts['frames']} frames: {counts['accept']} accepted, "
-          f"{counts['reject']} rejected, {counts['lockout']} lockouts")
-    return 0
+          f"{counts['reject']} rejected, {counts['lockout']} lockouts"
+          + (f"; locked and stopped by {counts['signal']}" if counts.get("signal") else ""))
+    return EXIT_INTERRUPTED if counts.get("signal") else EXIT_OK
 
 
 def _window(app):

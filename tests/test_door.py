@@ -198,7 +198,9 @@ def test_relay_locked_after_an_exception(door_setup, pipeline, tmp_path):
     assert entries[-1]["event"] == "error" and "camera unplugged" in entries[-1]["reason"]
 
 
-def test_door_process_locks_on_sigterm_and_serves_health(door_setup, embedder_path, tmp_path):
+def _start_door(door_setup, embedder_path, tmp_path):
+    """A real `facegate door run` process on replayed member frames with a 30 s pulse, returned once the
+    member has opened the door (so a signal arrives mid-pulse), with its status port."""
     frames = tmp_path / "frames"
     frames.mkdir()
     for i, f in enumerate(door_setup["frames"]["member"]):
@@ -232,20 +234,25 @@ embedder = "{embedder_path}"
     env = dict(os.environ, FACEGATE_GALLERY_KEY=base64.b64encode(door_setup["key"].secret).decode())
     proc = subprocess.Popen([sys.executable, "-m", "facegate.apps.cli", "door", "run", "--config", str(cfg),
                              "--realtime"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = proc.stdout.readline()
+    port = int(line.strip().rsplit(":", 1)[1].split("/")[0])
+    deadline = time.time() + 60
+    while time.time() < deadline and "unlocked" not in (state.read_text() if state.exists() else ""):
+        time.sleep(0.2)
+    assert "unlocked" in state.read_text(), "the member never opened the door"
+    return proc, port, state
+
+
+def test_door_process_locks_on_sigterm_and_serves_health(door_setup, embedder_path, tmp_path):
+    proc, port, state = _start_door(door_setup, embedder_path, tmp_path)
     try:
-        line = proc.stdout.readline()
-        port = int(line.strip().rsplit(":", 1)[1].split("/")[0])
-        deadline = time.time() + 60
-        while time.time() < deadline and "unlocked" not in (state.read_text() if state.exists() else ""):
-            time.sleep(0.2)
-        assert "unlocked" in state.read_text(), "the member never opened the door"
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())
         assert health["ok"] and health["door"] == "open"
         jpeg = urllib.request.urlopen(f"http://127.0.0.1:{port}/snapshot.jpg", timeout=5).read()
         snap = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         assert snap.shape == (480, 640, 3)  # the kiosk overlay of the last frame
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=30) == 130       # interrupted, as the README's exit codes say
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -253,6 +260,23 @@ embedder = "{embedder_path}"
     assert not state.read_text().splitlines()[-1].endswith("unlocked")
     events = [json.loads(x)["event"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert events[0] == "started" and "accept" in events and events[-1] == "stopped"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT, signal.SIGABRT, signal.SIGUSR1])
+def test_every_termination_signal_locks_the_door_mid_pulse(sig, door_setup, embedder_path, tmp_path):
+    """SIGHUP, SIGQUIT, SIGABRT (systemd's watchdog signal) and SIGUSR1 arrive while the door is open
+    for a 30 s pulse: the relay is locked before the process ends, exit 130, the audit log says why."""
+    proc, _, state = _start_door(door_setup, embedder_path, tmp_path)
+    try:
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last = state.read_text().splitlines()[-1]
+    assert last.endswith("locked") and not last.endswith("unlocked")
+    stopped = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
+    assert stopped["event"] == "stopped" and stopped["signal"] == sig.name
 
 
 def test_door_config_errors(tmp_path):

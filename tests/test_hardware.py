@@ -33,6 +33,11 @@ def test_systemd_unit_is_hardened_and_supervised():
     unit.read(HARDWARE_DIR / "systemd" / "facegate-door.service")
     svc = unit["Service"]
     assert svc["Type"] == "notify" and int(svc["WatchdogSec"]) > 0 and svc["Restart"] == "always"
+    # the watchdog's signal is one the door locks on, and a stop by signal (exit 130) is a clean stop
+    import signal
+
+    from facegate.edge.door.unit import STOP_SIGNALS
+    assert getattr(signal, svc["WatchdogSignal"]) in STOP_SIGNALS and "130" in svc["SuccessExitStatus"].split()
     assert svc["User"] == "facegate" and svc["ProtectSystem"] == "strict" and svc["NoNewPrivileges"] == "true"
     assert svc["StateDirectory"] == "facegate" and svc["KillSignal"] == "SIGTERM"
 

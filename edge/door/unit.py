@@ -34,6 +34,11 @@ if TYPE_CHECKING:  # the schema imports DoorSettings from here
     from facegate.edge.door.config import DoorConfig
 
 log = logging.getLogger(__name__)
+#: every catchable signal that ends the process by default: each locks the door before anything else
+#: (SIGABRT is systemd's watchdog signal, named in the unit file; SIGKILL and power loss are the
+#: wiring's job: a de-energised relay is a locked door, hardware/WIRING.md)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGABRT, signal.SIGUSR1,
+                signal.SIGUSR2, signal.SIGALRM)
 
 
 @dataclass(frozen=True)
@@ -191,14 +196,17 @@ class DoorApp:
     # -- the loop -------------------------------------------------------------------------------
     def run(self, frames: Iterable[np.ndarray], max_frames: int | None = None,
             on_frame: Callable[[FrameOutcome], None] | None = None) -> dict:
-        """Process frames until the source ends, stop() is called, or SIGTERM/SIGINT arrives."""
+        """Process frames until the source ends, stop() is called, or a termination signal arrives
+        (counts["signal"] names it; the caller exits 130 then)."""
         previous = {}
+        received: list[str] = []
 
         def on_signal(signum, _frame):
             self.lock.lock_now()  # lock first, then wind down
+            received.append(signal.Signals(signum).name)
             self._stop.set()
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in STOP_SIGNALS:
                 previous[sig] = signal.signal(sig, on_signal)
         self.audit.append("started", mode=self.settings.mode)
         notify("READY=1")
@@ -229,6 +237,7 @@ class DoorApp:
             self.status["door"] = "locked"
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        self.audit.append("stopped", frames=counts["frames"])
+        counts["signal"] = received[0] if received else None
+        self.audit.append("stopped", frames=counts["frames"], **({"signal": received[0]} if received else {}))
         notify("STOPPING=1")
         return counts
