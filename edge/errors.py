@@ -38,7 +38,7 @@ EXIT_CODES: dict[int, str] = {
     15: "bundle cannot be built or does not match its checksums",
     16: "`hardware selftest` / `hardware emulate`: a check failed",
     17: "the aarch64 emulation cannot be prepared or started (qemu, debootstrap, wheels)",
-    130: "interrupted",
+    130: "interrupted: Ctrl-C, or a signal stopped the door (after it locked the relay)",
 }
 
 
