@@ -336,3 +336,29 @@ def test_door_defaults_decide_like_the_full_search(door_setup, pipeline, tmp_pat
     assert decisions["door defaults"] == decisions["full search"]
     kinds = [k for _, k, _ in decisions["door defaults"]]
     assert kinds[0] == "accept" and "reject" in kinds and "lockout" in kinds
+
+
+def test_an_ambiguous_reject_names_nobody_in_the_audit_log(tmp_path):
+    """Two enrolled people look alike: the door refuses, and its audit entry identifies the other person
+    by gallery id only (an audit log never holds names)."""
+    from facegate.edge.gallery import Matcher
+    from facegate.edge.gallery.records import Gallery
+    rng = np.random.default_rng(4)
+    g = Gallery(ModelBinding("m", "00" * 32, 16))
+    base = rng.normal(size=16)
+    base /= np.linalg.norm(base)
+    twin = base + 0.01 * rng.normal(size=16)
+    alice, alicia = g.add_person("Alice Martin"), g.add_person("Alicia Martin")
+    g.add_templates(alice.id, base[None])
+    g.add_templates(alicia.id, (twin / np.linalg.norm(twin))[None])
+    m = Matcher(g, 0.8, 0.6)
+    r = m.identify(base)
+    assert r.decision is Decision.RETRY and alicia.id in r.reasons[0] and "Alicia" not in r.reasons[0]
+    policy = DoorPolicy(PolicyConfig(k=3, n=5, max_failures=5))
+    events = [policy.observe(m.identify(base), t) for t in range(5)]
+    reject = events[-1]
+    assert reject.kind == "reject" and "ambiguous" in reject.reason
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append(reject.kind, person_id=reject.person_id, score=reject.score, reason=reject.reason)
+    text = (tmp_path / "audit.jsonl").read_text()
+    assert "Alic" not in text and "Martin" not in text and alicia.id in text

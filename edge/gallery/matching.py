@@ -148,7 +148,8 @@ class Matcher:
         reasons = []
         if decision is Decision.ACCEPT and len(cands) > 1 and cands[1][2] >= self.accept and best - cands[1][2] < self.margin:
             decision = Decision.RETRY
-            reasons.append(f"ambiguous: {cands[1][1]} scores within {self.margin}")
+            # the other person by gallery id only: reasons end up in audit logs, which never hold names
+            reasons.append(f"ambiguous: person {cands[1][0]} scores within {self.margin}")
         if decision is Decision.REJECT:
             reasons.append(f"best score {best:.3f} below {self.retry:.3f}")
         elif decision is Decision.RETRY and not reasons:
