@@ -22,7 +22,7 @@ MAX_MEGAPIXELS = float(os.environ.get("FACEGATE_MAX_MEGAPIXELS", "40"))
 DECODE_MEGAPIXELS = 8.0
 
 
-def image_size(data: bytes) -> tuple[int, int] | None:
+def image_size(data: bytes | memoryview) -> tuple[int, int] | None:
     """(width, height) from a JPEG, PNG, BMP or WebP header without decoding; None if not recognised."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
         return struct.unpack(">II", data[16:24])
@@ -75,7 +75,7 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
     if path.stat().st_size == 0:
         raise ImageError(f"image file is empty (0 bytes): {path}")
     data = np.fromfile(str(path), dtype=np.uint8)
-    size = image_size(data[:65536].tobytes())
+    size = image_size(memoryview(data))   # the whole file, uncopied: EXIF/ICC can push a JPEG's size past 64 kB
     if size is None:
         raise ImageError(f"not a readable image (corrupt, or not JPEG, PNG, BMP or WebP): {path}")
     limit = MAX_MEGAPIXELS if max_megapixels is None else max_megapixels

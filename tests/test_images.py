@@ -69,3 +69,14 @@ def test_unknown_or_truncated_headers_are_image_errors(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(ImageError, match="not a readable image"):
         load_rgb(path)
+
+
+def test_a_jpeg_with_large_metadata_before_its_size_still_loads(tmp_path):
+    """Phone photos carry EXIF/ICC segments before the frame header; two 64 kB segments push the size
+    past the first 128 kB of the file, and the header must still be found (no decoding needed)."""
+    ok, buf = cv2.imencode(".jpg", np.full((90, 120, 3), 128, np.uint8))
+    app = b"\xff\xef" + struct.pack(">H", 65535) + b"\x00" * 65533
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(buf.tobytes()[:2] + app + app + buf.tobytes()[2:])
+    assert image_size(path.read_bytes()) == (120, 90)
+    assert load_rgb(path).shape == (90, 120, 3)

@@ -5,7 +5,6 @@ plus the door speed features. `facegate bench detector --plot` draws the split
 """
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -13,8 +12,6 @@ import numpy as np
 
 from facegate.edge.bench.frames import door_frame
 from facegate.edge.timing import median_ms, sample_seconds
-
-log = logging.getLogger(__name__)
 
 
 class _TimedNet:

@@ -5,11 +5,10 @@ frame by frame in one process so both see the same machine load.
 The frames are built from the shared datasets with a fixed seed: an LFW photo's face region pasted at
 100-220 px onto a 640x480 crop of a WIDER FACE photo (which may hold faces of its own: both systems'
 face counts are reported). face_recognition is never a facegate dependency: install it for this
-benchmark only (README, "Speed against face_recognition").
+benchmark only (docs/benchmarks.md, "Against face_recognition").
 """
 from __future__ import annotations
 
-import logging
 import statistics
 import time
 from dataclasses import replace
@@ -22,8 +21,6 @@ from facegate.edge.errors import DatasetError, ModelError, NoFaceError
 from facegate.edge.images import list_images, load_rgb
 from facegate.edge.timing import spread_ms
 
-log = logging.getLogger(__name__)
-
 FRAME = (640, 480)
 FACE_PX = (100, 220)
 
@@ -31,8 +28,7 @@ FACE_PX = (100, 220)
 def peer_frames(lfw_images: Path, wider_images: Path, count: int = 40, seed: int = 0) -> list[dict]:
     """`count` door-like frames: {"frame": RGB uint8 640x480, "face_box": (x0, y0, x1, y1), "lfw": path,
     "background": path}. The same arguments give the same frames on every machine."""
-    people = sorted(p for p in list_images(lfw_images))
-    backgrounds = sorted(list_images(wider_images))
+    people, backgrounds = list_images(lfw_images), list_images(wider_images)   # sorted: reproducible
     if not people or not backgrounds:
         raise DatasetError(f"peer frames need LFW photos under {lfw_images} and WIDER photos under {wider_images}")
     rng = np.random.default_rng(seed)

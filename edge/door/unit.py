@@ -2,7 +2,8 @@
 improves) -> match -> k-of-n policy -> relay + audit, with a status snapshot for the kiosk.
 
 Fail-secure by construction: the relay is locked when the loop starts, after every open pulse,
-on any exception (re-raised after locking), on SIGTERM/SIGINT, and at exit. The clock is
+on any exception (re-raised after locking), on every catchable termination signal (STOP_SIGNALS), and
+at exit. The clock is
 injectable so tests replay recorded frames at a known frame rate.
 """
 from __future__ import annotations
