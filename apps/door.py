@@ -23,9 +23,11 @@ def cmd_door(args) -> int:
     source = open_source(cfg.camera)
     try:
         if cfg.http.enabled:
-            from facegate.edge.door.status_http import StatusServer
-            server = StatusServer(app, cfg.http.host, cfg.http.port).start()
-            print(f"status: http://{cfg.http.host}:{server.port}/health", flush=True)
+            from facegate.edge.door.status_http import StatusServer, read_token
+            token = read_token(cfg.http.token_file) if cfg.http.token_file else None
+            server = StatusServer(app, cfg.http.host, cfg.http.port, token=token, tls_cert=cfg.http.tls_cert,
+                                  tls_key=cfg.http.tls_key).start()
+            print(f"status: {server.scheme}://{cfg.http.host}:{server.port}/health", flush=True)
         if args.claims_from_stdin:
             threading.Thread(target=lambda: [app.claim(line) for line in sys.stdin if line.strip()],
                              daemon=True).start()

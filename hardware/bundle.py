@@ -87,7 +87,7 @@ def door_toml(profile: BoardProfile, embedder_file: str | None) -> str:
         "relay": dict(profile.door.get("relay", {})),
         "gallery": {"path": "/var/lib/facegate/gallery.fgg", "key_file": "/etc/facegate/gallery.key",
                     "far": "1e-3", "retry_far": "1e-2"},
-        "audit": {"path": "/var/lib/facegate/audit.jsonl"},
+        "audit": {"path": "/var/lib/facegate/audit.jsonl", "key_file": "/etc/facegate/audit.key"},
         "http": {"enabled": True, "host": "127.0.0.1", "port": 8080},
         "display": {"mode": "headless"},
         "pipeline": {**profile.door.get("pipeline", {}), "detector": f"/opt/facegate/models/{DEFAULT_DETECTOR}"},
@@ -119,6 +119,7 @@ cp -r models/. /opt/facegate/models/
 install -d -m 0750 -o root -g facegate /etc/facegate
 [ -f /etc/facegate/door.toml ] || install -m 0640 -o root -g facegate config/door.toml /etc/facegate/door.toml
 [ -f /etc/facegate/gallery.key ] || {{ /opt/facegate/venv/bin/facegate gallery keygen --out /etc/facegate/gallery.key; chown facegate:facegate /etc/facegate/gallery.key; }}
+[ -f /etc/facegate/audit.key ] || {{ /opt/facegate/venv/bin/facegate audit keygen --out /etc/facegate/audit.key; chown facegate:facegate /etc/facegate/audit.key; }}
 install -m 0644 systemd/facegate-door.service /etc/systemd/system/facegate-door.service
 install -m 0644 udev/99-facegate-gpio.rules /etc/udev/rules.d/99-facegate-gpio.rules
 udevadm control --reload-rules || true

@@ -51,6 +51,7 @@ class GalleryConfig:
 @dataclass(frozen=True)
 class AuditConfig:
     path: str = "/var/lib/facegate/audit.jsonl"
+    key_file: str | None = None          # the chain's 32-byte key (0600); default: <path>.key, created at first start
     max_bytes: int = within(10 * 1024 * 1024, 4096, 10**12)
     keep: int = within(10, 1, 1000)
 
@@ -58,8 +59,19 @@ class AuditConfig:
 @dataclass(frozen=True)
 class HttpConfig:
     enabled: bool = True
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"                # anything but loopback needs token_file
     port: int = within(8080, 0, 65535)
+    token_file: str | None = None        # private file with the bearer token for /status, /snapshot.jpg, /claim
+    tls_cert: str | None = None          # HTTPS when both are given
+    tls_key: str | None = None
+
+    def __post_init__(self) -> None:
+        from facegate.edge.door.status_http import is_loopback
+        if self.enabled and not is_loopback(self.host) and not self.token_file:
+            raise ValueError(f"host = {self.host!r} opens the status port to the network: set token_file "
+                             "(a private file holding a long random token) or keep host = \"127.0.0.1\"")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -26,10 +27,10 @@ from facegate.edge.door.policy import DoorEvent, DoorPolicy, PolicyConfig
 from facegate.edge.door.relay import DoorLock, make_relay
 from facegate.edge.door.sdnotify import notify, watchdog_interval
 from facegate.edge.door.tracking import IoUTracker, view_quality
-from facegate.edge.errors import PersonNotFoundError
+from facegate.edge.errors import AuditError, PersonNotFoundError
 from facegate.edge.face.pipeline import Pipeline
 from facegate.edge.gallery import GalleryStore, KeySource, ModelBinding
-from facegate.edge.gallery.matching import Matcher, MatchResult, thresholds_from_card
+from facegate.edge.gallery.matching import Decision, Matcher, MatchResult, thresholds_from_card
 
 if TYPE_CHECKING:  # the schema imports DoorSettings from here
     from facegate.edge.door.config import DoorConfig
@@ -40,11 +41,16 @@ log = logging.getLogger(__name__)
 #: wiring's job: a de-energised relay is a locked door, hardware/WIRING.md)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGABRT, signal.SIGUSR1,
                 signal.SIGUSR2, signal.SIGALRM)
+#: claims (badge / PIN) accepted per window; more are refused and recorded once
+CLAIMS_PER_WINDOW = 5
+CLAIM_WINDOW_S = 30.0
+MAX_BADGE_CHARS = 128
 
 
 @dataclass(frozen=True)
 class DoorSettings:
     mode: str = "identify"          # 'identify' (1:N) or 'claim' (1:1 against a badge / PIN)
+    id: str = ""                    # the door's name in its audit log (default: the host name)
     detect_every: int = within(2, 1, 100)
     door_group: str | None = None
     pulse_seconds: float = within(3.0, 0.1, 600)
@@ -81,10 +87,13 @@ class DoorApp:
         self.tracker = IoUTracker(max_age=3 * settings.detect_every)
         self.frame_index = -1
         self._stop = threading.Event()
-        self._claim: tuple[str, float] | None = None
+        self._claim: tuple[str | None, float] | None = None
         self._subject_track: int | None = None
         self._roi_face = None   # last subject face: where to look first when roi_from_previous is on
-        self.status: dict = {"door": "locked", "frames": 0, "last_event": None, "started": time.time()}
+        self.status: dict = {"door": "locked", "frames": 0, "last_event": None, "started": time.time(),
+                             "fault": None}
+        self._claim_times: deque[float] = deque()
+        self._claims_throttled = False
         self.snapshot: bytes | None = None
         self._snapshot_lock = threading.Lock()
 
@@ -98,20 +107,53 @@ class DoorApp:
         accept, retry = thresholds_from_card(pipeline.embedder.card.thresholds, cfg.gallery.far, cfg.gallery.retry_far)
         relay = make_relay(cfg.relay.kind, cfg.relay.pin, cfg.relay.active_high, cfg.relay.state_file)
         lock = DoorLock(relay, cfg.door.pulse_seconds)
-        audit = AuditLog(cfg.audit.path, cfg.audit.max_bytes, cfg.audit.keep)
+        audit = AuditLog(cfg.audit.path, door_id=cfg.door.id or None, max_bytes=cfg.audit.max_bytes, keep=cfg.audit.keep,
+                         key_file=cfg.audit.key_file)
         return cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit)
 
     # -- inputs ---------------------------------------------------------------------------------
-    def claim(self, badge: str) -> bool:
-        """Claimed-identity mode: the next face is verified against this person (badge/PIN/name)."""
+    def claim(self, badge: str) -> str:
+        """Claimed-identity mode: the next face is verified against this person (badge/PIN/name).
+
+        The answer never says whether the badge exists ("received" either way: a keypad or the HTTP port
+        is not an enrolment oracle); an unknown badge is verified against nobody, so the face is refused
+        like any wrong one. Claims are rate limited ("rate_limited"), and a claim does not clear the votes
+        collected so far: votes only ever count for the person they matched, so a stream of claims cannot
+        keep a member standing at the door out."""
+        now = self.clock()
+        while self._claim_times and now - self._claim_times[0] > CLAIM_WINDOW_S:
+            self._claim_times.popleft()
+        if len(self._claim_times) >= CLAIMS_PER_WINDOW:
+            if not self._claims_throttled:
+                self._record("claim_rate_limited", reason=f"more than {CLAIMS_PER_WINDOW} claims in "
+                             f"{CLAIM_WINDOW_S:.0f} s")
+            self._claims_throttled = True
+            return "rate_limited"
+        self._claims_throttled = False
+        self._claim_times.append(now)
         try:
-            person = self.matcher.gallery.find(badge.strip())
+            person_id = self.matcher.gallery.find(str(badge).strip()[:MAX_BADGE_CHARS]).id
+            self._record("claim", person_id=person_id)
         except PersonNotFoundError:
-            self.audit.append("claim_unknown")
+            person_id = None
+            self._record("claim_unknown")
+        self._claim = (person_id, now + self.settings.claim_timeout_s)
+        return "received"
+
+    def _record(self, event: str, **fields) -> bool:
+        """Append to the audit log; on failure (disk full, read-only, damaged) keep running locked,
+        raise the fault in /status and on the kiosk, and say so in the log. True if recorded."""
+        try:
+            self.audit.append(event, **fields)
+        except (OSError, AuditError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            if self.status.get("fault") is None:
+                log.error("cannot write the audit log (%s): the door stays locked until it can", reason)
+            self.status["fault"] = f"audit log cannot be written: {reason}"
             return False
-        self._claim = (person.id, self.clock() + self.settings.claim_timeout_s)
-        self.policy.reset()
-        self.audit.append("claim", person_id=person.id)
+        if self.status.get("fault"):
+            log.warning("the audit log is writable again; fault cleared")
+        self.status["fault"] = None
         return True
 
     def stop(self) -> None:
@@ -124,6 +166,9 @@ class DoorApp:
         if self._claim is None or now > self._claim[1]:
             self._claim = None
             return None
+        if self._claim[0] is None:   # an unknown badge: refused like a wrong face, nothing revealed
+            return MatchResult(Decision.REJECT, None, None, -1.0, self.matcher.accept, self.matcher.retry, [],
+                               ["not the claimed person"])
         return self.matcher.verify(vector, self._claim[0], door_group=self.settings.door_group)
 
     def step(self, frame: np.ndarray, now: float | None = None) -> FrameOutcome:
@@ -164,30 +209,40 @@ class DoorApp:
                         label = result.name or "unknown"
                         kind = result.decision.value
         if event is not None:
-            self._handle(event, now)
+            recorded = self._handle(event, now)
             kind = event.kind if event.kind in ("accept", "reject", "retry") else "reject"
             label = (self.matcher.gallery.people[event.person_id].name
                      if event.kind == "accept" and event.person_id else event.reason or label)
+            if not recorded:
+                kind, label = "reject", "door fault: call staff"
         self.status.update(door="open" if self.lock.is_open else "locked", frames=self.frame_index + 1,
                            last_frame=time.time())
         if shown_face is not None or event is not None or self.frame_index % 5 == 0:
             self._update_snapshot(frame, shown_face, label, kind)
         return FrameOutcome(self.frame_index, n_faces, result, event, self.lock.is_open)
 
-    def _handle(self, event: DoorEvent, now: float) -> None:
+    def _handle(self, event: DoorEvent, now: float) -> bool:
+        """Record the event, then act on it: the door opens only after its accept entry is durable on
+        disk (an unrecorded opening is worse than a person waiting). False if an accept was refused."""
         fields = {"person_id": event.person_id, "score": None if event.score is None else round(event.score, 4),
                   "reason": event.reason}
+        opened = True
         if event.kind == "accept":
-            self.lock.open_for(self.settings.pulse_seconds, now)
-            self._claim = None
-            self.audit.append("accept", **fields)
+            opened = self._record("accept", **fields)
+            if opened:
+                self.lock.open_for(self.settings.pulse_seconds, now)
+                self._claim = None
         elif event.kind in ("reject", "lockout"):
-            self.audit.append(event.kind, **fields)
-        self.status["last_event"] = {"kind": event.kind, "person_id": event.person_id, "time": time.time()}
+            self._record(event.kind, **fields)
+        self.status["last_event"] = {"kind": event.kind if opened else "fault", "person_id": event.person_id,
+                                     "time": time.time()}
+        return opened
 
     def _update_snapshot(self, frame, face, label, kind) -> None:
         import cv2
         status = {"accept": "welcome", "retry": "look at the camera", "reject": "not recognised"}.get(kind, "")
+        if self.status.get("fault"):
+            status = "FAULT: door cannot record, stays locked"
         img = draw_overlay(frame, face, label, status, self.lock.is_open, kind)
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
         if ok:
@@ -209,7 +264,7 @@ class DoorApp:
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 previous[sig] = signal.signal(sig, on_signal)
-        self.audit.append("started", mode=self.settings.mode)
+        self._record("started", mode=self.settings.mode)
         notify("READY=1")
         ping_every = watchdog_interval()
         last_ping = 0.0
@@ -231,7 +286,7 @@ class DoorApp:
                     break
         except BaseException as exc:
             self.lock.lock_now()
-            self.audit.append("error", reason=f"{type(exc).__name__}: {exc}"[:200])
+            self._record("error", reason=f"{type(exc).__name__}: {exc}"[:200])
             raise
         finally:
             self.lock.lock_now()
@@ -239,6 +294,6 @@ class DoorApp:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         counts["signal"] = received[0] if received else None
-        self.audit.append("stopped", frames=counts["frames"], **({"signal": received[0]} if received else {}))
+        self._record("stopped", frames=counts["frames"], **({"signal": received[0]} if received else {}))
         notify("STOPPING=1")
         return counts
