@@ -105,6 +105,20 @@ def cmd_reembed(args) -> int:
     return 0
 
 
+def cmd_rebind(args) -> int:
+    from facegate.edge.registry import get_embedder
+    embedder = get_embedder(args.embedder)
+    new = ModelBinding.for_embedder(embedder)
+    old = _store(args).rebind(new)
+    if old.card_sha256 == new.card_sha256:
+        print(f"{args.gallery} already uses this card of {embedder.name}; nothing changed")
+        return 0
+    thresholds = ", ".join(f"FAR {k}: {v}" for k, v in embedder.card.thresholds.items())
+    print(f"{args.gallery} now trusts the card of {embedder.name} (card {new.card_sha256[:12]}..., was "
+          f"{old.card_sha256[:12] or 'unpinned'}); thresholds {thresholds}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("gallery", help="manage an encrypted gallery")
     gs = g.add_subparsers(dest="gallery_cmd", required=True)
@@ -134,5 +148,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     for p in (ex, im):
         p.add_argument("--bundle-key-file", type=Path)
         p.add_argument("--bundle-passphrase-env", metavar="VAR")
+    rb = gallery_parser("rebind", "trust the embedding model's current card (after a deliberate recalibration)",
+                        cmd_rebind)
+    rb.add_argument("--embedder", default=None, help="model file with card (default: the runtime default)")
     re_ = gallery_parser("reembed", "recompute every template with a new model from the kept crops", cmd_reembed)
     re_.add_argument("--embedder", required=True, help="new embedding model file with card")

@@ -7,7 +7,9 @@ file on a board is refused instead of producing wrong decisions.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,12 +70,66 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
+        if not isinstance(data, dict) or not isinstance(data.get("input"), dict):
+            raise ModelError("model card must be a JSON object with an \"input\" object")
         data = dict(data)
         try:
             data["input"] = InputSpec(**data["input"])
-            return cls(**data)
+            card = cls(**data)
         except (KeyError, TypeError) as exc:
             raise ModelError(f"model card is missing or has unknown fields: {exc}") from exc
+        card.validate()
+        return card
+
+    def validate(self) -> None:
+        """Refuse a card whose fields cannot be what a calibrated model says: wrong types, a checksum that
+        is not one, and thresholds outside (0, 1) or out of order (a lower FAR needs a higher threshold).
+        A threshold of 0 or below would accept faces unrelated to the template."""
+        for name in ("name", "task", "file", "sha256", "version", "format", "quantization", "source", "notes"):
+            if not isinstance(getattr(self, name), str):
+                raise ModelError(f"model card field {name!r} must be a string")
+        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
+            raise ModelError("model card field 'sha256' must be 64 lowercase hex digits")
+        if not isinstance(self.input.size, int) or isinstance(self.input.size, bool) or not 0 <= self.input.size <= 4096:
+            raise ModelError("model card input size must be an integer from 0 to 4096")
+        if not isinstance(self.outputs, list) or not all(isinstance(o, dict) for o in self.outputs):
+            raise ModelError("model card 'outputs' must be a list of objects")
+        for out in self.outputs:
+            dim = out.get("dim", 1)
+            if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 4096:
+                raise ModelError("model card output 'dim' must be an integer from 1 to 4096")
+        if not isinstance(self.thresholds, dict) or not isinstance(self.accuracy, dict):
+            raise ModelError("model card 'thresholds' and 'accuracy' must be objects")
+        for key, value in self.thresholds.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+                raise ModelError(f"model card threshold {key!r} is {value!r}: a calibrated threshold lies "
+                                 "between 0 and 1 (exclusive). The card was edited or damaged; copy it again "
+                                 "from the bundle.")
+        if self.task == "embedding":
+            self._check_far_table()
+
+    def _check_far_table(self) -> None:
+        """An embedder's thresholds are keyed by false accept rate; a lower FAR needs a higher threshold."""
+        by_far = []
+        for far, value in self.thresholds.items():
+            try:
+                rate = float(far)
+            except ValueError:
+                rate = math.nan
+            if not 0 < rate < 1:
+                raise ModelError(f"model card threshold key {far!r} must be a false accept rate between 0 and 1")
+            by_far.append((rate, float(value)))
+        by_far.sort()
+        for (rate_lo, t_lo), (rate_hi, t_hi) in zip(by_far, by_far[1:]):
+            if t_lo < t_hi:
+                raise ModelError(f"model card thresholds are out of order: FAR {rate_lo:g} has {t_lo} but the "
+                                 f"looser FAR {rate_hi:g} has the higher {t_hi}")
+
+
+def card_digest(card: ModelCard) -> str:
+    """sha256 of everything the card says (canonical JSON): a gallery pins it next to the model's
+    sha256, so an edited card (thresholds above all) is refused like a swapped model."""
+    return hashlib.sha256(json.dumps(asdict(card), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def card_path(model_path: str | Path) -> Path:
@@ -110,9 +166,13 @@ def load_card(model_path: str | Path, verify: bool = True) -> ModelCard:
     if not cpath.exists():
         raise ModelError(f"no model card beside {model_path} (expected {cpath.name})")
     try:
-        card = ModelCard.from_dict(json.loads(cpath.read_text()))
-    except json.JSONDecodeError as exc:
+        card = ModelCard.from_dict(json.loads(cpath.read_bytes().decode("utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelError(f"model card {cpath} is not valid JSON: {exc}") from exc
+    except ModelError as exc:
+        raise ModelError(f"{cpath}: {exc}") from exc
+    except OSError as exc:
+        raise ModelError(f"model card {cpath} cannot be read: {exc.strerror}") from exc
     if verify:
         if not model_path.exists():
             raise ModelError(f"model file not found: {model_path}")

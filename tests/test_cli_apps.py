@@ -97,6 +97,44 @@ def test_tampered_gallery_exit_code_and_untouched(door, celeb5, capsys):
     assert door.read_bytes() == bytes(data)
 
 
+def test_an_edited_card_is_refused_and_only_rebind_with_the_key_trusts_it(tmp_path, env_key, embedder_path,
+                                                                         celeb5, capsys):
+    """Thresholds edited to -1 (out of range) or lowered to 0.05 (in range): the stranger is never
+    accepted, exit 4; `gallery rebind` (gallery key) pins a deliberate recalibration."""
+    import shutil
+    model = tmp_path / embedder_path.name
+    shutil.copy(embedder_path, model)
+    card_file = tmp_path / (embedder_path.name + ".json")
+    shutil.copy(str(embedder_path) + ".json", card_file)
+    original = card_file.read_text()
+    gallery = tmp_path / "door.fgg"
+    photos = [str(p) for p in list_images(celeb5 / "train" / "jerry_seinfeld")[:4]]
+    assert main(["enroll", "--gallery", str(gallery), "--name", "jerry", "--embedder", str(model), *photos]) == 0
+    stranger = str(list_images(celeb5 / "val" / "madonna")[0])
+    verify = ["verify", "--gallery", str(gallery), "--name", "jerry", "--embedder", str(model), "--no-quality",
+              "--json", stranger]
+    assert main(verify) == 11
+    card = json.loads(original)
+    for forged, message in ((-1, "between 0 and 1"), (0.05, "changed since this gallery was enrolled")):
+        card["thresholds"] = {k: forged for k in card["thresholds"]}
+        card_file.write_text(json.dumps(card))
+        capsys.readouterr()
+        assert main(verify) == 4
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert main(["gallery", "rebind", "--gallery", str(gallery), "--embedder", str(model)]) == 0
+    assert "now trusts the card" in capsys.readouterr().out
+    capsys.readouterr()
+    assert main(verify) == 11                    # the deliberate (here: absurd) recalibration is in force
+    assert _json_out(capsys)["accept_threshold"] == 0.05
+    card_file.write_text(original)
+    assert main(verify) == 4                     # and the old card is now the edited one
+    assert main(["gallery", "rebind", "--gallery", str(gallery), "--embedder", str(model)]) == 0
+    assert main(verify) == 11
+    os.environ["FACEGATE_GALLERY_KEY"] = base64.b64encode(secrets.token_bytes(32)).decode()
+    assert main(["gallery", "rebind", "--gallery", str(gallery), "--embedder", str(model)]) == 7   # wrong key
+
+
 def test_enroll_bad_inputs(tmp_path, env_key, embedder_path, capsys):
     gallery = tmp_path / "g.fgg"
     empty = tmp_path / "empty.jpg"

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from facegate.edge.errors import GalleryError, ModelMismatchError, PersonNotFoundError
+from facegate.edge.errors import CardChangedError, GalleryError, ModelMismatchError, PersonNotFoundError
+
+_log = logging.getLogger(__name__)
 
 TEMPLATE_DTYPES = ("float32", "float16", "int8")
 
@@ -20,19 +23,32 @@ class ModelBinding:
     name: str
     sha256: str
     dim: int
+    card_sha256: str = ""     # digest of the model card (thresholds); "" in galleries made before it was pinned
 
     @classmethod
     def for_embedder(cls, embedder) -> "ModelBinding":
         """The binding of the model an :class:`~facegate.edge.face.embed.Embedder` runs (from its card)."""
+        from facegate.edge.cards import card_digest
         card = embedder.card
-        return cls(card.name, card.sha256, int(card.embedding_dim or 0))
+        return cls(card.name, card.sha256, int(card.embedding_dim or 0), card_digest(card))
 
     def check(self, other: "ModelBinding") -> None:
+        """Refuse templates of another model, and a model whose card changed since enrolment: the card
+        holds the thresholds that decide who gets in, so an edited card is as bad as a swapped model."""
         if (self.sha256, self.dim) != (other.sha256, other.dim):
             raise ModelMismatchError(
                 f"this gallery was enrolled with model {self.name} ({self.sha256[:12]}..., {self.dim}-D) but "
                 f"the pipeline uses {other.name} ({other.sha256[:12]}..., {other.dim}-D). Re-enroll everyone "
                 "with the new model, or run `facegate gallery reembed` if the gallery keeps face crops.")
+        if not self.card_sha256:
+            _log.warning("this gallery predates model-card pinning: its thresholds are not checked against an "
+                         "edited card. Run `facegate gallery rebind` once to pin the card in use.")
+        elif other.card_sha256 and other.card_sha256 != self.card_sha256:
+            raise CardChangedError(
+                f"the model card of {other.name} changed since this gallery was enrolled (card "
+                f"{other.card_sha256[:12]}..., gallery expects {self.card_sha256[:12]}...): its thresholds "
+                "decide who gets in, so an edited card is refused. Copy the card again from the bundle; if it "
+                "was recalibrated on purpose, run `facegate gallery rebind` with the gallery key.")
 
 
 @dataclass

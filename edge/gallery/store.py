@@ -153,6 +153,18 @@ class GalleryStore:
             yield gallery
             self._write(gallery)
 
+    def rebind(self, binding: ModelBinding) -> ModelBinding:
+        """Pin a deliberately changed model card (same model file, recalibrated thresholds); returns the
+        old binding. Needs the gallery key, so whoever edits a card on the board cannot do it."""
+        with self.locked():
+            gallery = self.load()
+            old = gallery.binding
+            if (old.sha256, old.dim) != (binding.sha256, binding.dim):
+                old.check(binding)            # raises ModelMismatchError with the re-enrol advice
+            gallery.binding = binding
+            self._write(gallery)
+        return old
+
     def rekey(self, new_key: KeySource) -> None:
         """Re-encrypt under a new key/passphrase (old key needed to open it)."""
         with self.locked():
