@@ -24,7 +24,8 @@ EXIT_CODES: dict[int, str] = {
     1: "other facegate error",
     2: "bad command-line usage or configuration",
     3: "an image is missing, empty or corrupt",
-    4: "a model file or card is missing, corrupt, out of range or fails its sha256 check; the card differs from the one the gallery was enrolled with; no runtime for it",
+    4: ("a model file or card is missing, corrupt, out of range or fails its sha256 check; the card differs "
+        "from the one the gallery was enrolled with; no runtime for it"),
     5: "a dataset, pairs or ground-truth file is missing or malformed",
     6: "downloading or verifying teacher weights failed",
     7: "gallery error: wrong key, corrupt/tampered/truncated file (left untouched), other model, locked",
