@@ -15,7 +15,7 @@ import os
 import shlex
 import sys
 
-from facegate.edge.errors import EXIT_INTERRUPTED, FacegateError
+from facegate.edge.errors import EXIT_INTERRUPTED, OS_ERROR_EXIT_BY_COMMAND, FacegateError, os_error_message
 from facegate.edge.quiet import quiet_native_imports
 
 log = logging.getLogger("facegate")
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("facegate: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:     # a path no specific check caught: a message and the area's exit code
+        print(f"facegate: error: {os_error_message(exc)}", file=sys.stderr)
+        return OS_ERROR_EXIT_BY_COMMAND.get(args.command, 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -56,11 +56,7 @@ def cmd_enroll(args) -> int:
 def _store(args, pipe, vectors, crops, skipped: int) -> int:
     store = GalleryStore(args.gallery, gallery_key(args, confirm=not args.gallery.exists()))
     binding = ModelBinding.for_embedder(pipe.embedder)
-    if not store.exists():
-        store.create(binding, template_dtype=args.template_dtype, keep_crops=args.keep_crops)
-        print(f"created gallery {args.gallery} ({binding.name}, {args.template_dtype}"
-              f"{', keeps encrypted face crops' if args.keep_crops else ''})")
-    with store.transaction(expect=binding) as gallery:
+    with store.open_or_create(binding, args.template_dtype, args.keep_crops) as (gallery, new_gallery):
         try:
             person = gallery.find(args.name)
             created = False
@@ -69,6 +65,9 @@ def _store(args, pipe, vectors, crops, skipped: int) -> int:
             created = True
         gallery.add_templates(person.id, vectors, crops if gallery.keep_crops else None)
         total = gallery.template_count(person.id)
+    if new_gallery:
+        print(f"created gallery {args.gallery} ({binding.name}, {gallery.template_dtype}"
+              f"{', keeps encrypted face crops' if gallery.keep_crops else ''})")
     print(f"{'enrolled' if created else 'updated'} {args.name} (id {person.id}): +{len(vectors)} templates, "
           f"{total} in all; {skipped} photos skipped")
     return 0

@@ -39,11 +39,15 @@ def within(default: Any, low: float, high: float) -> Any:
 def read_toml(path: str | Path) -> dict[str, Any]:
     """The parsed TOML file; ConfigError (exit 2) if it is missing or not TOML."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give the configuration file (TOML) inside it")
     if not path.is_file():
         raise ConfigError(f"configuration file not found: {path}")
     try:
-        return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path} cannot be read: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
 
 

@@ -43,6 +43,21 @@ EXIT_CODES: dict[int, str] = {
 }
 
 
+#: exit code for an operating-system error (a folder where a file belongs, no permission, disk full)
+#: that no more specific check caught, by the command's area; anything else exits 1
+OS_ERROR_EXIT_BY_COMMAND: dict[str, int] = {
+    "enroll": 7, "verify": 7, "identify": 7, "gallery": 7, "audit": 13, "door": 2, "detect": 3, "cluster": 3,
+    "eval": 5, "distill": 5, "calibrate": 5, "bench": 5, "export": 4, "prune": 4, "teachers": 6, "hardware": 15,
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """'<what went wrong>: <path>' for an OSError, as an installer would want to read it."""
+    what = exc.strerror or str(exc)
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{what}: {' -> '.join(paths)}" if paths else what
+
+
 class FacegateError(Exception):
     """Base class: the message is meant for the person at the terminal."""
 

@@ -72,9 +72,13 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
         raise ImageError(f"image not found: {path}")
     if path.is_dir():
         raise ImageError(f"expected an image file but got a folder: {path}")
-    if path.stat().st_size == 0:
+    try:
+        with open(path, "rb") as fh:
+            data = np.frombuffer(fh.read(), dtype=np.uint8)
+    except OSError as exc:
+        raise ImageError(f"image cannot be read ({exc.strerror}): {path}") from exc
+    if data.size == 0:
         raise ImageError(f"image file is empty (0 bytes): {path}")
-    data = np.fromfile(str(path), dtype=np.uint8)
     size = image_size(memoryview(data))   # the whole file, uncopied: EXIF/ICC can push a JPEG's size past 64 kB
     if size is None:
         raise ImageError(f"not a readable image (corrupt, or not JPEG, PNG, BMP or WebP): {path}")

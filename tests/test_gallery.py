@@ -332,3 +332,111 @@ def test_best_rows_always_contains_the_top_scores():
             kth = np.sort(scores)[::-1][keep - 1]
             assert set(np.flatnonzero(scores > kth)) <= set(rows.tolist()) and len(rows) >= keep
             assert np.all(scores[rows] >= scores[rows].min()) and scores[rows].min() <= kth
+
+
+# ---------- crafted headers, key-check edits, first enrolments at once ----------
+
+def _reheader(path, edit):
+    """Rewrite the plaintext header with `edit(header)` and redo its checksum (no key needed)."""
+    import hashlib
+    import json
+    import struct
+    blob = path.read_bytes()
+    (hlen,) = struct.unpack(">I", blob[8:12])
+    header = json.loads(blob[12:12 + hlen])
+    edit(header)
+    raw = json.dumps(header).encode()
+    path.write_bytes(blob[:8] + struct.pack(">I", len(raw)) + raw + hashlib.sha256(raw).digest()
+                     + blob[12 + hlen + 32:])
+
+
+BAD_VALUES = [None, True, -1, 0, 1.5, 2 ** 64, "", "x", "!!notb64", "A" * 4000, [], {}, [1, 2], {"a": 1}]
+HEADER_PATHS = [("format",), ("kdf",), ("kdf", "type"), ("kdf", "salt"), ("kdf", "n"), ("kdf", "r"), ("kdf", "p"),
+                ("key_check",), ("header_mac",), ("model",), ("model", "name"), ("model", "sha256"),
+                ("model", "dim"), ("model", "card_sha256"), ("template_dtype",), ("keep_crops",), ("generation",)]
+
+
+def test_crafted_headers_are_refused_before_any_key_work(filled, monkeypatch):
+    """Every header field set to every kind of wrong value, checksum redone: a GalleryError each time,
+    never another exception, and scrypt never runs on parameters outside the bounds."""
+    from facegate.edge.gallery import keys as keys_module
+    store, _ = filled
+    original = store.path.read_bytes()
+    costs = []
+    real_scrypt = keys_module.Scrypt
+
+    def spy(**kw):
+        costs.append((kw["n"], kw["r"], kw["p"]))
+        return real_scrypt(**kw)
+    monkeypatch.setattr(keys_module, "Scrypt", spy)
+    outcomes = {}
+    for where in HEADER_PATHS:
+        for value in BAD_VALUES + [{"del": True}]:
+            store.path.write_bytes(original)
+
+            def edit(h, where=where, value=value):
+                target = h
+                for part in where[:-1]:
+                    target = target[part]
+                if value == {"del": True}:
+                    target.pop(where[-1], None)
+                else:
+                    target[where[-1]] = value
+            _reheader(store.path, edit)
+            try:
+                GalleryStore(store.path, key()).load()
+                outcomes[(where, repr(value))] = "opened"
+            except GalleryError as exc:
+                outcomes[(where, repr(value))] = type(exc).__name__
+    assert len(outcomes) == len(HEADER_PATHS) * (len(BAD_VALUES) + 1)
+    opened = [k for k, v in outcomes.items() if v == "opened"]
+    # the two "edits" that change nothing (this gallery's card_sha256 is "", keep_crops is true)
+    assert opened == [(("model", "card_sha256"), "''"), (("keep_crops",), "True")], opened
+    assert all(n * r * 128 <= 32 * 2 ** 20 and n * r * p <= 2 ** 18 for n, r, p in costs)
+    for n, r, p in ((2 ** 20, 16, 4), (2 ** 16, 8, 1), (2 ** 15, 8, 2), (2 ** 15 + 1, 8, 1)):
+        store.path.write_bytes(original)
+        _reheader(store.path, lambda h, n=n, r=r, p=p: h["kdf"].update(n=n, r=r, p=p))
+        t0 = time.perf_counter()
+        with pytest.raises(GalleryCorruptError, match="out of range"):
+            GalleryStore(store.path, key()).load()
+        assert time.perf_counter() - t0 < 0.5
+
+
+def test_an_edited_key_check_is_tampering_not_a_wrong_key(filled):
+    import base64
+    store, _ = filled
+    _reheader(store.path, lambda h: h.update(key_check=base64.b64encode(b"\0" * 16).decode()))
+    with pytest.raises(GalleryCorruptError, match="key check value was edited"):
+        GalleryStore(store.path, key()).load()
+    with pytest.raises(WrongKeyError):
+        GalleryStore(store.path, key("another passphrase")).load()
+
+
+def test_a_directory_as_key_file_is_called_a_directory(tmp_path, monkeypatch):
+    with pytest.raises(KeyFileError, match="is a directory"):
+        KeySource.from_keyfile(tmp_path)
+    monkeypatch.delenv("FACEGATE_GALLERY_KEY", raising=False)
+    monkeypatch.delenv("FACEGATE_GALLERY_PASSPHRASE", raising=False)
+    with pytest.raises(KeyFileError) as err:
+        KeySource.from_env()
+    assert "--passphrase" not in str(err.value) and "--key-file" in str(err.value)
+
+
+FIRST_ENROLMENT = r"""
+import sys, numpy as np
+from facegate.edge.gallery import GalleryStore, KeySource, ModelBinding
+binding = ModelBinding("test-embedder", "5e" * 32, 16)
+store = GalleryStore(sys.argv[1], KeySource.from_passphrase("pw", scrypt_n=2**10), lock_timeout=60)
+with store.open_or_create(binding) as (g, created):
+    p = g.add_person(f"first-{sys.argv[2]}")
+    g.add_templates(p.id, np.random.default_rng(int(sys.argv[2])).normal(size=(2, 16)))
+"""
+
+
+def test_first_enrolments_at_once_all_land(tmp_path):
+    """Six enrolments into a gallery that does not exist yet: one creates it, none is lost."""
+    path = tmp_path / "new.fgg"
+    procs = [subprocess.Popen([sys.executable, "-c", FIRST_ENROLMENT, str(path), str(w)]) for w in range(6)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 6
+    g = GalleryStore(path, KeySource.from_passphrase("pw", scrypt_n=2 ** 10)).load()
+    assert sorted(p.name for p in g.people.values()) == [f"first-{w}" for w in range(6)]

@@ -10,7 +10,10 @@
 
 The body is `u32 json length | JSON (people, owners, template layout, crop offsets) | template bytes
 | crop bytes`. The key check value (HMAC of a constant) tells a wrong key apart from a tampered
-file without revealing anything about the key.
+file without revealing anything about the key; the header MAC (HMAC of the other header fields under
+the key) tells an edited key check value apart from a wrong key. Every header field is checked for type
+and range (:func:`validate_header`) before any key derivation: a crafted header cannot crash the reader
+or make it spend seconds and gigabytes in scrypt.
 """
 from __future__ import annotations
 
@@ -27,11 +30,16 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from facegate.edge.errors import GalleryCorruptError, WrongKeyError
-from facegate.edge.gallery.records import Gallery, ModelBinding, Person
+from facegate.edge.gallery.records import TEMPLATE_DTYPES, Gallery, ModelBinding, Person
 
 MAGIC = b"FGGALLRY"
 FORMAT_VERSION = 1
 NONCE_BYTES = 12
+#: scrypt cost bounds for a gallery header: memory 128*n*r <= 32 MiB and work n*r*p <= 2**18 (the default,
+#: n=2**15 r=8 p=1, opens in about 0.5 s on a Pi 4); anything dearer is a crafted header, not a gallery
+SCRYPT_MAX_MEMORY = 32 * 1024 * 1024
+SCRYPT_MAX_WORK = 2 ** 18
+HEADER_FIELDS = {"format", "kdf", "key_check", "model", "template_dtype", "keep_crops", "generation"}
 
 
 def key_check(key: bytes) -> str:
@@ -69,21 +77,40 @@ def encode_body(g: Gallery) -> bytes:
 
 
 def decode_body(body: bytes, binding: ModelBinding, dtype: str, keep_crops: bool) -> Gallery:
+    """The gallery from a decrypted body, every count and offset checked against the others (a body
+    is authenticated, but a bug or an old writer must not produce a gallery whose rows point nowhere)."""
+    if len(body) < 4:
+        raise ValueError("body too short")
     (mlen,) = struct.unpack(">I", body[:4])
-    meta = json.loads(body[4:4 + mlen])
+    meta = json.loads(body[4:4 + mlen], object_pairs_hook=_unique_keys)
+    if not isinstance(meta, dict) or not isinstance(meta.get("people"), list) or not isinstance(meta.get("owners"), list):
+        raise ValueError("body index is not a gallery index")
     g = Gallery(binding, dtype, keep_crops)
     for p in meta["people"]:
         person = Person(**p)
+        if not isinstance(person.id, str) or not isinstance(person.name, str) or person.id in g.people:
+            raise ValueError("a person record is malformed or repeated")
         g.people[person.id] = person
         g.person_order.append(person.id)
-    n = meta["templates"]["count"]
+    n, nbytes = meta["templates"]["count"], meta["templates"]["bytes"]
+    itemsize = {"float32": 4, "float16": 2, "int8": 1}[dtype]
+    if not isinstance(n, int) or n < 0 or nbytes != n * binding.dim * itemsize or len(meta["owners"]) != n:
+        raise ValueError("template count, size and owners do not agree")
     start = 4 + mlen
-    stop = start + meta["templates"]["bytes"]
+    stop = start + nbytes
+    if stop > len(body):
+        raise ValueError("templates run past the end of the body")
     g.templates = _decode_templates(body[start:stop], dtype, n, binding.dim)
     g.owners = np.array(meta["owners"], np.int64)
+    if n and (g.owners.min() < 0 or g.owners.max() >= len(g.person_order)):
+        raise ValueError("a template belongs to nobody")
     if keep_crops:
+        lengths = meta["crop_lengths"]
+        if len(lengths) != n or any(not isinstance(v, int) or v < -1 for v in lengths) or \
+                stop + sum(max(v, 0) for v in lengths) != len(body):
+            raise ValueError("crop table does not fit the body")
         pos = stop
-        for length in meta["crop_lengths"]:
+        for length in lengths:
             g.crops.append(None if length < 0 else body[pos:pos + length])
             pos += max(length, 0)
     else:
@@ -91,10 +118,88 @@ def decode_body(body: bytes, binding: ModelBinding, dtype: str, keep_crops: bool
     return g
 
 
+def header_mac(key: bytes, header: dict) -> str:
+    """HMAC of every header field except the key check value and the MAC itself."""
+    fields = {k: v for k, v in header.items() if k not in ("key_check", "header_mac")}
+    data = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    return base64.b64encode(hmac.new(key, b"facegate-gallery-header-v1" + data, hashlib.sha256).digest()).decode()
+
+
 def make_header(g: Gallery, kdf: dict, key: bytes, generation: int) -> dict:
-    return {"format": FORMAT_VERSION, "kdf": kdf, "key_check": key_check(key),
-            "model": asdict(g.binding), "template_dtype": g.template_dtype, "keep_crops": g.keep_crops,
-            "generation": generation}
+    header = {"format": FORMAT_VERSION, "kdf": kdf, "key_check": key_check(key),
+              "model": asdict(g.binding), "template_dtype": g.template_dtype, "keep_crops": g.keep_crops,
+              "generation": generation}
+    header["header_mac"] = header_mac(key, header)
+    return header
+
+
+def _b64(value, field: str, lengths: range) -> bytes:
+    if not isinstance(value, str):
+        raise GalleryCorruptError(f"gallery header field {field} is not text")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError as exc:
+        raise GalleryCorruptError(f"gallery header field {field} is not valid base64") from exc
+    if len(raw) not in lengths:
+        raise GalleryCorruptError(f"gallery header field {field} has {len(raw)} bytes")
+    return raw
+
+
+def _int(value, field: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise GalleryCorruptError(f"gallery header field {field} must be an integer from {low} to {high}")
+    return value
+
+
+def _hex64(value, field: str, empty_ok: bool = False) -> None:
+    if empty_ok and value == "":
+        return
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise GalleryCorruptError(f"gallery header field {field} is not a sha256 digest")
+
+
+def validate_kdf(kdf) -> None:
+    """Refuse KDF parameters no facegate gallery has, before anything is derived from them."""
+    if not isinstance(kdf, dict) or kdf.get("type") not in ("raw", "scrypt"):
+        raise GalleryCorruptError("gallery header names an unknown key derivation")
+    if kdf["type"] == "raw":
+        if set(kdf) != {"type"}:
+            raise GalleryCorruptError("gallery header: a raw-key gallery has no KDF parameters")
+        return
+    if set(kdf) != {"type", "salt", "n", "r", "p"}:
+        raise GalleryCorruptError("gallery header: scrypt parameters must be exactly salt, n, r, p")
+    _b64(kdf["salt"], "kdf.salt", range(16, 65))
+    n, r, p = _int(kdf["n"], "kdf.n", 2, 2 ** 20), _int(kdf["r"], "kdf.r", 1, 16), _int(kdf["p"], "kdf.p", 1, 16)
+    if n & (n - 1) or n < 2 ** 10 or 128 * n * r > SCRYPT_MAX_MEMORY or n * r * p > SCRYPT_MAX_WORK:
+        raise GalleryCorruptError(f"gallery key-derivation cost is out of range (scrypt n={n}, r={r}, p={p}; at "
+                                  f"most {SCRYPT_MAX_MEMORY >> 20} MiB and n*r*p <= {SCRYPT_MAX_WORK})")
+
+
+def validate_header(header: dict) -> None:
+    """Every field's type and range, so that no later step meets a value it cannot handle."""
+    unknown = set(header) - HEADER_FIELDS - {"header_mac"}
+    missing = HEADER_FIELDS - set(header)
+    if unknown or missing:
+        raise GalleryCorruptError(f"gallery header fields do not fit format {FORMAT_VERSION} "
+                                  f"(missing: {sorted(missing) or '-'}, unknown: {sorted(unknown) or '-'})")
+    validate_kdf(header["kdf"])
+    _b64(header["key_check"], "key_check", range(16, 17))
+    if "header_mac" in header:
+        _b64(header["header_mac"], "header_mac", range(32, 33))
+    model = header["model"]
+    if not isinstance(model, dict) or not {"name", "sha256", "dim"} <= set(model) <= {"name", "sha256", "dim",
+                                                                                          "card_sha256"}:
+        raise GalleryCorruptError("gallery header field model must hold name, sha256, dim (and card_sha256)")
+    if not isinstance(model["name"], str) or not 0 < len(model["name"]) <= 256:
+        raise GalleryCorruptError("gallery header field model.name must be a short text")
+    _hex64(model["sha256"], "model.sha256")
+    _hex64(model.get("card_sha256", ""), "model.card_sha256", empty_ok=True)
+    _int(model["dim"], "model.dim", 1, 4096)
+    if header["template_dtype"] not in TEMPLATE_DTYPES:
+        raise GalleryCorruptError(f"gallery header field template_dtype must be one of {TEMPLATE_DTYPES}")
+    if not isinstance(header["keep_crops"], bool):
+        raise GalleryCorruptError("gallery header field keep_crops must be true or false")
+    _int(header["generation"], "generation", 0, 2 ** 63)
 
 
 def pack(g: Gallery, kdf: dict, key: bytes, generation: int) -> bytes:
@@ -102,6 +207,13 @@ def pack(g: Gallery, kdf: dict, key: bytes, generation: int) -> bytes:
     prefix = MAGIC + struct.pack(">I", len(header)) + header + hashlib.sha256(header).digest()
     nonce = secrets.token_bytes(NONCE_BYTES)
     return prefix + nonce + AESGCM(key).encrypt(nonce, encode_body(g), prefix)
+
+
+def _unique_keys(pairs: list) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a field appears twice")
+    return out
 
 
 def read_header(blob: bytes) -> tuple[dict, bytes, bytes]:
@@ -116,24 +228,31 @@ def read_header(blob: bytes) -> tuple[dict, bytes, bytes]:
     if not hmac.compare_digest(hashlib.sha256(raw).digest(), blob[12 + hlen:end]):
         raise GalleryCorruptError("gallery header is corrupted (checksum mismatch); restore from a backup")
     try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GalleryCorruptError("gallery header is corrupted") from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+        header = json.loads(raw, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:      # bad JSON or UTF-8, a duplicated key, absurd nesting
+        raise GalleryCorruptError(f"gallery header is corrupted ({exc})") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION or isinstance(header["format"], bool):
         raise GalleryCorruptError(f"unsupported gallery format {header.get('format') if isinstance(header, dict) else '?'}")
+    validate_header(header)
     return header, blob[:end], blob[end:]
 
 
 def unpack(blob: bytes, key_for) -> tuple[Gallery, dict]:
-    """Decrypt a gallery file. `key_for(kdf)` returns the key for the header's KDF parameters."""
+    """Decrypt a gallery file. `key_for(kdf)` returns the key for the header's KDF parameters (only
+    called once the header has passed :func:`validate_header`)."""
     header, prefix, rest = read_header(blob)
-    try:
-        key = key_for(header["kdf"])
-        binding = ModelBinding(**header["model"])
-        dtype, keep = header["template_dtype"], bool(header["keep_crops"])
-    except (KeyError, TypeError) as exc:
-        raise GalleryCorruptError("gallery header is missing fields") from exc
-    if not hmac.compare_digest(key_check(key), str(header.get("key_check", ""))):
+    key = key_for(header["kdf"])
+    binding = ModelBinding(**header["model"])
+    kcv_ok = hmac.compare_digest(key_check(key), header["key_check"])
+    mac = header.get("header_mac")
+    if mac is not None and hmac.compare_digest(header_mac(key, header), mac):
+        if not kcv_ok:
+            raise GalleryCorruptError("gallery header was tampered with (its key check value was edited); the key "
+                                      "is right. Restore the file from a backup.")
+    elif kcv_ok and mac is not None:
+        raise GalleryCorruptError("gallery header was tampered with (fields changed after it was written); the "
+                                  "key is right. Restore the file from a backup.")
+    elif not kcv_ok:
         raise WrongKeyError("wrong passphrase or key for this gallery")
     try:
         body = AESGCM(key).decrypt(rest[:NONCE_BYTES], rest[NONCE_BYTES:], prefix)
@@ -141,6 +260,6 @@ def unpack(blob: bytes, key_for) -> tuple[Gallery, dict]:
         raise GalleryCorruptError("gallery file failed its integrity check: it was modified or truncated. "
                                   "Restore it from a backup or an exported bundle.") from exc
     try:
-        return decode_body(body, binding, dtype, keep), header
-    except (ValueError, KeyError, TypeError, struct.error) as exc:  # authenticated but unreadable
+        return decode_body(body, binding, header["template_dtype"], header["keep_crops"]), header
+    except (ValueError, KeyError, TypeError, IndexError, struct.error, RecursionError) as exc:
         raise GalleryCorruptError(f"gallery body cannot be decoded: {exc}") from exc

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from facegate.edge.errors import GalleryCorruptError, KeyFileError
+from facegate.edge.errors import KeyFileError
+from facegate.edge.gallery.fileformat import validate_kdf
 
 KEY_BYTES = 32
 ENV_KEY = "FACEGATE_GALLERY_KEY"                # base64 of 32 raw bytes
@@ -44,13 +45,20 @@ class KeySource:
     @classmethod
     def from_keyfile(cls, path: str | Path) -> "KeySource":
         path = Path(path)
-        if not path.exists():
-            raise KeyFileError(f"key file not found: {path}")
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise KeyFileError(f"key file {path} is readable by other users (mode {mode:o}); "
-                               f"run: chmod 600 {path}")
-        data = path.read_bytes()
+        try:
+            info = path.stat()
+            if stat.S_ISDIR(info.st_mode):
+                raise KeyFileError(f"key file {path} is a directory, not a key file; give the file "
+                                   "`facegate gallery keygen --out FILE` wrote")
+            mode = stat.S_IMODE(info.st_mode)
+            if mode & 0o077:
+                raise KeyFileError(f"key file {path} is readable by other users (mode {mode:o}); "
+                                   f"run: chmod 600 {path}")
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise KeyFileError(f"key file not found: {path}") from exc
+        except OSError as exc:
+            raise KeyFileError(f"key file {path} cannot be read: {exc.strerror}") from exc
         if len(data) != KEY_BYTES:
             raise KeyFileError(f"key file {path} must hold exactly {KEY_BYTES} bytes, found {len(data)}; "
                                "create one with: facegate gallery keygen --out FILE")
@@ -68,7 +76,7 @@ class KeySource:
             return cls("raw", raw)
         if os.environ.get(ENV_PASSPHRASE):
             return cls.from_passphrase(os.environ[ENV_PASSPHRASE])
-        raise KeyFileError(f"no gallery key given: use --key-file, --passphrase, or set {ENV_KEY} / {ENV_PASSPHRASE}")
+        raise KeyFileError(f"no gallery key given: use --key-file, or set {ENV_KEY} (base64 key) or {ENV_PASSPHRASE}")
 
     def new_kdf(self) -> dict:
         """KDF parameters for a new gallery (fresh salt for passphrases)."""
@@ -79,26 +87,27 @@ class KeySource:
 
     def derive(self, kdf: dict) -> bytes:
         """The 32-byte key for a gallery whose header carries these KDF parameters."""
-        if kdf.get("type") == "raw":
+        validate_kdf(kdf)        # types and cost bounds first: a crafted header cannot crash or stall this
+        if kdf["type"] == "raw":
             if self.kind != "raw":
                 raise KeyFileError("this gallery is locked with a key file / raw key, not a passphrase")
             return self.secret
-        if kdf.get("type") != "scrypt":
-            raise KeyFileError(f"unknown key derivation {kdf.get('type')!r}")
         if self.kind != "passphrase":
             raise KeyFileError("this gallery is locked with a passphrase, not a key file")
-        salt = base64.b64decode(kdf["salt"])
-        n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
-        # bounds keep a crafted header from demanding gigabytes of scrypt memory
-        if not (2 ** 10 <= n <= 2 ** 20 and n & (n - 1) == 0 and 1 <= r <= 16 and 1 <= p <= 4 and len(salt) >= 16):
-            raise GalleryCorruptError(f"gallery key-derivation parameters are out of range (n={n}, r={r}, p={p})")
-        return Scrypt(salt=salt, length=KEY_BYTES, n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"])).derive(self.secret)
+        return Scrypt(salt=base64.b64decode(kdf["salt"]), length=KEY_BYTES, n=kdf["n"], r=kdf["r"],
+                      p=kdf["p"]).derive(self.secret)
 
 
 def write_keyfile(path: str | Path) -> Path:
     """Create a new random key file with mode 0600 (refuses to overwrite)."""
     path = Path(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise KeyFileError(f"{path} already exists: a key file is never overwritten (the gallery it opens "
+                           "would be lost); choose another --out") from exc
+    except OSError as exc:
+        raise KeyFileError(f"cannot create the key file {path}: {exc.strerror}") from exc
     with os.fdopen(fd, "wb") as fh:
         fh.write(secrets.token_bytes(KEY_BYTES))
         fh.flush()

@@ -71,18 +71,25 @@ class GalleryStore:
 
     def load(self, expect: ModelBinding | None = None) -> Gallery:
         """Decrypt and return the gallery; with `expect`, refuse templates of another model."""
-        if not self.path.exists():
-            raise GalleryError(f"gallery not found: {self.path} (create it by enrolling someone)")
-        blob = self.path.read_bytes()
-        gallery, header = unpack(blob, self._key_for)
+        gallery, header = unpack(self._read(), self._key_for)
         self._generation = int(header.get("generation", 0))
         if expect is not None:
             gallery.binding.check(expect)
         return gallery
 
+    def _read(self) -> bytes:
+        if self.path.is_dir():
+            raise GalleryError(f"{self.path} is a folder, not a gallery file (galleries are single .fgg files)")
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError as exc:
+            raise GalleryError(f"gallery not found: {self.path} (create it by enrolling someone)") from exc
+        except OSError as exc:
+            raise GalleryError(f"gallery {self.path} cannot be read: {exc.strerror}") from exc
+
     def header(self) -> dict:
         """The plaintext header (no key needed): format, model binding, dtype."""
-        return read_header(self.path.read_bytes())[0]
+        return read_header(self._read())[0]
 
     # -- writing --------------------------------------------------------------------------------
     def create(self, binding: ModelBinding, template_dtype: str = "float32", keep_crops: bool = False) -> Gallery:
@@ -151,6 +158,24 @@ class GalleryStore:
         with self.locked():
             gallery = self.load(expect)
             yield gallery
+            self._write(gallery)
+
+    @contextlib.contextmanager
+    def open_or_create(self, binding: ModelBinding, template_dtype: str = "float32",
+                       keep_crops: bool = False) -> Iterator[tuple[Gallery, bool]]:
+        """transaction() that creates the gallery if it does not exist yet, deciding under the lock:
+        two first enrolments at once both land (one creates, the other adds to it). Yields (gallery,
+        created)."""
+        with self.locked():
+            created = not self.path.exists()
+            if created:
+                gallery = Gallery(binding, template_dtype, keep_crops)
+                self._kdf = self.key.new_kdf()
+                self._key_bytes = self.key.derive(self._kdf)
+                self._generation = 0
+            else:
+                gallery = self.load(binding)
+            yield gallery, created
             self._write(gallery)
 
     def rebind(self, binding: ModelBinding) -> ModelBinding:
