@@ -115,6 +115,13 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(b"facegate-audit-key-id" + key).hexdigest()[:16]
 
 
+def _mac_matches(key: bytes, body: dict, claimed: object) -> bool:
+    """Constant-time check of a claimed MAC of any type (a non-ASCII or non-string claim is just wrong)."""
+    if not isinstance(claimed, str):
+        return False
+    return hmac.compare_digest(_mac(key, body).encode(), claimed.encode("utf-8", "surrogatepass"))
+
+
 def _mac(key: bytes, body: dict) -> str:
     data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     return hmac.new(key, data, hashlib.sha256).hexdigest()
@@ -139,7 +146,7 @@ def parse_line(raw: bytes, where: str) -> dict:
         raise AuditError(f"{where}: not UTF-8 text (byte {exc.start}): the line was edited or damaged") from exc
     try:
         entry = json.loads(text, object_pairs_hook=_no_duplicates)
-    except ValueError as exc:   # JSONDecodeError is a ValueError, and so is a duplicate key
+    except (ValueError, RecursionError) as exc:   # bad JSON, a duplicate key, absurd nesting
         raise AuditError(f"{where}: not a valid audit entry ({exc})") from exc
     if not isinstance(entry, dict):
         raise AuditError(f"{where}: not an audit entry (a JSON {type(entry).__name__}, not an object)")
@@ -193,7 +200,7 @@ class Seal:
                              "(deleted, or not a facegate audit log)")
         doc = parse_seal(path.read_bytes(), path.name)
         body = {k: v for k, v in doc.items() if k != "mac"}
-        if not hmac.compare_digest(_mac(key, body), str(doc.get("mac"))):
+        if not _mac_matches(key, body, doc.get("mac")):
             raise AuditError(f"{path.name}: the seal was modified or made with another key")
         try:
             return cls(door=body["door"], key_id=body["key_id"], tail_seq=int(body["tail"]["seq"]),
@@ -206,7 +213,7 @@ class Seal:
 def parse_seal(raw: bytes, where: str) -> dict:
     try:
         doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise AuditError(f"{where}: the seal is damaged ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise AuditError(f"{where}: not a facegate audit seal (format {FORMAT})")
@@ -333,7 +340,7 @@ class AuditLog:
         while lines:
             try:
                 entry = parse_line(lines[-1], f"{path.name}:{len(lines)}")
-                if not hmac.compare_digest(_mac(self.key, _unmac(entry)), entry["mac"]):
+                if not _mac_matches(self.key, _unmac(entry), entry["mac"]):
                     raise AuditError(f"{path.name}:{len(lines)}: entry fails its mac")
                 break
             except AuditError:
@@ -448,7 +455,7 @@ def verify(path: str | Path, key: bytes | None = None, key_file: str | Path | No
         for lineno, raw in enumerate(lines, start=1):
             where = f"{f.name}:{lineno}"
             e = parse_line(raw, where)
-            if not hmac.compare_digest(_mac(key, _unmac(e)), e["mac"]):
+            if not _mac_matches(key, _unmac(e), e["mac"]):
                 raise AuditError(f"{where}: entry was modified or forged (mac mismatch)")
             if e["seq"] != seq + 1:
                 raise AuditError(f"{where}: sequence jumps from {seq} to {e['seq']} (entries deleted or inserted)")

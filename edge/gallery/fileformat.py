@@ -39,6 +39,8 @@ NONCE_BYTES = 12
 #: n=2**15 r=8 p=1, opens in about 0.5 s on a Pi 4); anything dearer is a crafted header, not a gallery
 SCRYPT_MAX_MEMORY = 32 * 1024 * 1024
 SCRYPT_MAX_WORK = 2 ** 18
+#: what a body that does not decode raises; unpack() reports each as GalleryCorruptError
+BODY_ERRORS = (ValueError, KeyError, TypeError, IndexError, struct.error, RecursionError)
 HEADER_FIELDS = {"format", "kdf", "key_check", "model", "template_dtype", "keep_crops", "generation"}
 
 
@@ -261,5 +263,5 @@ def unpack(blob: bytes, key_for) -> tuple[Gallery, dict]:
                                   "Restore it from a backup or an exported bundle.") from exc
     try:
         return decode_body(body, binding, header["template_dtype"], header["keep_crops"]), header
-    except (ValueError, KeyError, TypeError, IndexError, struct.error, RecursionError) as exc:
+    except BODY_ERRORS as exc:
         raise GalleryCorruptError(f"gallery body cannot be decoded: {exc}") from exc
