@@ -13,6 +13,9 @@ def cmd_verify(args) -> int:
     older = f", history before entry {info['pruned_before']} rotated away" if info["pruned_before"] > 1 else ""
     print(f"audit log OK: door {info['door']}, key {info['key_id']}, {info['entries']} entries in "
           f"{', '.join(info['files'])}, last seq {info['last_seq']}{unsealed}{older}")
+    if info["set_aside"]:
+        print(f"note: this chain started by setting aside an unsealed older log ({', '.join(map(str, info['set_aside']))}): "
+              "a log whose seal was lost (crash before the first seal, or deleted); those files are not covered")
     return 0
 
 

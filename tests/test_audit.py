@@ -244,7 +244,13 @@ def test_an_unsealed_older_log_is_set_aside_not_continued(tmp_path):
     assert len(aside) == 1
     first = json.loads(_lines(path)[0])
     assert first["event"] == "genesis" and first["set_aside"] == ["audit.jsonl"]
-    assert verify(path, key=KEY)["entries"] == 2
+    info = verify(path, key=KEY)
+    assert info["entries"] == 2 and info["set_aside"] == ["audit.jsonl"]
+    key_file = tmp_path / "k"
+    key_file.write_bytes(KEY)
+    key_file.chmod(0o600)
+    res = _cli_verify(path, key_file)
+    assert res.returncode == 0 and "setting aside an unsealed older log (audit.jsonl)" in res.stdout
 
 
 def test_a_log_of_another_key_is_not_continued(tmp_path):

@@ -203,11 +203,16 @@ class Seal:
         if not _mac_matches(key, body, doc.get("mac")):
             raise AuditError(f"{path.name}: the seal was modified or made with another key")
         try:
-            return cls(door=body["door"], key_id=body["key_id"], tail_seq=int(body["tail"]["seq"]),
-                       tail_mac=str(body["tail"]["mac"]), segments=[dict(s) for s in body["segments"]],
-                       pruned_seq=int(body["pruned"]["seq"]), pruned_mac=str(body["pruned"]["mac"]))
+            seal = cls(door=body["door"], key_id=body["key_id"], tail_seq=body["tail"]["seq"],
+                       tail_mac=body["tail"]["mac"], segments=[dict(s) for s in body["segments"]],
+                       pruned_seq=body["pruned"]["seq"], pruned_mac=body["pruned"]["mac"])
         except (KeyError, TypeError, ValueError) as exc:
             raise AuditError(f"{path.name}: the seal is missing fields") from exc
+        seqs = [seal.tail_seq, seal.pruned_seq] + [v for seg in seal.segments for v in (seg.get("first"), seg.get("last"))]
+        texts = [seal.door, seal.key_id, seal.tail_mac, seal.pruned_mac] + [seg.get("mac") for seg in seal.segments]
+        if not all(type(v) is int and v >= 0 for v in seqs) or not all(isinstance(v, str) for v in texts):
+            raise AuditError(f"{path.name}: the seal's fields have the wrong types")
+        return seal
 
 
 def parse_seal(raw: bytes, where: str) -> dict:
@@ -444,7 +449,7 @@ def verify(path: str | Path, key: bytes | None = None, key_file: str | Path | No
             raise AuditError(f"{path.name}.{s['first']} is missing (the seal lists it): history was deleted")
     files = list(rotated.values()) + ([path] if path.exists() else [])
     prev, seq = seal.pruned_mac, seal.pruned_seq
-    count, sealed_seen = 0, False
+    count, sealed_seen, set_aside = 0, False, []
     last_of: dict[Path, tuple[int, str]] = {}
     for f in files:
         lines, torn = _read_lines(f)
@@ -463,6 +468,8 @@ def verify(path: str | Path, key: bytes | None = None, key_file: str | Path | No
                 raise AuditError(f"{where}: chain broken (an entry before it was deleted or reordered)")
             if lineno == 1 and expected_first and e["seq"] != int(expected_first.group(1)):
                 raise AuditError(f"{where}: file name says it starts at {expected_first.group(1)}, it starts at {e['seq']}")
+            if e["seq"] == 1:
+                set_aside = e.get("set_aside") or []
             if e["seq"] == 1 and (e["event"] != "genesis" or e.get("key_id") != seal.key_id):
                 raise AuditError(f"{where}: the history does not start with this door's genesis entry "
                                  "(its first entries were deleted or replaced)")
@@ -481,4 +488,5 @@ def verify(path: str | Path, key: bytes | None = None, key_file: str | Path | No
         raise AuditError(f"{path.name}: the log ends at entry {seq} but the seal records {seal.tail_seq}: "
                          "its last entries were deleted (or the file emptied)")
     return {"entries": count, "files": [f.name for f in files], "last_seq": seq, "door": seal.door,
-            "key_id": seal.key_id, "unsealed": seq - seal.tail_seq, "pruned_before": seal.pruned_seq + 1}
+            "key_id": seal.key_id, "unsealed": seq - seal.tail_seq, "pruned_before": seal.pruned_seq + 1,
+            "set_aside": set_aside}
