@@ -1,5 +1,6 @@
 """Run one fuzz target under atheris (libFuzzer): `python tests/fuzz/run.py TARGET [libFuzzer options]
 [NEW_CORPUS_DIR] tests/fuzz/corpus/TARGET`. See docs/fuzzing.md."""
+import logging
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ with atheris.instrument_imports(include=["facegate"]):
     import facegate.edge.images  # noqa: E402,F401
 
 if __name__ == "__main__":
+    logging.disable(logging.CRITICAL)    # the door's recovery messages, thousands of times a second
     name = sys.argv.pop(1)
     atheris.Setup(sys.argv, targets.TARGETS[name])
     atheris.Fuzz()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import tempfile
 from pathlib import Path
@@ -19,7 +18,6 @@ from pathlib import Path
 FUZZ_KEY = bytes(range(32))
 SEAL_MARK = b"\n\0SEAL\0\n"      # seed files of the audit target: log bytes, this mark, seal bytes
 _WORK = Path(tempfile.mkdtemp(prefix="facegate-fuzz-"))
-logging.disable(logging.CRITICAL)    # the door's recovery messages, thousands of times a second
 
 
 def _scratch(name: str, data: bytes) -> Path:
