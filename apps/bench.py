@@ -4,6 +4,8 @@
   and embedder file given.
 * `bench detector` (edge/bench/detector.py): the cascade per detector set, format and thread count in
   one run, with the time spent inside each net and the door speed features.
+* `bench soak` (edge/bench/soak.py): a real door process on replayed frames for N minutes; RSS, open
+  files and threads sampled from /proc must stay flat.
 * `bench gallery`: 1:N identify latency for 1k/10k/100k templates, open (decrypt + load) time for
   10k people, enrol throughput (one atomic, fsync'ed write per enrolment).
 """
@@ -120,6 +122,26 @@ def _add_peers(bs) -> None:
     pe.set_defaults(func=cmd_peers)
 
 
+def cmd_soak(args) -> int:
+    import tempfile
+
+    from facegate.edge.bench.soak import MAX_RSS_GROWTH_MB, plot, soak
+    from facegate.edge.errors import EXIT_SELFTEST_FAILED
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="facegate-soak-"))
+    result = soak(workdir, args.minutes, args.sample_every, embedder=args.embedder, fps=args.fps)
+    s = result["summary"]
+    print(f"door soak, {s['minutes']:g} min: {s['frames']} frames ({s['fps']} fps), RSS {s['rss_start_mb']} -> "
+          f"{s['rss_end_mb']} MB (growth {s['rss_growth_mb']} MB, limit {MAX_RSS_GROWTH_MB:g}; peak {s['rss_peak_mb']} MB), "
+          f"open files {s['fds_min']}-{s['fds_max']} (trend {s['fds_growth']:+g}), threads {s['threads_min']}-"
+          f"{s['threads_max']} (trend {s['threads_growth']:+g}), "
+          f"{s['audit_entries']} audit entries kept of {s['audit_last_seq']} (verified), exit {s['exit_code']}, "
+          f"HTTP errors {s['http_errors']}: {'FLAT' if s['flat'] else 'NOT FLAT'}")
+    if args.plot and plot(result, args.plot):
+        print(f"plot: {args.plot}")
+    _write(result, args.out)
+    return 0 if s["flat"] else EXIT_SELFTEST_FAILED
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="speed benchmarks: pipeline stages, detector, embedder, gallery, peers")
     bs = b.add_subparsers(dest="bench_cmd", required=True)
@@ -152,6 +174,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     e.add_argument("--repeats", type=int, default=30)
     e.set_defaults(func=cmd_embedder)
-    for q in (p, g, d, e):
+    k = bs.add_parser("soak", help="a real door process on replayed frames for N minutes: memory, open files and "
+                      "threads must stay flat (exit 16 if not)")
+    k.add_argument("--minutes", type=float, default=60.0)
+    k.add_argument("--sample-every", type=float, default=10.0, help="seconds between samples")
+    k.add_argument("--fps", type=float, default=30.0, help="replay at a camera's frame rate (0: as fast as it goes)")
+    k.add_argument("--embedder", default=None, help="embedder file with card (default: the runtime default)")
+    k.add_argument("--workdir", type=Path, default=None, help="where frames, gallery, audit log go (default: a "
+                   "temporary folder)")
+    k.add_argument("--plot", type=Path, default=None, help="also draw RSS, open files and threads over time (PNG)")
+    k.set_defaults(func=cmd_soak)
+    for q in (p, g, d, e, k):
         q.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON")
     _add_peers(bs)

@@ -88,3 +88,32 @@ def test_bench_peers_without_the_peer_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "face_recognition", None)
     assert main(["bench", "peers", "--frames", "1"]) == 4
     assert "pip install --no-deps face_recognition" in capsys.readouterr().err
+
+
+def test_bench_soak_runs_a_real_door_and_judges_flatness(tmp_path, capsys):
+    """A 20-second soak (the 1 h run is in docs/benchmarks.md): a real door process, sampled from /proc,
+    stopped with SIGTERM (exit 130), its audit chain verified, a plot drawn."""
+    out = tmp_path / "soak.json"
+    code = main(["bench", "soak", "--minutes", "0.35", "--sample-every", "2", "--workdir", str(tmp_path / "w"),
+                 "--plot", str(tmp_path / "soak.png"), "--out", str(out)])
+    result = json.loads(out.read_text())
+    s = result["summary"]
+    assert s["exit_code"] == 130 and s["http_errors"] == 0 and s["audit_entries"] >= 3
+    assert s["frames"] > 100 and len(result["samples"]) >= 8
+    assert all(x["rss_mb"] > 50 and x["fds"] > 3 for x in result["samples"])
+    assert code == (0 if s["flat"] else 16)
+    assert (tmp_path / "soak.png").read_bytes()[:4] == b"\x89PNG"
+    assert "door soak" in capsys.readouterr().out
+
+
+def test_soak_verdict_catches_a_leak():
+    from facegate.edge.bench.soak import summarise
+    audit = {"entries": 10, "last_seq": 10, "files": ["audit.jsonl"]}
+    steady = [{"t_s": t, "rss_mb": 180.0, "hwm_mb": 181.0, "fds": 40, "threads": 5, "frames": t * 30}
+              for t in range(0, 600, 10)]
+    assert summarise(steady, 10, 60, 130, "", audit, 0)["summary"]["flat"]
+    leaking_fds = [dict(s, fds=40 + i // 5) for i, s in enumerate(steady)]
+    assert not summarise(leaking_fds, 10, 60, 130, "", audit, 0)["summary"]["flat"]
+    growing = [dict(s, rss_mb=180.0 + i) for i, s in enumerate(steady)]
+    assert not summarise(growing, 10, 60, 130, "", audit, 0)["summary"]["flat"]
+    assert not summarise(steady, 10, 60, 0, "crashed", audit, 0)["summary"]["flat"]
