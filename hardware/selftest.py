@@ -3,11 +3,16 @@
 Checks, each timed: every model file matches its card (sha256); the detector and embedder load
 through the configured backend; detect -> align -> embed runs on the self-test photos with finite
 outputs; same-person scores beat different-person scores; an encrypted gallery round-trips and
-identifies; and, only when asked, the relay toggles. Exit 0 only when every check passed.
+identifies; and, only when asked, the relay toggles and (on a real GPIO relay) a door process killed
+with SIGKILL while unlocked leaves the line low: the wiring's pull-down, not the software, locks the
+door then (hardware/WIRING.md). Exit 0 only when every check passed.
 """
 from __future__ import annotations
 
 import secrets
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -154,4 +159,35 @@ def run_selftest(bundle: Path | None = None, embedder: Path | None = None, detec
             r.close()
             return states == [True, False, True], f"{relay} relay locked -> unlocked -> locked", None
         _run(report, "relay", toggle)
+        if relay != "mock":
+            _run(report, "relay after SIGKILL", lambda: killed_while_unlocked(relay, relay_pin))
     return report
+
+
+KILLED_CHILD = """
+import sys, time
+from facegate.edge.door.relay import make_relay
+relay = make_relay(sys.argv[1], sys.argv[2])
+relay.unlock()
+print("UNLOCKED" if not relay.locked else "STILL LOCKED", flush=True)
+time.sleep(60)
+"""
+
+
+def killed_while_unlocked(kind: str, pin: int | str) -> tuple[bool, str, None]:
+    """A process unlocks the relay and is SIGKILLed (no handler runs); the line must then read low."""
+    from facegate.edge.door.relay import read_released_line
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, kind, str(pin)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        said = child.stdout.readline().strip()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    if said != "UNLOCKED":
+        return False, f"the test process could not unlock the relay ({said or child.stderr.read()[-200:]})", None
+    time.sleep(0.2)
+    if read_released_line(kind, pin):
+        return False, ("the line stays HIGH after the door process was killed: the door would stay open. Add "
+                       "the 10 kOhm pull-down to the relay input (hardware/WIRING.md)"), None
+    return True, "line low (locked) after SIGKILL while unlocked: the pull-down holds it", None

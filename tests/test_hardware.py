@@ -131,3 +131,18 @@ def test_bundle_takes_the_same_model_for_the_other_runtime(tmp_path):
     assert runtime_siblings(tmp_path / "other_fp32.onnx") == []             # no other .tflite of that model
     (tmp_path / "student_int8.tflite").write_bytes(b"x")
     assert runtime_siblings(tmp_path / "student_int8.onnx") == [tmp_path / "student_int8.tflite"]
+
+
+def test_selftest_kills_an_unlocked_door_and_reads_the_line(monkeypatch):
+    """The SIGKILL check end to end on gpiozero's mock pins (each process has its own mock line, so the
+    parent reads a released line); and the verdict when the wiring leaves the line high."""
+    from facegate.edge.door import relay as relay_module
+    from facegate.hardware.selftest import killed_while_unlocked
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
+    ok, detail, _ = killed_while_unlocked("gpiozero", 17)
+    assert ok and "line low" in detail
+    monkeypatch.setattr(relay_module, "read_released_line", lambda kind, pin: True)
+    ok, detail, _ = killed_while_unlocked("gpiozero", 17)
+    assert not ok and "pull-down" in detail
+    ok, detail, _ = killed_while_unlocked("nonsense", 17)
+    assert not ok and "could not unlock" in detail

@@ -154,6 +154,27 @@ def make_relay(kind: str = "mock", pin: int | str = 17, active_high: bool = True
     raise RelayError(f"unknown relay kind {kind!r}; use mock, gpiozero or jetson")
 
 
+def read_released_line(kind: str, pin: int | str) -> bool:
+    """The level of the relay's GPIO line with nobody driving it (True: high = unlock), read as a
+    floating input: after the door process died, only the wiring's pull-down holds it low."""
+    if kind == "gpiozero":
+        from gpiozero import InputDevice
+        dev = InputDevice(pin, pull_up=None, active_state=True)
+        try:
+            return bool(dev.value)
+        finally:
+            dev.close()
+    if kind == "jetson":
+        import Jetson.GPIO as GPIO  # noqa: N814
+        GPIO.setmode(GPIO.BOARD)
+        GPIO.setup(int(pin), GPIO.IN)
+        try:
+            return GPIO.input(int(pin)) == GPIO.HIGH
+        finally:
+            GPIO.cleanup(int(pin))
+    raise RelayError(f"the {kind} relay has no GPIO line to read")
+
+
 class DoorLock:
     """Pulses the relay open for a fixed time and guarantees it ends locked.
 
