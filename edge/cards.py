@@ -31,10 +31,16 @@ class InputSpec:
     color: str = "RGB"
     normalisation: str = "mean127.5_div128"
     alignment: str = "none"        # 'similarity112', 'similarity160', 'margin32', 'none'
+    crop_scale: float = 0.0        # liveness nets: crop side = this x the face box, around its centre
 
     def __post_init__(self) -> None:
         if self.normalisation not in NORMALISATIONS:
             raise ModelError(f"unknown normalisation {self.normalisation!r}; known: {NORMALISATIONS}")
+        if self.color not in ("RGB", "BGR"):
+            raise ModelError(f"input color must be RGB or BGR, not {self.color!r}")
+        if not isinstance(self.crop_scale, (int, float)) or isinstance(self.crop_scale, bool) or \
+                not (self.crop_scale == 0 or 1 <= self.crop_scale <= 10):
+            raise ModelError("input crop_scale must be 0 (no box crop) or between 1 and 10")
 
 
 @dataclass

@@ -42,9 +42,12 @@ def test_the_gallery_seed_opens_and_the_audit_seed_verifies():
 def test_fuzz_for_a_short_budget(name, tmp_path):
     pytest.importorskip("atheris", reason="atheris has no wheel for this platform; the corpus replay still ran")
     (tmp_path / "new").mkdir()
+    # Through a shell that forks: Linux carries a process's peak RSS across exec, so a fuzzer exec'd
+    # straight from this (gigabytes-large) pytest process would start "over" its 2 GB limit.
+    fuzz = [sys.executable, str(FUZZ / "run.py"), name, f"-max_total_time={SECONDS}", "-rss_limit_mb=2048",
+            f"-artifact_prefix={tmp_path}/", str(tmp_path / "new"), str(targets.CORPUS / name)]
     proc = subprocess.run(
-        [sys.executable, str(FUZZ / "run.py"), name, f"-max_total_time={SECONDS}", "-rss_limit_mb=2048",
-         f"-artifact_prefix={tmp_path}/", str(tmp_path / "new"), str(targets.CORPUS / name)],
+        ["sh", "-c", '"$@"; exit $?', "sh", *fuzz],
         capture_output=True, text=True, timeout=SECONDS + 120,
         env={**os.environ, "PYTHONHASHSEED": "0"}, cwd=tmp_path)
     tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])

@@ -1,0 +1,83 @@
+"""pad_dev (../shared/datasets/pad_dev): labelled live and attack images, a subject-disjoint split, and
+the face box of each image from facegate's own detector (as on a door: faces are not pre-cropped)."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facegate.edge.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PadSample:
+    path: Path
+    live: bool
+    attack: str        # none, print, replay-tablet, replay-phone, unspecified
+    source: str        # nuaa, msu, celebaspoof
+    subject: str
+
+    @property
+    def key(self) -> str:
+        """'live/x.jpg': unique (the same file name can be live in one folder and an attack in the other)."""
+        return f"{self.path.parent.name}/{self.path.name}"
+
+
+def load_pad_dev(root: str | Path) -> list[PadSample]:
+    root = Path(root)
+    labels = root / "labels.tsv"
+    if not labels.is_file():
+        raise DatasetError(f"{labels} not found: pad_dev lives in ../shared/datasets/pad_dev")
+    with labels.open(newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    try:
+        return [PadSample(root / r["path"], r["label"] == "live", r["attack"], r["source"], r["subject"]) for r in rows]
+    except KeyError as exc:
+        raise DatasetError(f"{labels}: expected columns path, label, attack, source, subject") from exc
+
+
+def split_group(sample: PadSample) -> str:
+    """The unit that never straddles train and validation: the subject; CelebA-Spoof's sample has no
+    subject ids, so each of its images is its own group (its people are unknown, disjointness cannot be
+    promised for them; the NUAA and MSU subjects are disjoint)."""
+    return sample.key if sample.subject.endswith("-unknown") else sample.subject
+
+
+def subject_split(samples: list[PadSample], val_fraction: float = 0.25, seed: int = 0
+                  ) -> tuple[list[PadSample], list[PadSample]]:
+    """(train, validation) by a stable hash of each split group."""
+    def bucket(group: str) -> float:
+        return int(hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    train = [s for s in samples if bucket(split_group(s)) >= val_fraction]
+    val = [s for s in samples if bucket(split_group(s)) < val_fraction]
+    return train, val
+
+
+def face_boxes(samples: list[PadSample], detector, cache: Path | None = None) -> dict[str, np.ndarray | None]:
+    """sample key -> the subject's face box (x1, y1, x2, y2) or None where no face is found; cached."""
+    from facegate.edge.detect.face import pick_face
+    from facegate.edge.images import load_rgb
+    if cache and cache.is_file():
+        data = np.load(cache, allow_pickle=False)
+        boxes = {str(k): (v if np.isfinite(v).all() else None) for k, v in zip(data["names"], data["boxes"])}
+        if all(s.key in boxes for s in samples):
+            return boxes
+    boxes: dict[str, np.ndarray | None] = {}
+    for s in samples:
+        rgb = load_rgb(s.path)
+        face = pick_face(detector.detect(rgb), rgb.shape)
+        boxes[s.key] = None if face is None else np.asarray(face.box[:4], np.float32)
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        names = np.array(list(boxes))
+        arr = np.array([b if b is not None else np.full(4, np.nan, np.float32) for b in boxes.values()], np.float32)
+        np.savez(cache, names=names, boxes=arr)
+    missing = sum(b is None for b in boxes.values())
+    log.info("pad_dev: faces found in %d of %d images", len(boxes) - missing, len(boxes))
+    return boxes

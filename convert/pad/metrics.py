@@ -1,0 +1,38 @@
+"""ISO/IEC 30107-3 presentation attack detection metrics.
+
+APCER (per attack type: the share of attack presentations accepted as live; the headline APCER is the
+worst type), BPCER (the share of live presentations called attacks), ACER (their mean, a popular
+summary the standard itself does not endorse), and the threshold that gives a target BPCER. A sample
+where no face was found is a failure to acquire: an attack without a face cannot open the door (counted
+as refused), a live person without one is refused too (counted in BPCER, and reported separately).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def threshold_at_bpcer(live_scores: np.ndarray, target: float) -> float:
+    """The highest threshold that refuses at most `target` of the live scores (score >= t is live)."""
+    live_scores = np.sort(np.asarray(live_scores, np.float64))
+    if not len(live_scores):
+        raise ValueError("no live scores")
+    k = int(np.floor(target * len(live_scores)))          # this many may fall below the threshold
+    return float(live_scores[min(k, len(live_scores) - 1)])
+
+
+def pad_metrics(scores: np.ndarray, live: np.ndarray, attacks: list[str], threshold: float) -> dict:
+    """APCER per attack type and overall (max), BPCER, ACER at `threshold`; NaN scores = no face."""
+    scores, live = np.asarray(scores, np.float64), np.asarray(live, bool)
+    accepted = np.nan_to_num(scores, nan=-1.0) >= threshold
+    out = {"threshold": round(float(threshold), 4), "live": int(live.sum()), "attacks": int((~live).sum()),
+           "no_face_live": int(np.isnan(scores[live]).sum()), "no_face_attack": int(np.isnan(scores[~live]).sum())}
+    out["bpcer"] = round(float((~accepted[live]).mean()), 4) if live.any() else None
+    per_type = {}
+    for kind in sorted({a for a, is_live in zip(attacks, live) if not is_live}):
+        sel = np.array([a == kind for a in attacks]) & ~live
+        per_type[kind] = {"n": int(sel.sum()), "apcer": round(float(accepted[sel].mean()), 4)}
+    out["apcer_per_type"] = per_type
+    out["apcer"] = max((v["apcer"] for v in per_type.values()), default=None)
+    if out["apcer"] is not None and out["bpcer"] is not None:
+        out["acer"] = round((out["apcer"] + out["bpcer"]) / 2, 4)
+    return out
