@@ -4,6 +4,7 @@
   and embedder file given.
 * `bench detector` (edge/bench/detector.py): the cascade per detector set, format and thread count in
   one run, with the time spent inside each net and the door speed features.
+* `bench liveness`: one face's liveness check (both MiniFASNets) per committed set and thread count.
 * `bench soak` (edge/bench/soak.py): a real door process on replayed frames for N minutes; RSS, open
   files and threads sampled from /proc must stay flat.
 * `bench gallery`: 1:N identify latency for 1k/10k/100k templates, open (decrypt + load) time for
@@ -122,6 +123,19 @@ def _add_peers(bs) -> None:
     pe.set_defaults(func=cmd_peers)
 
 
+def cmd_liveness(args) -> int:
+    from facegate.edge.bench.liveness import bench_liveness
+    photo = _default_photo(args.photo)
+    rows = bench_liveness(photo, args.set, args.threads, args.repeats)
+    print(f"liveness check of one face (both nets: crops + inference; {photo.name} in a 640x480 frame), "
+          f"median of {args.repeats}")
+    print("| set | threads | size | check one face | live score |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['set']} | {r['threads']} | {r['size_kb']} kB | {r['check_ms']} ms | {r['score']} |")
+    return _write({"liveness": rows, "photo": str(photo)}, args.out)
+
+
 def cmd_soak(args) -> int:
     import tempfile
 
@@ -174,6 +188,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     e.add_argument("--repeats", type=int, default=30)
     e.set_defaults(func=cmd_embedder)
+    lv = bs.add_parser("liveness", help="liveness check latency per committed set and thread count")
+    lv.add_argument("--set", nargs="+", default=["minifasnet-fp16", "minifasnet-int8", "minifasnet-fp32"])
+    lv.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    lv.add_argument("--photo", type=Path, default=None)
+    lv.add_argument("--repeats", type=int, default=30)
+    lv.set_defaults(func=cmd_liveness)
     k = bs.add_parser("soak", help="a real door process on replayed frames for N minutes: memory, open files and "
                       "threads must stay flat (exit 16 if not)")
     k.add_argument("--minutes", type=float, default=60.0)
@@ -184,6 +204,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "temporary folder)")
     k.add_argument("--plot", type=Path, default=None, help="also draw RSS, open files and threads over time (PNG)")
     k.set_defaults(func=cmd_soak)
-    for q in (p, g, d, e, k):
+    for q in (p, g, d, e, k, lv):
         q.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON")
     _add_peers(bs)

@@ -29,6 +29,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "door",        # door run
     "audit",       # audit verify
     "detect",      # detect
+    "liveness",    # liveness check|train
     "review",      # cluster
     "bench",       # bench pipeline|gallery|detector|embedder
     "evaluate",    # eval lfw|pairs|wider|lfw-detect|celebrity5

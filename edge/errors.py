@@ -32,7 +32,7 @@ EXIT_CODES: dict[int, str] = {
     8: "no such person in the gallery",
     9: "no usable face (none found, or every face failed a quality gate; the reasons are printed)",
     10: "`verify`/`identify`: **retry** (score between the retry and accept thresholds, or ambiguous)",
-    11: "`verify`/`identify`/`demo`: **reject** (`demo`: a false accept happened)",
+    11: "`verify`/`identify`/`demo`: **reject** (`demo`: a false accept happened); `liveness check`: attack suspected",
     12: "relay cannot be driven (missing GPIO library, pin busy)",
     13: "audit log damaged, edited or incomplete (`audit verify`)",
     14: "camera cannot be opened",
@@ -47,7 +47,7 @@ EXIT_CODES: dict[int, str] = {
 #: that no more specific check caught, by the command's area; anything else exits 1
 OS_ERROR_EXIT_BY_COMMAND: dict[str, int] = {
     "enroll": 7, "verify": 7, "identify": 7, "gallery": 7, "audit": 13, "door": 2, "detect": 3, "cluster": 3,
-    "eval": 5, "distill": 5, "calibrate": 5, "bench": 5, "export": 4, "prune": 4, "teachers": 6, "hardware": 15,
+    "eval": 5, "distill": 5, "liveness": 5, "calibrate": 5, "bench": 5, "export": 4, "prune": 4, "teachers": 6, "hardware": 15,
 }
 
 

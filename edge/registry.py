@@ -36,6 +36,31 @@ def detector_dir(name: str = DEFAULT_DETECTOR) -> Path:
     return path
 
 
+#: the committed liveness sets (MiniFASNetV2 + V1SE fine-tuned on pad_dev), by precision; the default first
+LIVENESS_SETS = ("minifasnet-fp16", "minifasnet-int8", "minifasnet-fp32")
+DEFAULT_LIVENESS = LIVENESS_SETS[0]
+
+
+def liveness_dir(name: str = DEFAULT_LIVENESS) -> Path:
+    """A liveness set folder by name (the committed sets) or path."""
+    path = Path(name)
+    if path.is_dir():
+        return path
+    path = MODELS_DIR / name
+    if not path.is_dir():
+        raise ModelError(f"unknown liveness set {name!r}; known: {', '.join(LIVENESS_SETS)} or a folder with "
+                         "liveness model files and their cards")
+    return path
+
+
+def load_liveness(name: str = DEFAULT_LIVENESS, threshold: float | None = None, threads: int | None = None):
+    """The fused liveness checker of a set (its models' format follows the folder: .tflite or .onnx)."""
+    from facegate.edge.face.liveness import LivenessChecker
+    folder = liveness_dir(name)
+    fmt = "onnx" if any(folder.glob("*.onnx")) and not any(folder.glob("*.tflite")) else "tflite"
+    return LivenessChecker.from_folder(folder, fmt, threshold=threshold, threads=threads)
+
+
 #: committed embedders (the distilled student), the runtime's default in this order of preference
 COMMITTED_EMBEDDERS: tuple[str, ...] = ("facenet-student/facenet-student_fp16.tflite",)  # int8 is slower here: PReLU
 #: where `facegate export --model facenet-teacher` puts the teacher export (pass it with --embedder;

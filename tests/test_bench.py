@@ -117,3 +117,12 @@ def test_soak_verdict_catches_a_leak():
     growing = [dict(s, rss_mb=180.0 + i) for i, s in enumerate(steady)]
     assert not summarise(growing, 10, 60, 130, "", audit, 0)["summary"]["flat"]
     assert not summarise(steady, 10, 60, 0, "crashed", audit, 0)["summary"]["flat"]
+
+
+def test_bench_liveness_times_each_committed_set(tmp_path, capsys):
+    out = tmp_path / "liveness.json"
+    assert main(["bench", "liveness", "--threads", "1", "--repeats", "3", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["liveness"]
+    assert [r["set"] for r in rows] == ["minifasnet-fp16", "minifasnet-int8", "minifasnet-fp32"]
+    assert all(r["check_ms"] > 0 and 0 <= r["score"] <= 1 for r in rows)
+    assert "| minifasnet-fp16 | 1 |" in capsys.readouterr().out

@@ -1,0 +1,152 @@
+"""Fine-tune the MiniFASNets on pad_dev (CPU-feasible: 0.44 M parameters, 80x80 inputs).
+
+Each net learns from its own crop scale. Training views look like a door camera: the face box
+jittered (a detector is never exact), exposure, greyscale/IR, a little blur, noise and JPEG (from the
+embedder's door augmentation), and horizontal flips. The loss is binary cross-entropy on the live
+probability (softmax class 1), so the pretrained 3-class head is kept. Batch-norm statistics stay
+frozen (a thousand images cannot re-estimate them). The checkpoint with the best validation loss is
+kept; the log is a CSV beside it and a plot is drawn from it.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facegate.convert.distill.augment import exposure, grey_or_ir
+from facegate.convert.pad.data import PadSample
+from facegate.edge.face.liveness import pad_crop
+from facegate.edge.images import load_rgb
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = 10
+    batch: int = 32
+    learning_rate: float = 1e-4
+    box_jitter: float = 0.08       # shift and size of the face box, as a fraction of its size
+    photometric: float = 0.7
+    grey: float = 0.1
+    blur: float = 0.1
+    noise: float = 0.2
+    jpeg: float = 0.3
+    seed: int = 0
+
+
+def jitter_box(box: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    dx, dy = rng.uniform(-amount, amount, 2) * (w, h)
+    s = 1 + rng.uniform(-amount, amount)
+    cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
+    return np.array([cx - w * s / 2, cy - h * s / 2, cx + w * s / 2, cy + h * s / 2], np.float32)
+
+
+def training_view(rgb: np.ndarray, box: np.ndarray, scale: float, rng: np.random.Generator,
+                  cfg: FinetuneConfig) -> np.ndarray:
+    """One augmented 80x80 BGR float crop."""
+    x = pad_crop(rgb, jitter_box(box, rng, cfg.box_jitter), scale, 80, bgr=False)
+    if rng.random() < 0.5:
+        x = x[:, ::-1]
+    if rng.random() < cfg.photometric:
+        x = exposure(x, rng)
+    if rng.random() < cfg.grey:
+        x = grey_or_ir(x, rng)
+    if rng.random() < cfg.blur:
+        x = cv2.GaussianBlur(np.ascontiguousarray(x), (3, 3), 0)
+    if rng.random() < cfg.noise:
+        x = x + rng.normal(0, rng.uniform(2, 6), x.shape)
+    x = np.clip(x, 0, 255).astype(np.uint8)
+    if rng.random() < cfg.jpeg:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(x), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 90))])
+        if ok:
+            x = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return np.ascontiguousarray(x[:, :, ::-1], dtype=np.float32)
+
+
+def crops(images: dict[str, np.ndarray], samples: list[PadSample], boxes: dict, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Clean (validation) crops and labels for the samples with a face."""
+    keep = [s for s in samples if boxes.get(s.key) is not None]
+    x = np.stack([pad_crop(images[s.key], boxes[s.key], scale, 80) for s in keep]) if keep else np.zeros((0, 80, 80, 3))
+    return x.astype(np.float32), np.array([s.live for s in keep], np.float32)
+
+
+def load_images(samples: list[PadSample]) -> dict[str, np.ndarray]:
+    return {s.key: load_rgb(s.path) for s in samples}
+
+
+def _live_bce(y_true, y_pred):
+    from keras import ops
+    p = ops.clip(y_pred[:, 1], 1e-6, 1 - 1e-6)
+    y = ops.reshape(y_true, (-1,))
+    return -ops.mean(y * ops.log(p) + (1 - y) * ops.log(1 - p))
+
+
+def finetune(model, scale: float, images: dict[str, np.ndarray], train: list[PadSample], val: list[PadSample],
+             boxes: dict, out: Path, cfg: FinetuneConfig = FinetuneConfig(), progress: bool = True) -> dict:
+    """Train `model` in place; writes `<out>.keras` (best validation loss), `<out>.log.csv`; returns
+    the history."""
+    import keras
+    rng = np.random.default_rng(cfg.seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=_live_bce)
+    train = [s for s in train if boxes.get(s.key) is not None]
+    x_val, y_val = crops(images, val, boxes, scale)
+    history, best = [], np.inf
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for epoch in range(1, cfg.epochs + 1):
+        order = rng.permutation(len(train))
+        losses = []
+        for start in range(0, len(order), cfg.batch):
+            batch = [train[i] for i in order[start:start + cfg.batch]]
+            x = np.stack([training_view(images[s.key], boxes[s.key], scale, rng, cfg) for s in batch])
+            y = np.array([s.live for s in batch], np.float32)
+            losses.append(float(model.train_on_batch(x, y)))
+            if progress:
+                done = min(start + cfg.batch, len(order)) / len(order)
+                print(f"\repoch {epoch}/{cfg.epochs} [{'#' * int(25 * done):<25}] loss {np.mean(losses):.4f}",
+                      end="", flush=True)
+        val_loss = float(model.evaluate(x_val, y_val, verbose=0)) if len(x_val) else float("nan")
+        row = {"epoch": epoch, "train_loss": round(float(np.mean(losses)), 5), "val_loss": round(val_loss, 5)}
+        history.append(row)
+        if progress:
+            print(f"  val {val_loss:.4f}", flush=True)
+        if epoch == 1 or val_loss < best:      # (a tiny run without validation keeps the first)
+            best = min(best, val_loss) if val_loss == val_loss else best
+            model.save(out.with_suffix(".keras"))
+        with out.with_suffix(".log.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerows(history)
+    return {"history": history, "best_val_loss": best, "checkpoint": str(out.with_suffix(".keras"))}
+
+
+def plot_history(histories: dict[str, list[dict]], path: Path) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, hist in histories.items():
+        ep = [h["epoch"] for h in hist]
+        ax.plot(ep, [h["train_loss"] for h in hist], "--", label=f"{name} train")
+        ax.plot(ep, [h["val_loss"] for h in hist], "-", label=f"{name} validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("live BCE")
+    ax.set_title("MiniFASNet fine-tuning on pad_dev (subject-disjoint validation)")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
