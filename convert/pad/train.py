@@ -13,7 +13,7 @@ from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
 from facegate.convert.pad.export import export_set, source_line
 from facegate.convert.pad.finetune import FinetuneConfig, crops, finetune, load_images, plot_history
 from facegate.convert.pad.metrics import pad_metrics, threshold_at_bpcer
-from facegate.convert.pad.minifasnet import LIVE_CLASS, PRETRAINED, pretrained
+from facegate.convert.pad.minifasnet import LIVE_CLASS, pretrained
 
 log = logging.getLogger(__name__)
 NETS = ("minifasnet-v2", "minifasnet-v1se")
@@ -47,9 +47,10 @@ def train_liveness_set(pad_dir: Path, weights_dir: Path, out_root: Path, work: P
     boxes = face_boxes(samples, load_detector(), work / "pad_boxes.npz")
     images = load_images(samples)
     live, attacks = np.array([s.live for s in val]), [s.attack for s in val]
-    models, histories = {}, {}
+    models, histories, pretrained_scores = {}, {}, []
     for name in NETS:
         model, scale = pretrained(name, weights_dir)
+        pretrained_scores.append(fused_scores({name: (model, scale)}, images, val, boxes))   # before training
         result = finetune(model, scale, images, train, val, boxes, work / name, FinetuneConfig(epochs=epochs))
         histories[name] = result["history"]
         models[name] = (keras.models.load_model(result["checkpoint"], compile=False), scale)
@@ -58,7 +59,7 @@ def train_liveness_set(pad_dir: Path, weights_dir: Path, out_root: Path, work: P
     threshold = threshold_at_bpcer(scores[live & ~np.isnan(scores)], bpcer)
     metrics = pad_metrics(scores, live, attacks, threshold)
     # the pretrained nets, fused, under the same protocol (their own threshold at the same BPCER)
-    pre_scores = fused_scores({n: (pretrained(n, weights_dir)[0], PRETRAINED[n][1]) for n in NETS}, images, val, boxes)
+    pre_scores = np.mean(pretrained_scores, axis=0)
     pre = pad_metrics(pre_scores, live, attacks, threshold_at_bpcer(pre_scores[live & ~np.isnan(pre_scores)], bpcer))
     accuracy = {"dataset": "pad_dev (NUAA, MSU-MFSD, CelebA-Spoof sample)", "split": "subject-disjoint validation "
                 f"({len(val)} images; CelebA-Spoof images have no subject ids and are split per image)",

@@ -52,8 +52,8 @@ def _get(url: str, data: bytes | None = None) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
-def prepare(workdir: Path, celeb_dir: Path, embedder: str | None = None, fps: float = 30.0) -> tuple[Path, dict]:
-    """Frames, a gallery with one member, and door.toml in `workdir`; returns (door.toml, env)."""
+def prepare(workdir: Path, celeb_dir: Path, embedder: str | None = None, fps: float = 30.0) -> Path:
+    """Frames, a gallery with one member, and door.toml in `workdir`; returns door.toml."""
     from facegate.edge.face.pipeline import Pipeline
     from facegate.edge.gallery import GalleryStore, KeySource, ModelBinding
     from facegate.edge.gallery.keys import write_keyfile
@@ -103,7 +103,7 @@ port = {_free_port()}
 [pipeline]
 {f'embedder = "{embedder}"' if embedder else ''}
 """)
-    return cfg, dict(os.environ)
+    return cfg
 
 
 def soak(workdir: Path, minutes: float, sample_every_s: float = 10.0, warmup_s: float = 60.0,
@@ -113,12 +113,12 @@ def soak(workdir: Path, minutes: float, sample_every_s: float = 10.0, warmup_s: 
     from facegate.edge.door.audit import verify
     from facegate.edge.door.config import load_door_config
     from facegate.edge.downloads import celebrity5_dir
-    cfg_path, env = prepare(workdir, celebrity5_dir(), embedder, fps or 30.0)
+    cfg_path = prepare(workdir, celebrity5_dir(), embedder, fps or 30.0)
     cfg = load_door_config(cfg_path)
     base = f"http://127.0.0.1:{cfg.http.port}"
     proc = subprocess.Popen([sys.executable, "-m", "facegate.apps.cli", "door", "run", "--config", str(cfg_path),
                              *(["--realtime"] if fps else [])],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdout.readline()                       # "status: http://..." once the port listens
     samples, t0, http_errors = [], time.monotonic(), 0
     end = t0 + minutes * 60
