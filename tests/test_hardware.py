@@ -135,14 +135,15 @@ def test_bundle_takes_the_same_model_for_the_other_runtime(tmp_path):
 
 def test_selftest_kills_an_unlocked_door_and_reads_the_line(monkeypatch):
     """The SIGKILL check end to end on gpiozero's mock pins (each process has its own mock line, so the
-    parent reads a released line); and the verdict when the wiring leaves the line high."""
+    parent reads a released line); and the verdict when the wiring leaves the line high. Pin 26: the
+    door tests' relay holds GPIO17 of this process's mock factory."""
     from facegate.edge.door import relay as relay_module
     from facegate.hardware.selftest import killed_while_unlocked
     monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
-    ok, detail, _ = killed_while_unlocked("gpiozero", 17)
+    ok, detail, _ = killed_while_unlocked("gpiozero", 26)
     assert ok and "line low" in detail
     monkeypatch.setattr(relay_module, "read_released_line", lambda kind, pin: True)
-    ok, detail, _ = killed_while_unlocked("gpiozero", 17)
+    ok, detail, _ = killed_while_unlocked("gpiozero", 26)
     assert not ok and "pull-down" in detail
-    ok, detail, _ = killed_while_unlocked("nonsense", 17)
+    ok, detail, _ = killed_while_unlocked("nonsense", 26)
     assert not ok and "could not unlock" in detail
