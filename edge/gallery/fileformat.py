@@ -36,7 +36,7 @@ MAGIC = b"FGGALLRY"
 FORMAT_VERSION = 1
 NONCE_BYTES = 12
 #: scrypt cost bounds for a gallery header: memory 128*n*r <= 32 MiB and work n*r*p <= 2**18 (the default,
-#: n=2**15 r=8 p=1, opens in about 0.5 s on a Pi 4); anything dearer is a crafted header, not a gallery
+#: n=2**15 r=8 p=1, ~0.1 s here, estimated ~0.5 s on a Pi 4); anything dearer is a crafted header, not a gallery
 SCRYPT_MAX_MEMORY = 32 * 1024 * 1024
 SCRYPT_MAX_WORK = 2 ** 18
 #: what a body that does not decode raises; unpack() reports each as GalleryCorruptError
