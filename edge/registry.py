@@ -25,15 +25,19 @@ DEFAULT_DETECTOR = "mtcnn-student"
 DETECTORS = ("mtcnn-teacher", "mtcnn-student", "mtcnn-student-int8")
 
 
-def detector_dir(name: str = DEFAULT_DETECTOR) -> Path:
+def _model_folder(name: str, kind: str, known: tuple[str, ...], holds: str) -> Path:
+    """A committed model folder by name, or any folder by path (ModelError naming the known ones)."""
     path = Path(name)
     if path.is_dir():
         return path
     path = MODELS_DIR / name
     if not path.is_dir():
-        raise ModelError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)} or a folder with "
-                         "pnet/rnet/onet model files")
+        raise ModelError(f"unknown {kind} {name!r}; known: {', '.join(known)} or a folder with {holds}")
     return path
+
+
+def detector_dir(name: str = DEFAULT_DETECTOR) -> Path:
+    return _model_folder(name, "detector", DETECTORS, "pnet/rnet/onet model files")
 
 
 #: the committed liveness sets (MiniFASNetV2 + V1SE fine-tuned on pad_dev), by precision; the default first
@@ -43,14 +47,7 @@ DEFAULT_LIVENESS = LIVENESS_SETS[0]
 
 def liveness_dir(name: str = DEFAULT_LIVENESS) -> Path:
     """A liveness set folder by name (the committed sets) or path."""
-    path = Path(name)
-    if path.is_dir():
-        return path
-    path = MODELS_DIR / name
-    if not path.is_dir():
-        raise ModelError(f"unknown liveness set {name!r}; known: {', '.join(LIVENESS_SETS)} or a folder with "
-                         "liveness model files and their cards")
-    return path
+    return _model_folder(name, "liveness set", LIVENESS_SETS, "liveness model files and their cards")
 
 
 def load_liveness(name: str = DEFAULT_LIVENESS, threshold: float | None = None, threads: int | None = None):

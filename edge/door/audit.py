@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facegate.edge.durable import atomic_write, fsync_dir
 from facegate.edge.errors import AuditError
 
 log = logging.getLogger(__name__)
@@ -225,30 +226,6 @@ def parse_seal(raw: bytes, where: str) -> dict:
     return doc
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    dfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def seal_path(log_path: Path) -> Path:
     return log_path.with_name(log_path.name + ".seal")
 
@@ -374,7 +351,7 @@ class AuditLog:
             fh.truncate(keep)
             fh.flush()
             os.fsync(fh.fileno())
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         self.recovered = f"torn last line ({len(bad)} bytes, unsealed) moved to {q.name}"
         log.warning("audit log %s: %s", path, self.recovered)
 
@@ -388,7 +365,7 @@ class AuditLog:
             oldest = self.seal.segments.pop(0)
             self.seal.pruned_seq, self.seal.pruned_mac = int(oldest["last"]), str(oldest["mac"])
             doomed.append(self.path.with_name(f"{self.path.name}.{oldest['first']}"))
-        _atomic_write(self.seal_file, self.seal.dump(self.key))   # record the pruning, then delete
+        atomic_write(self.seal_file, self.seal.dump(self.key))   # record the pruning, then delete
         for p in doomed:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
@@ -423,7 +400,7 @@ class AuditLog:
             os.close(fd)
         self._seq, self._prev = entry["seq"], entry["mac"]
         self.seal.tail_seq, self.seal.tail_mac = self._seq, self._prev
-        _atomic_write(self.seal_file, self.seal.dump(self.key))
+        atomic_write(self.seal_file, self.seal.dump(self.key))
         return entry
 
 

@@ -12,41 +12,17 @@ import errno
 import fcntl
 import logging
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from facegate.edge.durable import TMP_PREFIX, atomic_write
 from facegate.edge.errors import GalleryCorruptError, GalleryError, GalleryLockedError
 from facegate.edge.gallery.fileformat import pack, read_header, unpack
 from facegate.edge.gallery.keys import KeySource
 from facegate.edge.gallery.records import Gallery, ModelBinding
 
 log = logging.getLogger(__name__)
-TMP_PREFIX = ".fg-tmp-"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or the new bytes, never a mix."""
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 class GalleryStore:
     """One gallery file and the key that opens it."""
 
