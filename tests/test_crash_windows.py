@@ -95,6 +95,7 @@ def test_audit_kill_at_every_kind_of_write_window(tmp_path):
         AuditLog(log, key=KEY, door_id="front", max_bytes=700, keep=3)   # the door starts again
         info = verify(log, key=KEY)
         assert info["last_seq"] >= acked + (1 if acked == 0 else 0), (stop, window, info, acked)
+        assert not list(folder.glob(".fg-tmp-*"))    # a seal write cut short leaves nothing behind
         torn = list(folder.glob("audit.jsonl.torn-*"))
         assert not torn or window == "write"        # only a half-written line is ever quarantined
     assert {"write", "fsync", "replace", "unlink"} <= windows, windows

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facegate.edge.durable import atomic_write, fsync_dir
+from facegate.edge.durable import TMP_PREFIX, atomic_write, fsync_dir
 from facegate.edge.errors import AuditError
 
 log = logging.getLogger(__name__)
@@ -255,6 +255,8 @@ class AuditLog:
         self.door_id = door_id or socket.gethostname()
         self.seal_file = seal_path(self.path)
         self.recovered: str | None = None
+        for stale in self.path.parent.glob(f"{TMP_PREFIX}{self.seal_file.name}.*"):   # a seal write cut short
+            stale.unlink(missing_ok=True)
         if not self.seal_file.exists():
             self._start_new_chain()
         else:
