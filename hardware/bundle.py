@@ -77,7 +77,7 @@ def door_toml(profile: BoardProfile, embedder_file: str | None) -> str:
     sections, checked against the door's own schema before it is written (a profile with a typo fails
     the build, not the board)."""
     from facegate.edge.door.config import door_config_from_dict
-    from facegate.edge.registry import DEFAULT_DETECTOR
+    from facegate.edge.registry import DEFAULT_DETECTOR, DEFAULT_LIVENESS
 
     doc = {
         "door": {"mode": "identify", "detect_every": 2, "pulse_seconds": 3,
@@ -90,6 +90,7 @@ def door_toml(profile: BoardProfile, embedder_file: str | None) -> str:
         "audit": {"path": "/var/lib/facegate/audit.jsonl", "key_file": "/etc/facegate/audit.key"},
         "http": {"enabled": True, "host": "127.0.0.1", "port": 8080},
         "display": {"mode": "headless"},
+        "liveness": {"enabled": True, "set": f"/opt/facegate/models/{DEFAULT_LIVENESS}"},
         "pipeline": {**profile.door.get("pipeline", {}), "detector": f"/opt/facegate/models/{DEFAULT_DETECTOR}"},
     }
     if embedder_file:
@@ -155,7 +156,7 @@ def runtime_siblings(embedder: Path) -> list[Path]:
 def build_bundle(board: str, out: Path, embedder: Path | None = None, selftest_photos: int = 2) -> dict:
     from facegate.edge.downloads import celebrity5_dir
     from facegate.edge.images import list_images
-    from facegate.edge.registry import DEFAULT_DETECTOR, MODELS_DIR, default_embedder_path
+    from facegate.edge.registry import DEFAULT_DETECTOR, DEFAULT_LIVENESS, MODELS_DIR, default_embedder_path
     profile = load_profile(board)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -170,6 +171,7 @@ def build_bundle(board: str, out: Path, embedder: Path | None = None, selftest_p
     (out / "requirements.lock").write_text("\n".join(lock_lines) + "\n")
     models = out / "models"
     shutil.copytree(MODELS_DIR / DEFAULT_DETECTOR, models / DEFAULT_DETECTOR)
+    shutil.copytree(MODELS_DIR / DEFAULT_LIVENESS, models / DEFAULT_LIVENESS)
     embedder = Path(embedder) if embedder else default_embedder_path()
     # the same embedder in the other runtime's format, when it was exported too (ONNX Runtime boards)
     for model in dict.fromkeys([embedder, *runtime_siblings(embedder)]):

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -331,6 +332,83 @@ def test_status_port_speaks_tls(door_setup, pipeline, tmp_path):
         server.close()
 
 
+@pytest.fixture(scope="module")
+def nuaa_door(tmp_path_factory, pipeline):
+    """A gallery with one NUAA subject enrolled from live webcam frames, and that subject's live frames
+    and printed-photo frames (pad_dev; the print is of the same person, so identity matches)."""
+    from facegate.convert.pad.data import load_pad_dev
+    from facegate.edge.gallery import GalleryStore, KeySource
+    from facegate.edge.images import load_rgb
+    pad = Path(os.environ.get("FACEGATE_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "datasets" / "pad_dev"
+    if not (pad / "labels.tsv").is_file():
+        pytest.skip(f"pad_dev not found under {pad}")
+    samples = [s for s in load_pad_dev(pad) if s.subject == "nuaa-0009"]
+    live = [load_rgb(s.path) for s in samples if s.live]
+    printed = [load_rgb(s.path) for s in samples if s.attack == "print"]
+    root = tmp_path_factory.mktemp("nuaa")
+    store = GalleryStore(root / "gallery.fgg", KeySource("raw", secrets.token_bytes(32)))
+    store.create(ModelBinding.for_embedder(pipeline.embedder))
+    with store.transaction() as g:
+        person = g.add_person("Subject Nine")
+        g.add_templates(person.id, np.stack([pipeline.embed(f, require_quality=False).vector for f in live[:5]]))
+
+    def held(frame, count):   # a person (or a photo) in front of the camera, moving a little
+        return [np.roll(frame, shift, axis=1) for shift in range(0, 2 * count, 2)]
+    return {"store": store, "live": held(live[10], 12),
+            "printed": [f for p in printed[:3] for f in held(p, 8)]}           # three photos held up in turn
+
+
+def _liveness_app(nuaa_door, pipeline, tmp_path):
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    from facegate.edge.door.relay import DoorLock, GpioZeroRelay
+    from facegate.edge.door.unit import DoorApp, DoorSettings
+    from facegate.edge.gallery import Matcher
+    from facegate.edge.registry import load_liveness
+    Device.pin_factory = MockFactory()
+    relay = GpioZeroRelay(17)
+    accept, retry = pipeline.embedder.card.thresholds["1e-3"], pipeline.embedder.card.thresholds["1e-2"]
+    settings = DoorSettings(detect_every=1, pulse_seconds=2.0, require_quality=False,
+                            policy=PolicyConfig(k=3, n=5, max_failures=2, lockout_s=30))
+    clock = {"t": 0.0}
+    app = DoorApp(settings, pipeline, Matcher(nuaa_door["store"].load(), accept, retry), DoorLock(relay, 2.0),
+                  AuditLog(tmp_path / "audit.jsonl"), clock=lambda: clock["t"], liveness=load_liveness())
+    return app, relay, clock
+
+
+def test_a_printed_photo_of_a_member_never_opens_the_door(nuaa_door, pipeline, tmp_path):
+    """The member's own printed photo matches the member (identity accept) but is refused as an attack
+    on every frame: no opening, a reject naming the suspected attack in the audit log (score, no name,
+    no image), and the lockout after repeated attacks; the member in person then opens the door."""
+    app, relay, clock = _liveness_app(nuaa_door, pipeline, tmp_path)
+    outs = _play(app, clock, nuaa_door["printed"])
+    assert not any(o.door_open for o in outs) and relay.pin.state is False
+    identity_accepts = [o for o in outs if o.result is not None and "presentation attack" in " ".join(o.result.reasons)]
+    assert len(identity_accepts) >= 5, "the print should match the member: that is the attack"
+    entries = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    rejects = [e for e in entries if e["event"] in ("reject", "lockout")]
+    assert rejects and any("presentation attack suspected" in (e.get("reason") or "") for e in rejects)
+    assert any(e["event"] == "lockout" for e in entries)
+    assert "Subject Nine" not in (tmp_path / "audit.jsonl").read_text()
+    assert 0 <= app.status["liveness"] < app.liveness.threshold
+    clock["t"] += 31                                             # the lockout is over
+    outs = _play(app, clock, nuaa_door["live"])
+    assert any(o.door_open for o in outs), "the member in person must still get in"
+    assert [json.loads(x)["event"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()].count("accept") == 1
+
+
+def test_door_config_enables_liveness_by_default_and_warns_when_off(tmp_path, caplog):
+    from facegate.edge.door.config import door_config_from_dict
+    from facegate.edge.errors import ConfigError
+    assert door_config_from_dict({}).liveness.enabled is True
+    assert door_config_from_dict({"liveness": {"threshold": 0.5}}).liveness.threshold == 0.5
+    with pytest.raises(ConfigError, match="liveness"):
+        door_config_from_dict({"liveness": {"enabled": "no"}})
+    with pytest.raises(ConfigError, match="threshold"):
+        door_config_from_dict({"liveness": {"threshold": 1.5}})
+
+
 def test_relay_locked_after_an_exception(door_setup, pipeline, tmp_path):
     app, relay, clock = _app(door_setup, pipeline, tmp_path)
 
@@ -377,6 +455,8 @@ path = "{tmp_path / 'audit.jsonl'}"
 port = 0
 [pipeline]
 embedder = "{embedder_path}"
+[liveness]
+enabled = false      # the replayed frames are photos pasted on a wall: liveness (rightly) refuses them
 """)
     env = dict(os.environ, FACEGATE_GALLERY_KEY=base64.b64encode(door_setup["key"].secret).decode())
     proc = subprocess.Popen([sys.executable, "-m", "facegate.apps.cli", "door", "run", "--config", str(cfg),

@@ -100,6 +100,8 @@ max_bytes = 65536
 keep = 3
 [http]
 port = {_free_port()}
+[liveness]
+enabled = false      # the frames are photos pasted on a wall, which liveness (rightly) refuses
 [pipeline]
 {f'embedder = "{embedder}"' if embedder else ''}
 """)

@@ -84,6 +84,16 @@ class DisplayConfig:
 
 
 @dataclass(frozen=True)
+class LivenessConfig:
+    """Presentation attack detection at the door: an identity accept counts only on a frame the
+    liveness nets call live, so the k-of-n vote needs k live frames (a photo can be lucky once)."""
+
+    enabled: bool = True                 # false: a printed photo of a member opens the door (warned at start)
+    set: str = "minifasnet-fp16"         # committed set name or a folder of liveness models with cards
+    threshold: float | None = within(None, 0.01, 0.99)   # default: the set's card
+
+
+@dataclass(frozen=True)
 class DoorConfig:
     """All of `door.toml`: every section optional, every key optional, nothing unknown."""
 
@@ -95,6 +105,7 @@ class DoorConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     pipeline: DoorPipelineConfig = field(default_factory=DoorPipelineConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
 
 
 def door_config_from_dict(doc: dict[str, Any]) -> DoorConfig:

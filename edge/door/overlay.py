@@ -6,7 +6,8 @@ import numpy as np
 
 from facegate.edge.detect.face import Face
 
-COLOURS = {"accept": (40, 200, 40), "retry": (0, 200, 255), "reject": (40, 40, 230), "none": (200, 200, 200)}
+COLOURS = {"accept": (40, 200, 40), "retry": (0, 200, 255), "reject": (40, 40, 230), "attack": (40, 40, 230),
+           "none": (200, 200, 200)}
 
 
 def draw_overlay(frame_rgb: np.ndarray, face: Face | None, label: str, status: str, door_open: bool,

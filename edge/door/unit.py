@@ -28,9 +28,11 @@ from facegate.edge.door.relay import DoorLock, make_relay
 from facegate.edge.door.sdnotify import notify, watchdog_interval
 from facegate.edge.door.tracking import IoUTracker, view_quality
 from facegate.edge.errors import AuditError, PersonNotFoundError
+from facegate.edge.face.liveness import LivenessChecker
 from facegate.edge.face.pipeline import Pipeline
 from facegate.edge.gallery import GalleryStore, KeySource, ModelBinding
 from facegate.edge.gallery.matching import Decision, Matcher, MatchResult, thresholds_from_card
+from facegate.edge.registry import load_liveness
 
 if TYPE_CHECKING:  # the schema imports DoorSettings from here
     from facegate.edge.door.config import DoorConfig
@@ -76,8 +78,10 @@ class FrameOutcome:
 
 class DoorApp:
     def __init__(self, settings: DoorSettings, pipeline: Pipeline, matcher: Matcher, lock: DoorLock,
-                 audit: AuditLog, clock: Callable[[], float] = time.monotonic) -> None:
+                 audit: AuditLog, clock: Callable[[], float] = time.monotonic,
+                 liveness: LivenessChecker | None = None) -> None:
         self.settings = settings
+        self.liveness = liveness
         self.pipeline = pipeline
         self.matcher = matcher
         self.lock = lock
@@ -109,7 +113,14 @@ class DoorApp:
         lock = DoorLock(relay, cfg.door.pulse_seconds)
         audit = AuditLog(cfg.audit.path, door_id=cfg.door.id or None, max_bytes=cfg.audit.max_bytes, keep=cfg.audit.keep,
                          key_file=cfg.audit.key_file)
-        return cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit)
+        liveness = None
+        if cfg.liveness.enabled:
+            liveness = load_liveness(cfg.liveness.set, threshold=cfg.liveness.threshold,
+                                     threads=cfg.pipeline.threads)
+        else:
+            log.warning("liveness is disabled for this door ([liveness] enabled = false): a printed photo or a "
+                        "phone showing an enrolled face will open it")
+        return cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit, liveness=liveness)
 
     # -- inputs ---------------------------------------------------------------------------------
     def claim(self, badge: str) -> str:
@@ -171,6 +182,18 @@ class DoorApp:
                                ["not the claimed person"])
         return self.matcher.verify(vector, self._claim[0], door_group=self.settings.door_group)
 
+    def _check_live(self, frame: np.ndarray, box: np.ndarray, result: MatchResult) -> tuple[MatchResult, bool]:
+        """An identity accept stands only on a live frame; otherwise it becomes a reject that names the
+        suspected attack (no person: the attacker is nobody), so k accepts need k live frames and attacks
+        count towards the lockout like any failure."""
+        live = self.liveness.check(frame, box)
+        self.status["liveness"] = round(live.score, 4)
+        if live.live:
+            return result, False
+        reason = f"presentation attack suspected (liveness {live.score:.3f} < {live.threshold:.3f})"
+        return MatchResult(Decision.REJECT, None, None, result.score, result.accept_threshold,
+                           result.retry_threshold, [], [reason]), True
+
     def step(self, frame: np.ndarray, now: float | None = None) -> FrameOutcome:
         now = self.clock() if now is None else now
         self.frame_index += 1
@@ -204,10 +227,13 @@ class DoorApp:
                         label, kind = quality.reasons[0], "retry"
                 if track.embedding is not None:
                     result = self._match(track.embedding, now)
+                    attack = False
+                    if result is not None and result.decision is Decision.ACCEPT and self.liveness is not None:
+                        result, attack = self._check_live(frame, track.face.box, result)
                     if result is not None:
                         event = self.policy.observe(result, now)
-                        label = result.name or "unknown"
-                        kind = result.decision.value
+                        label = "photo or screen? show your face" if attack else result.name or "unknown"
+                        kind = "attack" if attack else result.decision.value
         if event is not None:
             recorded = self._handle(event, now)
             kind = event.kind if event.kind in ("accept", "reject", "retry") else "reject"
@@ -240,7 +266,8 @@ class DoorApp:
 
     def _update_snapshot(self, frame, face, label, kind) -> None:
         import cv2
-        status = {"accept": "welcome", "retry": "look at the camera", "reject": "not recognised"}.get(kind, "")
+        status = {"accept": "welcome", "retry": "look at the camera", "reject": "not recognised",
+                  "attack": "refused: photo or screen suspected"}.get(kind, "")
         if self.status.get("fault"):
             status = "FAULT: door cannot record, stays locked"
         img = draw_overlay(frame, face, label, status, self.lock.is_open, kind)
