@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from facegate.apps.common import add_gallery_args, add_pipeline_args, gallery_key, pipeline_from_args
-from facegate.edge.errors import ImageError, NoFaceError, PersonNotFoundError, UsageError
+from facegate.edge.errors import ImageError, NoFaceError, PersonNotFoundError, PresentationAttackError, UsageError
 from facegate.edge.face.capture import best_camera_frames, encode_crop
 from facegate.edge.gallery import GalleryStore, ModelBinding
 from facegate.edge.images import load_rgb
@@ -20,10 +20,12 @@ def cmd_enroll(args) -> int:
         from facegate.edge.door.camera import CameraConfig, open_source
         if args.images:
             raise UsageError("give either photos or --camera, not both")
+        liveness = _liveness(not args.no_liveness)
         source = open_source(CameraConfig(args.source, args.device, fps=15.0))
         try:
             print(f"enrolling {args.name}: look at the camera")
-            vectors, raw_crops = best_camera_frames(pipe, source.frames(), args.keep, args.max_frames, say=print)
+            vectors, raw_crops = best_camera_frames(pipe, source.frames(), args.keep, args.max_frames, say=print,
+                                                    liveness=liveness)
         finally:
             source.close()
         if not vectors:
@@ -31,12 +33,18 @@ def cmd_enroll(args) -> int:
         return _store(args, pipe, vectors, [encode_crop(c) for c in raw_crops], skipped=0)
     if not args.images:
         raise UsageError("no photos given (or use --camera)")
+    liveness = _liveness(args.liveness)
     vectors, crops, skipped = [], [], []
     for path in args.images:
         try:
             image = load_rgb(path)
             emb = pipe.embed(image, require_quality=not args.no_quality)
-        except (ImageError, NoFaceError) as exc:   # one bad photo must not cost the good ones
+            if liveness is not None:
+                live = liveness.check(image, emb.face.box)
+                if not live.live:
+                    raise PresentationAttackError(f"a photo or screen, not a person (liveness {live.score:.3f} "
+                                                  f"< {live.threshold:.3f})")
+        except (ImageError, NoFaceError, PresentationAttackError) as exc:   # one bad photo must not cost the good ones
             print(f"skipped {path}: {exc}")
             skipped.append((path, exc))
             continue
@@ -47,10 +55,22 @@ def cmd_enroll(args) -> int:
         raise type(skipped[0][1])(f"--strict: {len(skipped)} of {len(args.images)} photos unusable ({first}); "
                                   "nothing enrolled")
     if not vectors:
+        if all(isinstance(e, PresentationAttackError) for _, e in skipped):
+            raise PresentationAttackError(f"every photo looks like a photo of a photo or of a screen ({first}); "
+                                          "nothing enrolled")
         unreadable = all(isinstance(e, ImageError) for _, e in skipped)
         raise (ImageError if unreadable else NoFaceError)(
             f"none of the {len(args.images)} photos gave a usable face ({first}); nothing enrolled")
     return _store(args, pipe, vectors, crops, skipped=len(skipped))
+
+
+def _liveness(enabled: bool):
+    """The default liveness set, or None (logged: a photo of someone else could be enrolled)."""
+    if not enabled:
+        log.warning("liveness check off for this enrolment")
+        return None
+    from facegate.edge.registry import load_liveness
+    return load_liveness()
 
 
 def _store(args, pipe, vectors, crops, skipped: int) -> int:
@@ -92,6 +112,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-crops", action="store_true", help="keep encrypted face crops (allows re-embedding "
                    "with a new model later) when the gallery is created")
     p.add_argument("--no-quality", action="store_true", help="enrol even photos failing quality gates")
+    p.add_argument("--no-liveness", action="store_true", help="--camera: skip the liveness check (on by default: "
+                   "a camera enrolment refuses a photo or a screen held up to it)")
+    p.add_argument("--liveness", action="store_true", help="photos: skip every photo the liveness check calls a "
+                   "photo of a photo or of a screen (off by default: enrolment photos are often ID photos)")
     p.add_argument("--strict", action="store_true", help="enrol nothing unless every photo is usable (by default "
                    "unusable photos are skipped with their reason and the rest are enrolled)")
     add_pipeline_args(p)

@@ -12,7 +12,7 @@ from facegate.apps.common import (
     pipeline_from_args,
 )
 from facegate.edge.errors import EXIT_OK, EXIT_REJECT, EXIT_RETRY
-from facegate.edge.gallery import Decision, GalleryStore, Matcher, ModelBinding
+from facegate.edge.gallery import Decision, GalleryStore, Matcher, MatchResult, ModelBinding
 from facegate.edge.gallery.matching import thresholds_from_card
 from facegate.edge.images import load_rgb
 
@@ -29,8 +29,16 @@ def _decide(args, decide) -> int:
     """Embed the photo's subject, let `decide(matcher, vector)` match it, print and exit by decision."""
     pipe = pipeline_from_args(args)
     matcher = _matcher(args, pipe)
-    emb = pipe.embed(load_rgb(args.image), require_quality=not args.no_quality)
+    image = load_rgb(args.image)
+    emb = pipe.embed(image, require_quality=not args.no_quality)
     result = decide(matcher, emb.vector)
+    if args.liveness and result.decision is not Decision.REJECT:
+        from facegate.edge.registry import load_liveness
+        live = load_liveness().check(image, emb.face.box)
+        if not live.live:
+            result = MatchResult(Decision.REJECT, None, None, result.score, result.accept_threshold,
+                                 result.retry_threshold, [], [f"presentation attack suspected (liveness "
+                                                              f"{live.score:.3f} < {live.threshold:.3f})"])
     emit({"image": str(args.image), **result.to_dict(), "timings_ms": emb.timings_ms}, args.json)
     return EXIT_BY_DECISION[result.decision]
 
@@ -58,6 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--retry-far", default="1e-2", help="retry band down to the threshold at this FAR")
         p.add_argument("--door-group", default=None, help="only people in this door group are accepted")
         p.add_argument("--no-quality", action="store_true", help="decide even on a face failing quality gates")
+        p.add_argument("--liveness", action="store_true", help="also refuse a photo of a photo or of a screen "
+                       "(presentation attack detection on the face)")
         p.add_argument("--json", action="store_true", help="one JSON object instead of key: value lines")
         add_pipeline_args(p)
         p.set_defaults(func=func)

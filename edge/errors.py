@@ -32,7 +32,8 @@ EXIT_CODES: dict[int, str] = {
     8: "no such person in the gallery",
     9: "no usable face (none found, or every face failed a quality gate; the reasons are printed)",
     10: "`verify`/`identify`: **retry** (score between the retry and accept thresholds, or ambiguous)",
-    11: "`verify`/`identify`/`demo`: **reject** (`demo`: a false accept happened); `liveness check`: attack suspected",
+    11: ("`verify`/`identify`/`demo`: **reject** (`demo`: a false accept happened); `liveness check`, "
+         "`enroll --camera`, `--liveness`: attack suspected"),
     12: "relay cannot be driven (missing GPIO library, pin busy)",
     13: "audit log damaged, edited or incomplete (`audit verify`)",
     14: "camera cannot be opened",
@@ -146,6 +147,11 @@ class NoFaceError(FacegateError):
     """No usable face in the image (none found, or every face failed a quality gate)."""
 
     exit_code = 9
+
+
+class PresentationAttackError(FacegateError):
+    """The camera saw a printed photo or a screen, not a person (liveness): refused like a reject."""
+    exit_code = 11
 
 
 class RelayError(FacegateError):

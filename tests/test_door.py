@@ -529,7 +529,8 @@ def test_enroll_from_camera_keeps_the_best_frames_and_guides(door_setup, embedde
     monkeypatch.setenv("FACEGATE_GALLERY_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
     gallery = tmp_path / "station.fgg"
     assert main(["enroll", "--gallery", str(gallery), "--name", "Newcomer", "--camera", "--source", "folder",
-                 "--device", str(frames), "--keep", "3", "--embedder", str(embedder_path)]) == 0
+                 "--device", str(frames), "--keep", "3", "--embedder", str(embedder_path),
+                 "--no-liveness"]) == 0         # these frames are photos pasted on a wall (see the next test)
     out = capsys.readouterr().out
     assert "step in front of the camera" in out
     assert "blurred" in out or "too dark" in out
@@ -544,6 +545,37 @@ def test_enroll_from_camera_keeps_the_best_frames_and_guides(door_setup, embedde
     assert main(["enroll", "--gallery", str(tmp_path / "g2.fgg"), "--name", "X", "--camera", "--source", "folder",
                  "--device", str(empty), "--embedder", str(embedder_path)]) == 9
     assert not (tmp_path / "g2.fgg").exists()
+
+
+def test_camera_enrolment_refuses_a_photo_and_takes_the_person(nuaa_door, embedder_path, tmp_path, capsys,
+                                                              monkeypatch):
+    """Nobody enrols a photo of someone else: the printed photos are refused (exit 11, no gallery); the
+    same subject in front of the camera is enrolled; a verify with --liveness refuses the print."""
+    from facegate.apps.cli import main
+    monkeypatch.setenv("FACEGATE_GALLERY_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
+    for name, frames in (("print", nuaa_door["printed"]), ("live", nuaa_door["live"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i, f in enumerate(frames):
+            cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    gallery = tmp_path / "station.fgg"
+    capsys.readouterr()
+    assert main(["enroll", "--gallery", str(gallery), "--name", "Nine", "--camera", "--source", "folder",
+                 "--device", str(tmp_path / "print"), "--embedder", str(embedder_path)]) == 11
+    captured = capsys.readouterr()
+    assert "photo or a screen" in captured.out + captured.err and not gallery.exists()
+    assert main(["enroll", "--gallery", str(gallery), "--name", "Nine", "--camera", "--source", "folder",
+                 "--device", str(tmp_path / "live"), "--keep", "3", "--embedder", str(embedder_path)]) == 0
+    verify = ["verify", "--gallery", str(gallery), "--name", "Nine", "--embedder", str(embedder_path), "--json",
+              "--no-quality"]
+    assert main([*verify, str(tmp_path / "print" / "000.png")]) == 0       # identity alone: the print matches
+    assert main([*verify, "--liveness", str(tmp_path / "print" / "000.png")]) == 11
+    assert "presentation attack suspected" in capsys.readouterr().out
+    assert main([*verify, "--liveness", str(tmp_path / "live" / "000.png")]) == 0
+    prints = [str(tmp_path / "print" / f"{i:03d}.png") for i in (0, 8, 16)]
+    assert main(["enroll", "--gallery", str(tmp_path / "files.fgg"), "--name", "Nine", "--liveness",
+                 "--embedder", str(embedder_path), "--no-quality", *prints]) == 11
+    assert not (tmp_path / "files.fgg").exists()
 
 
 def test_door_defaults_decide_like_the_full_search(door_setup, pipeline, tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 
 from facegate.edge.detect.face import pick_face
 from facegate.edge.door.tracking import view_quality
+from facegate.edge.errors import PresentationAttackError
 from facegate.edge.face.quality import sharpness
 
 log = logging.getLogger(__name__)
@@ -22,12 +23,15 @@ def encode_crop(crop: np.ndarray) -> bytes:
 
 
 def best_camera_frames(pipe, frames, keep: int, max_frames: int,
-                       say: Callable[[str], None] = log.info) -> tuple[list, list]:
+                       say: Callable[[str], None] = log.info, liveness=None) -> tuple[list, list]:
     """Enrollment station: watch the camera, tell the person what to fix (the quality gate's
     reason, at most once per distinct message in a row), and keep the `keep` best views that pass
-    every gate (bigger, sharper, more frontal first). Near-identical views are kept once."""
+    every gate (bigger, sharper, more frontal first). Near-identical views are kept once. With a
+    LivenessChecker, a view the nets call a photo or a screen is never kept, and if the camera saw
+    only such views, PresentationAttackError: nobody enrols a photo of someone else."""
     candidates = []  # (merit, vector, crop)
     last_hint = None
+    attacks = 0
     for i, frame in enumerate(frames):
         if i >= max_frames:
             break
@@ -37,7 +41,11 @@ def best_camera_frames(pipe, frames, keep: int, max_frames: int,
         else:
             crop = pipe.crop(frame, face)
             report = pipe.faces_quality(frame, face)
-            if report.ok:
+            live = liveness.check(frame, face.box) if report.ok and liveness is not None else None
+            if live is not None and not live.live:
+                attacks += 1
+                hint = "this looks like a photo or a screen: the person must stand at the camera"
+            elif report.ok:
                 vec = pipe.embedder.embed(crop[None])[0]
                 if all(float(vec @ v) < 0.995 for _, v, _ in candidates):
                     candidates.append((view_quality(face) * min(sharpness(crop), 500.0), vec, crop))
@@ -49,6 +57,11 @@ def best_camera_frames(pipe, frames, keep: int, max_frames: int,
         last_hint = hint
         if len(candidates) >= 3 * keep:
             break
+    if attacks:
+        log.warning("enrolment: %d camera views refused by the liveness check", attacks)
+    if attacks and not candidates:
+        raise PresentationAttackError(f"the camera saw a photo or a screen, not a person ({attacks} frames "
+                                      "refused by the liveness check); nothing enrolled")
     candidates.sort(key=lambda c: -c[0])
     best = candidates[:keep]
     return [v for _, v, _ in best], [c for _, _, c in best]
