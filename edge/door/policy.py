@@ -68,12 +68,18 @@ class DoorPolicy:
             return DoorEvent("retry", reason="look at the camera") if result.decision is Decision.RETRY else None
         best = max(self.votes, key=lambda v: v.score)
         self.votes.clear()
+        return self.fail(now, best.person_id, best.score, "; ".join(best.reasons) or "not recognised")
+
+    def fail(self, now: float, person_id: str | None, score: float | None, reason: str) -> DoorEvent:
+        """Count one failed attempt (a reject, or a failed challenge): a reject, or the lockout when
+        there were too many within the window."""
+        cfg = self.config
         while self.failures and now - self.failures[0] > cfg.failure_window_s:
             self.failures.popleft()
         self.failures.append(now)
         if len(self.failures) >= cfg.max_failures:
             self.failures.clear()
             self.locked_out_until = now + cfg.lockout_s
-            return DoorEvent("lockout", best.person_id, best.score,
+            return DoorEvent("lockout", person_id, score,
                              f"{cfg.max_failures} failed attempts within {cfg.failure_window_s:.0f} s")
-        return DoorEvent("reject", best.person_id, best.score, "; ".join(best.reasons) or "not recognised")
+        return DoorEvent("reject", person_id, score, reason)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 from facegate.edge.config import within
 from facegate.edge.detect.face import pick_face
 from facegate.edge.door.audit import AuditLog
+from facegate.edge.door.challenge import HeadTurnChallenge
 from facegate.edge.door.overlay import draw_overlay
 from facegate.edge.door.policy import DoorEvent, DoorPolicy, PolicyConfig
 from facegate.edge.door.relay import DoorLock, make_relay
@@ -67,6 +68,12 @@ class DoorSettings:
             raise ValueError("detect_every must be >= 1")
 
 
+@dataclass(frozen=True)
+class ChallengeSettings:
+    turn_yaw: float = 0.25
+    time_s: float = 8.0
+
+
 @dataclass
 class FrameOutcome:
     index: int
@@ -79,9 +86,11 @@ class FrameOutcome:
 class DoorApp:
     def __init__(self, settings: DoorSettings, pipeline: Pipeline, matcher: Matcher, lock: DoorLock,
                  audit: AuditLog, clock: Callable[[], float] = time.monotonic,
-                 liveness: LivenessChecker | None = None) -> None:
+                 liveness: LivenessChecker | None = None, challenge: ChallengeSettings | None = None) -> None:
         self.settings = settings
         self.liveness = liveness
+        self.challenge = challenge
+        self._challenge: tuple[DoorEvent, HeadTurnChallenge, int] | None = None   # accept waiting, challenge, track
         self.pipeline = pipeline
         self.matcher = matcher
         self.lock = lock
@@ -120,7 +129,10 @@ class DoorApp:
         else:
             log.warning("liveness is disabled for this door ([liveness] enabled = false): a printed photo or a "
                         "phone showing an enrolled face will open it")
-        return cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit, liveness=liveness)
+        challenge = (ChallengeSettings(cfg.liveness.turn_yaw, cfg.liveness.challenge_s)
+                     if cfg.liveness.mode == "challenge" else None)
+        return cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit, liveness=liveness,
+                   challenge=challenge)
 
     # -- inputs ---------------------------------------------------------------------------------
     def claim(self, badge: str) -> str:
@@ -194,6 +206,23 @@ class DoorApp:
         return MatchResult(Decision.REJECT, None, None, result.score, result.accept_threshold,
                            result.retry_threshold, [], [reason]), True
 
+    def _challenge_step(self, track, now: float) -> tuple[DoorEvent | None, str, str]:
+        """A recognised person is following the head-turn prompts: (event, overlay label, kind). The
+        accept is released only when both turns were made by the same tracked face in time; a failure
+        counts towards the lockout like a reject."""
+        accept, challenge, track_id = self._challenge
+        if track is not None and track.id != track_id:
+            challenge.state, challenge.reason = "failed", "another face took the recognised person's place"
+        state = challenge.observe(track.face if track is not None else None, now)
+        if state == "pending":
+            return None, challenge.prompt, "retry"
+        self._challenge = None
+        if state == "passed":
+            return replace(accept, reason=f"{accept.reason}; head-turn challenge passed"), "", "accept"
+        self.policy.cooldown_until = 0.0        # the accept never happened
+        return (self.policy.fail(now, None, accept.score, f"head-turn challenge failed: {challenge.reason}"),
+                challenge.prompt, "reject")
+
     def step(self, frame: np.ndarray, now: float | None = None) -> FrameOutcome:
         now = self.clock() if now is None else now
         self.frame_index += 1
@@ -208,7 +237,10 @@ class DoorApp:
             subject = pick_face([t.face for t in tracks], frame.shape, self.pipeline.config.face_policy)
             track = next((t for t in tracks if subject is not None and t.face is subject), None)
             self._roi_face = track.face if track is not None else None
-            if track is None:
+            if self._challenge is not None:
+                event, label, kind = self._challenge_step(track, now)
+                shown_face = track.face if track is not None else None
+            elif track is None:
                 if self._subject_track is not None:
                     self.policy.reset()
                 self._subject_track = None
@@ -234,6 +266,10 @@ class DoorApp:
                         event = self.policy.observe(result, now)
                         label = "photo or screen? show your face" if attack else result.name or "unknown"
                         kind = "attack" if attack else result.decision.value
+                        if event is not None and event.kind == "accept" and self.challenge is not None:
+                            challenge = HeadTurnChallenge(now, self.challenge.turn_yaw, self.challenge.time_s)
+                            self._challenge = (event, challenge, track.id)
+                            event, label, kind = None, challenge.prompt, "retry"
         if event is not None:
             recorded = self._handle(event, now)
             kind = event.kind if event.kind in ("accept", "reject", "retry") else "reject"
