@@ -46,6 +46,22 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_crossval(args) -> int:
+    from facegate.convert.datasets import shared_datasets
+    from facegate.convert.pad.train import crossval_source
+    from facegate.edge.registry import DEFAULT_LIVENESS, load_liveness
+    pad = args.pad_dir or shared_datasets() / "pad_dev"
+    weights = args.weights or shared_datasets().parent / "pretrained" / "minifasnet"
+    threshold = args.threshold if args.threshold is not None else load_liveness(DEFAULT_LIVENESS).threshold
+    report = crossval_source(pad, weights, args.work, threshold, args.source, args.folds, args.epochs,
+                             command=args.command_line, max_images=args.max_images)
+    m = report["held_out"]
+    per_type = ", ".join(f"{k} {v['apcer']} of {v['n']}" for k, v in m["apcer_per_type"].items())
+    print(f"{args.source}, {args.folds} subject folds, held out, threshold {threshold:.4f}: BPCER {m['bpcer']} "
+          f"of {m['live']}, APCER {m['apcer']} ({per_type})")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("liveness", help="presentation attack detection: check photos, train the set")
     gs = g.add_subparsers(dest="liveness_cmd", required=True)
@@ -67,3 +83,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--max-images", type=int, default=None, help="a tiny run on this many pad_dev images (tests)")
     t.add_argument("--precision", nargs="+", default=["fp16", "int8", "fp32"], choices=["fp16", "int8", "fp32"])
     t.set_defaults(func=cmd_train)
+    x = gs.add_parser("crossval", help="held-out APCER for one source's attacks: fine-tune without each fold of "
+                      "its subjects, score them at the shipped threshold")
+    x.add_argument("--pad-dir", type=Path, default=None)
+    x.add_argument("--weights", type=Path, default=None)
+    x.add_argument("--work", type=Path, required=True)
+    x.add_argument("--source", default="msu", choices=["msu", "nuaa"])
+    x.add_argument("--folds", type=int, default=5)
+    x.add_argument("--epochs", type=int, default=8)
+    x.add_argument("--threshold", type=float, default=None, help="default: the shipped set's card")
+    x.add_argument("--max-images", type=int, default=None, help="a tiny run: the source and this many others")
+    x.set_defaults(func=cmd_crossval)

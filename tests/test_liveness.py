@@ -145,3 +145,17 @@ def test_training_pipeline_on_a_tiny_run(tmp_path, capsys):
             assert card.accuracy["parity_vs_keras"]["decision_agreement"] >= 0.95
     assert (tmp_path / "work" / "minifasnet-v2.log.csv").read_text().startswith("epoch,train_loss,val_loss")
     assert "threshold" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_crossval_holds_each_fold_of_subjects_out(tmp_path, capsys):
+    from facegate.apps.cli import main
+    if not (PAD / "labels.tsv").is_file() or not (SHARED / "pretrained" / "minifasnet").is_dir():
+        pytest.skip("pad_dev or the MiniFASNet weights are missing")
+    assert main(["liveness", "crossval", "--work", str(tmp_path), "--folds", "2", "--epochs", "1",
+                 "--max-images", "40"]) == 0
+    report = json.loads((tmp_path / "crossval-msu.json").read_text())
+    held = report["held_out"]
+    assert held["live"] == 15 and held["apcer_per_type"]["replay-phone"]["n"] == 15     # every MSU subject once
+    assert held["apcer_per_type"]["replay-tablet"]["n"] == 15 and 0 < report["threshold"] < 1
+    assert "held out" in capsys.readouterr().out
