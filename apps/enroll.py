@@ -42,8 +42,7 @@ def cmd_enroll(args) -> int:
             if liveness is not None:
                 live = liveness.check(image, emb.face.box)
                 if not live.live:
-                    raise PresentationAttackError(f"a photo or screen, not a person (liveness {live.score:.3f} "
-                                                  f"< {live.threshold:.3f})")
+                    raise PresentationAttackError(f"a photo or screen, not a person: {live.reason}")
         except (ImageError, NoFaceError, PresentationAttackError) as exc:   # one bad photo must not cost the good ones
             print(f"skipped {path}: {exc}")
             skipped.append((path, exc))

@@ -12,7 +12,7 @@ from facegate.apps.common import (
     pipeline_from_args,
 )
 from facegate.edge.errors import EXIT_OK, EXIT_REJECT, EXIT_RETRY
-from facegate.edge.gallery import Decision, GalleryStore, Matcher, MatchResult, ModelBinding
+from facegate.edge.gallery import Decision, GalleryStore, Matcher, ModelBinding
 from facegate.edge.gallery.matching import thresholds_from_card
 from facegate.edge.images import load_rgb
 
@@ -33,12 +33,11 @@ def _decide(args, decide) -> int:
     emb = pipe.embed(image, require_quality=not args.no_quality)
     result = decide(matcher, emb.vector)
     if args.liveness and result.decision is not Decision.REJECT:
+        from facegate.edge.face.liveness import refused_as_attack
         from facegate.edge.registry import load_liveness
         live = load_liveness().check(image, emb.face.box)
         if not live.live:
-            result = MatchResult(Decision.REJECT, None, None, result.score, result.accept_threshold,
-                                 result.retry_threshold, [], [f"presentation attack suspected (liveness "
-                                                              f"{live.score:.3f} < {live.threshold:.3f})"])
+            result = refused_as_attack(result, live)
     emit({"image": str(args.image), **result.to_dict(), "timings_ms": emb.timings_ms}, args.json)
     return EXIT_BY_DECISION[result.decision]
 

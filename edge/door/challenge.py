@@ -44,7 +44,7 @@ class HeadTurnChallenge:
         if self.state != "pending":
             return self.state
         if now - self.started > self.time_limit_s:
-            return self._fail(f"no {self.order[self.step]} turn within {self.time_limit_s:.0f} s")
+            return self.fail(f"no {self.order[self.step]} turn within {self.time_limit_s:.0f} s")
         if face is None:
             return self.state
         yaw = pose_from_landmarks(face)["yaw"]
@@ -54,9 +54,10 @@ class HeadTurnChallenge:
             if self.step == len(self.order):
                 self.state = "passed"
         elif yaw * -wanted >= self.turn_yaw:
-            return self._fail(f"turned {'left' if yaw > 0 else 'right'} when asked to turn {self.order[self.step]}")
+            return self.fail(f"turned {'left' if yaw > 0 else 'right'} when asked to turn {self.order[self.step]}")
         return self.state
 
-    def _fail(self, reason: str) -> str:
+    def fail(self, reason: str) -> str:
+        """End the challenge as failed (also from outside: the person left, someone else stepped in)."""
         self.state, self.reason = "failed", reason
         return self.state

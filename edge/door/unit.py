@@ -29,7 +29,7 @@ from facegate.edge.door.relay import DoorLock, make_relay
 from facegate.edge.door.sdnotify import notify, watchdog_interval
 from facegate.edge.door.tracking import IoUTracker, view_quality
 from facegate.edge.errors import AuditError, PersonNotFoundError
-from facegate.edge.face.liveness import LivenessChecker
+from facegate.edge.face.liveness import LivenessChecker, refused_as_attack
 from facegate.edge.face.pipeline import Pipeline
 from facegate.edge.gallery import GalleryStore, KeySource, ModelBinding
 from facegate.edge.gallery.matching import Decision, Matcher, MatchResult, thresholds_from_card
@@ -200,11 +200,7 @@ class DoorApp:
         count towards the lockout like any failure."""
         live = self.liveness.check(frame, box)
         self.status["liveness"] = round(live.score, 4)
-        if live.live:
-            return result, False
-        reason = f"presentation attack suspected (liveness {live.score:.3f} < {live.threshold:.3f})"
-        return MatchResult(Decision.REJECT, None, None, result.score, result.accept_threshold,
-                           result.retry_threshold, [], [reason]), True
+        return (result, False) if live.live else (refused_as_attack(result, live), True)
 
     def _challenge_step(self, track, now: float) -> tuple[DoorEvent | None, str, str]:
         """A recognised person is following the head-turn prompts: (event, overlay label, kind). The
@@ -212,7 +208,7 @@ class DoorApp:
         counts towards the lockout like a reject."""
         accept, challenge, track_id = self._challenge
         if track is not None and track.id != track_id:
-            challenge.state, challenge.reason = "failed", "another face took the recognised person's place"
+            challenge.fail("another face took the recognised person's place")
         state = challenge.observe(track.face if track is not None else None, now)
         if state == "pending":
             return None, challenge.prompt, "retry"

@@ -20,6 +20,7 @@ import numpy as np
 from facegate.edge.backends import load_backend
 from facegate.edge.cards import ModelCard, load_card
 from facegate.edge.errors import ModelError
+from facegate.edge.gallery.matching import Decision, MatchResult
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,21 @@ class LivenessResult:
     threshold: float
     per_net: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def reason(self) -> str:
+        """Why a face was refused, as the kiosk, the audit log and the CLI say it."""
+        return f"presentation attack suspected (liveness {self.score:.3f} < {self.threshold:.3f})"
+
     def to_dict(self) -> dict:
         return {"live": self.live, "score": round(self.score, 4), "threshold": self.threshold,
                 "per_net": {k: round(v, 4) for k, v in self.per_net.items()}}
+
+
+def refused_as_attack(result: MatchResult, live: LivenessResult) -> MatchResult:
+    """The identity result of a face the liveness check refused: a reject naming the suspected attack,
+    with nobody's id (the attacker is not the member), the identity score kept for the record."""
+    return MatchResult(Decision.REJECT, None, None, result.score, result.accept_threshold, result.retry_threshold,
+                       [], [live.reason])
 
 
 class LivenessNet:
