@@ -38,13 +38,17 @@ def cmd_pipeline(args) -> int:
     settings = pipeline_settings()
     print(f"640x480 frame with one face ({photo.name} at 60% of the frame height); door detector settings: "
           + ", ".join(f"{k} {v}" for k, v in settings.items()) + f"; median of {args.repeats} (frame: p10-p90)")
-    rows = bench_pipeline(photo, embedders, args.detector_format, args.threads, args.repeats, args.detector_threads)
-    print("| detector (threads) | embedder (backend) | threads | detect | align+quality | embed | frame (p10-p90) |")
-    print("|---|---|---|---|---|---|---|")
+    liveness = None if args.liveness == "none" else args.liveness
+    rows = bench_pipeline(photo, embedders, args.detector_format, args.threads, args.repeats, args.detector_threads,
+                          liveness)
+    print(f"| detector (threads) | embedder (backend) | threads | detect | align+quality | liveness ({liveness}) "
+          "| embed | frame (p10-p90) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
+        live = "-" if r["liveness_ms"] is None else f"{r['liveness_ms']} ms"
         print(f"| {r['detector']} ({r['detector_threads']}) | {r['embedder']} ({r['backend']}) | {r['threads']} | "
               f"{r['detect_ms']} ms | "
-              f"{r['align_quality_ms']} ms | {r['embed_ms']} ms | {r['frame_ms']} ms "
+              f"{r['align_quality_ms']} ms | {live} | {r['embed_ms']} ms | {r['frame_ms']} ms "
               f"({r['frame_p10_ms']}-{r['frame_p90_ms']}) |")
     return _write({"pipeline": rows, "frame": "640x480, one face", "photo": str(photo), "settings": settings,
                    "repeats": args.repeats}, args.out)
@@ -168,6 +172,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector-threads", type=int, default=None, help="the detector nets' threads (default: the "
                    "pipeline's, 1); 0: the same as --threads, row by row")
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--liveness", default="minifasnet-fp16", help="liveness set of the liveness stage (the door's "
+                   "default), or 'none' to time the pipeline without it")
     p.set_defaults(func=cmd_pipeline)
     g = bs.add_parser("gallery", help="identify latency, open time, enrol throughput")
     g.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])

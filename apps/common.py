@@ -42,12 +42,17 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None)
 
 
-def pipeline_from_args(args):
+def pipeline_from_args(args, liveness: bool = False):
+    """The pipeline the options describe; with `liveness`, the default liveness set as its stage."""
     from facegate.edge.face.pipeline import Pipeline, PipelineConfig
     cfg = PipelineConfig.from_toml(args.config) if getattr(args, "config", None) else PipelineConfig()
     overrides = {k: v for k, v in (("embedder", args.embedder), ("detector_format", args.detector_format),
                                    ("threads", args.threads)) if v is not None}
-    return Pipeline.from_config(cfg, **overrides)
+    checker = None
+    if liveness:
+        from facegate.edge.registry import load_liveness
+        checker = load_liveness(threads=cfg.threads if args.threads is None else args.threads)
+    return Pipeline.from_config(cfg, liveness=checker, **overrides)
 
 
 def emit(obj: dict, as_json: bool) -> None:
@@ -104,3 +109,19 @@ def add_eval_args(p: argparse.ArgumentParser, model_default: str | None = "facen
     add_output_args(p)
     add_detector_args(p)
 
+
+
+def add_pad_recipe_args(p: argparse.ArgumentParser) -> None:
+    """How the liveness nets are fine-tuned (`liveness train|crossval`, `eval pad --protocol ...`)."""
+    p.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default 1e-4)")
+    p.add_argument("--train-layers", choices=["all", "head"], default="all",
+                   help="fine-tune every layer, or only the last two dense layers")
+    p.add_argument("--keep-pretrained", type=float, default=None, help="weight of the published nets' own "
+                   "answer as a second target (learning without forgetting; default 0: off)")
+
+
+def pad_recipe(args):
+    """The FinetuneConfig the options describe (its own defaults where an option is not given)."""
+    from facegate.convert.pad.finetune import FinetuneConfig
+    given = {"learning_rate": args.lr, "train_layers": args.train_layers, "keep_pretrained": args.keep_pretrained}
+    return FinetuneConfig(**{k: v for k, v in given.items() if v is not None})

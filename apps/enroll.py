@@ -15,17 +15,19 @@ log = logging.getLogger(__name__)
 
 
 def cmd_enroll(args) -> int:
-    pipe = pipeline_from_args(args)
+    if args.camera and args.images:
+        raise UsageError("give either photos or --camera, not both")
+    check = not args.no_liveness if args.camera else args.liveness
+    if not check:
+        log.warning("liveness check off for this enrolment")
+    pipe = pipeline_from_args(args, liveness=check)
     if args.camera:
         from facegate.edge.door.camera import CameraConfig, open_source
-        if args.images:
-            raise UsageError("give either photos or --camera, not both")
-        liveness = _liveness(not args.no_liveness)
         source = open_source(CameraConfig(args.source, args.device, fps=15.0))
         try:
             print(f"enrolling {args.name}: look at the camera")
             vectors, raw_crops = best_camera_frames(pipe, source.frames(), args.keep, args.max_frames, say=print,
-                                                    liveness=liveness)
+                                                    liveness=pipe.liveness)
         finally:
             source.close()
         if not vectors:
@@ -33,16 +35,13 @@ def cmd_enroll(args) -> int:
         return _store(args, pipe, vectors, [encode_crop(c) for c in raw_crops], skipped=0)
     if not args.images:
         raise UsageError("no photos given (or use --camera)")
-    liveness = _liveness(args.liveness)
     vectors, crops, skipped = [], [], []
     for path in args.images:
         try:
             image = load_rgb(path)
-            emb = pipe.embed(image, require_quality=not args.no_quality)
-            if liveness is not None:
-                live = liveness.check(image, emb.face.box)
-                if not live.live:
-                    raise PresentationAttackError(f"a photo or screen, not a person: {live.reason}")
+            emb = pipe.embed(image, require_quality=not args.no_quality, check_liveness=check)
+            if emb.liveness is not None and not emb.liveness.live:
+                raise PresentationAttackError(f"a photo or screen, not a person: {emb.liveness.reason}")
         except (ImageError, NoFaceError, PresentationAttackError) as exc:   # one bad photo must not cost the good ones
             print(f"skipped {path}: {exc}")
             skipped.append((path, exc))
@@ -61,15 +60,6 @@ def cmd_enroll(args) -> int:
         raise (ImageError if unreadable else NoFaceError)(
             f"none of the {len(args.images)} photos gave a usable face ({first}); nothing enrolled")
     return _store(args, pipe, vectors, crops, skipped=len(skipped))
-
-
-def _liveness(enabled: bool):
-    """The default liveness set, or None (logged: a photo of someone else could be enrolled)."""
-    if not enabled:
-        log.warning("liveness check off for this enrolment")
-        return None
-    from facegate.edge.registry import load_liveness
-    return load_liveness()
 
 
 def _store(args, pipe, vectors, crops, skipped: int) -> int:

@@ -1,11 +1,19 @@
-"""`facegate eval lfw|pairs|wider|lfw-detect|celebrity5`: measure models; every evaluation writes JSON,
+"""`facegate eval lfw|pairs|wider|lfw-detect|celebrity5|pad`: measure models; every evaluation writes JSON,
 markdown and plots into --out with the command inside."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from facegate.apps.common import add_detector_args, add_eval_args, add_output_args, detector_from_args
+from facegate.apps.common import (
+    add_detector_args,
+    add_eval_args,
+    add_output_args,
+    add_pad_recipe_args,
+    detector_from_args,
+    pad_recipe,
+)
+from facegate.edge.errors import DatasetError
 
 
 def cmd_verification(args) -> int:
@@ -97,6 +105,55 @@ def cmd_celebrity5(args) -> int:
     return 0
 
 
+def cmd_pad(args) -> int:
+    import numpy as np
+
+    from facegate.convert.datasets import shared_datasets
+    from facegate.convert.evaluate import pad as pad_eval
+    from facegate.convert.pad import scorers
+    from facegate.convert.pad.data import load_pad_folder
+
+    data = Path(args.data) if args.data else shared_datasets() / "pad_dev"
+    weights = Path(args.weights) if args.weights else shared_datasets().parent / "pretrained" / "minifasnet"
+    samples = load_pad_folder(data)
+    if args.max_images:                            # a quick run: every kind of sample, fewer of each
+        keep = np.random.default_rng(0).choice(len(samples), min(args.max_images, len(samples)), replace=False)
+        samples = [samples[i] for i in sorted(keep)]
+    out = args.out or Path("runs") / "eval" / "pad"
+    baselines = []
+    if "minifasnet-pretrained" in args.baselines:
+        baselines.append(scorers.minifasnet_pretrained(weights))
+    if "expo-dtn" in args.baselines:
+        baselines.append(scorers.expo_dtn(threads=args.threads))
+    detector = detector_from_args(args)
+    cache = out / f"face_boxes_{getattr(detector, 'name', 'detector')}.npz"     # faces found once per detector
+    if args.protocol == "leave-one-source-out":
+        if len({s.source for s in samples}) < 2:
+            raise DatasetError(f"{data}: leave-one-source-out needs at least two sources (the 'source' column)")
+        r = pad_eval.evaluate_pad_loso(samples, weights, baselines, detector, out, data.name, args.command_line,
+                                       args.epochs, args.bpcer, cfg=pad_recipe(args), cache=cache,
+                                       progress=not args.no_progress)
+        def pct(v: float | None) -> str:
+            return "n/a" if v is None else f"{100 * v:.1f}%"
+        for e in r["scorers"]:
+            folds = ", ".join(f"{k} {pct(v['acer'])}" for k, v in e["folds"].items())
+            print(f"{e['model']} ({e['threshold_source']}): mean ACER {pct(e['mean_acer'])} ({folds})")
+        print(f"results: {out / 'pad_loso.json'}")
+        return 0
+    samples = pad_eval.select_split(samples, args.split)
+    title = data.name + ("" if args.split == "all" else f" ({args.split} split, subject-disjoint)")
+    r = pad_eval.evaluate_pad(samples, [scorers.shipped(args.set, threads=args.threads), *baselines], detector,
+                              out, title, args.command_line, cache=cache,
+                              progress=not args.no_progress)
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+    for m in [r, *r["baselines"]]:
+        print(f"{m['model']} at {m['threshold']:.3f} ({m['threshold_source']}): ACER {pct(m['acer'])}, "
+              f"BPCER {pct(m['bpcer'])}, APCER worst {pct(m['apcer_worst'])}, AUC {m.get('auc', 'n/a')}")
+    print(f"{r['images']} images, no face in {r['images_without_face']}; results: {out / 'pad.json'}")
+    return 0
+
+
 def _add_pair_tasks(evs) -> None:
     lfw = evs.add_parser("lfw", help="LFW View 2 10-fold verification")
     lfw.add_argument("--lfw-dir", default=None, help="folder with pairs.txt and images/ (default ../shared/datasets/lfw)")
@@ -143,10 +200,34 @@ def _add_celebrity5(evs) -> None:
     cel.set_defaults(func=cmd_celebrity5)
 
 
+def _add_pad(evs) -> None:
+    pad = evs.add_parser("pad", help="presentation attack detection: APCER/BPCER/ACER, DET, baselines side by side")
+    pad.add_argument("--data", type=Path, default=None, help="folder with labels.tsv, or live/ and spoof/[<attack type>/] "
+                     "subfolders (default ../shared/datasets/pad_dev)")
+    pad.add_argument("--protocol", default="card", choices=["card", "leave-one-source-out"],
+                     help="card: each model at its own threshold; leave-one-source-out: fine-tune on the other "
+                     "sources, test on each")
+    pad.add_argument("--split", default="all", choices=["all", "val", "train"],
+                     help="val: only pad_dev's subject-disjoint validation split (people the shipped set never saw)")
+    pad.add_argument("--set", default=None, help="liveness set to measure (default minifasnet-fp16)")
+    pad.add_argument("--baselines", nargs="*", default=["minifasnet-pretrained", "expo-dtn"],
+                     choices=["minifasnet-pretrained", "expo-dtn"], help="baselines in the same run (none: empty)")
+    pad.add_argument("--weights", type=Path, default=None,
+                     help="MiniFASNet .pth folder (default ../shared/pretrained/minifasnet)")
+    pad.add_argument("--epochs", type=int, default=8, help="leave-one-source-out fine-tuning epochs")
+    pad.add_argument("--bpcer", type=float, default=0.05, help="leave-one-source-out thresholds keep this BPCER")
+    add_pad_recipe_args(pad)
+    pad.add_argument("--max-images", type=int, default=None, help="a random subset (quick runs)")
+    add_output_args(pad)
+    add_detector_args(pad)
+    pad.set_defaults(func=cmd_pad)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("eval", help="measure models: lfw, pairs, wider, lfw-detect, celebrity5")
+    ev = sub.add_parser("eval", help="measure models: lfw, pairs, wider, lfw-detect, celebrity5, pad")
     evs = ev.add_subparsers(dest="eval_task", required=True)
     _add_pair_tasks(evs)
     _add_wider(evs)
     _add_lfw_detect(evs)
     _add_celebrity5(evs)
+    _add_pad(evs)

@@ -13,6 +13,8 @@ def cmd_export(args) -> int:
     if args.list:
         print(table())
         return 0
+    if args.task == "liveness":
+        return _export_liveness(args)
     if not args.model:
         raise UsageError("--model is required (a registered model such as facenet-teacher, or a .keras file "
                          "with its card); `facegate export --list` shows the formats")
@@ -35,13 +37,45 @@ def cmd_export(args) -> int:
     return 0
 
 
+#: --quant of a liveness export -> the set's precision folder (fp32 is the ONNX file)
+LIVENESS_PRECISION = {("tflite", "fp16"): "fp16", ("tflite", "int8"): "int8", ("onnx", "fp32"): "fp32"}
+
+
+def _export_liveness(args) -> int:
+    """A liveness set from the checkpoints of `facegate liveness train --work W` (both nets, one precision)."""
+    from facegate.convert.datasets import shared_datasets
+    from facegate.convert.pad.export import INT8_FLOAT_OPS, export_trained
+    if args.source_work is None:
+        raise UsageError("--task liveness needs --from WORK: the --work folder of `facegate liveness train`")
+    fmt = {"android": "tflite"}.get(args.format, args.format)
+    precision = LIVENESS_PRECISION.get((fmt, args.quant))
+    if precision is None:
+        raise UsageError(f"a liveness set exports as tflite fp16, tflite int8 or onnx fp32, not {fmt} {args.quant}")
+    pad = args.data or shared_datasets() / "pad_dev"
+    float_ops = tuple(op.upper() for op in args.float_ops) if args.float_ops else INT8_FLOAT_OPS
+    out_root = args.out or Path("runs") / "export"
+    licence = shared_datasets().parent / "pretrained" / "minifasnet" / "LICENSE"
+    parity = export_trained(args.source_work, pad, out_root, args.set_name, (precision,), float_ops,
+                            licence=licence if licence.is_file() else None, command=args.command_line)
+    for key, value in parity.items():
+        print(f"{key}: max |live prob - Keras| {value['max_abs_diff']}, same decision "
+              f"{value['decision_agreement']:.1%} of {value['n']} crops")
+    print(f"set: {out_root / (args.set_name + '-' + precision)} (cards beside each file)")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     exp = sub.add_parser("export", help="export a Keras model to tflite/onnx/coreml/saved_model with card + parity check")
+    exp.add_argument("--task", choices=["embedding", "liveness"], default="embedding",
+                     help="liveness: both MiniFASNets of a `liveness train` run (--from WORK) as one set")
+    exp.add_argument("--from", dest="source_work", type=Path, default=None,
+                     help="--task liveness: the --work folder of `facegate liveness train` (checkpoints, report)")
+    exp.add_argument("--set-name", default="minifasnet", help="--task liveness: the set folder is <name>-<precision>")
     exp.add_argument("--model", help="registered model (facenet-teacher) or .keras file with card")
     exp.add_argument("--format", default="tflite", help="tflite|onnx|coreml|saved_model (aliases android, ios)")
     exp.add_argument("--quant", default="fp32", help="fp32|fp16|dynamic|int8 (what the format allows)")
     exp.add_argument("--data", type=Path, default=None, help="face photos for the int8 representative set "
-                     "(default: 5-celebrity train)")
+                     "(default: 5-celebrity train; --task liveness: the pad_dev folder)")
     exp.add_argument("--fraction", type=float, default=1.0, help="fraction of the representative set to use")
     exp.add_argument("--calib-images", type=int, default=200, help="photos sampled for the representative set "
                      "(aligned crops are cached)")

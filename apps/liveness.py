@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facegate.apps.common import emit
+from facegate.apps.common import add_pad_recipe_args, emit, pad_recipe
 from facegate.edge.errors import EXIT_OK, EXIT_REJECT, NoFaceError
 
 
@@ -39,7 +39,7 @@ def cmd_train(args) -> int:
     from facegate.convert.pad.train import train_liveness_set
     pad, weights = _pad_and_weights(args)
     report = train_liveness_set(pad, weights, args.out_root, args.work, args.epochs, args.bpcer, args.max_images,
-                                args.set_name, tuple(args.precision), command=args.command_line)
+                                args.set_name, tuple(args.precision), command=args.command_line, cfg=pad_recipe(args))
     m, p = report["fine_tuned"], report["pretrained"]
     per_type = ", ".join(f"{k} {v['apcer']} of {v['n']}" for k, v in m["apcer_per_type"].items())
     print(f"threshold {report['threshold']:.4f} (BPCER {m['bpcer']:.3f} on validation): APCER {m['apcer']} "
@@ -57,7 +57,7 @@ def cmd_crossval(args) -> int:
     pad, weights = _pad_and_weights(args)
     threshold = args.threshold if args.threshold is not None else load_liveness(DEFAULT_LIVENESS).threshold
     report = crossval_source(pad, weights, args.work, threshold, args.source, args.folds, args.epochs,
-                             command=args.command_line, max_images=args.max_images)
+                             command=args.command_line, max_images=args.max_images, cfg=pad_recipe(args))
     m = report["held_out"]
     per_type = ", ".join(f"{k} {v['apcer']} of {v['n']}" for k, v in m["apcer_per_type"].items())
     print(f"{args.source}, {args.folds} subject folds, held out, threshold {threshold:.4f}: BPCER {m['bpcer']} "
@@ -85,6 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--bpcer", type=float, default=0.05, help="the threshold keeps this share of live people out")
     t.add_argument("--max-images", type=int, default=None, help="a tiny run on this many pad_dev images (tests)")
     t.add_argument("--precision", nargs="+", default=["fp16", "int8", "fp32"], choices=["fp16", "int8", "fp32"])
+    add_pad_recipe_args(t)
     t.set_defaults(func=cmd_train)
     x = gs.add_parser("crossval", help="held-out APCER for one source's attacks: fine-tune without each fold of "
                       "its subjects, score them at the shipped threshold")
@@ -96,4 +97,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--epochs", type=int, default=8)
     x.add_argument("--threshold", type=float, default=None, help="default: the shipped set's card")
     x.add_argument("--max-images", type=int, default=None, help="a tiny run: the source and this many others")
+    add_pad_recipe_args(x)
     x.set_defaults(func=cmd_crossval)

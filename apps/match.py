@@ -27,18 +27,16 @@ def _matcher(args, pipe) -> Matcher:
 
 def _decide(args, decide) -> int:
     """Embed the photo's subject, let `decide(matcher, vector)` match it, print and exit by decision."""
-    pipe = pipeline_from_args(args)
+    pipe = pipeline_from_args(args, liveness=args.liveness)
     matcher = _matcher(args, pipe)
     image = load_rgb(args.image)
-    emb = pipe.embed(image, require_quality=not args.no_quality)
+    emb = pipe.embed(image, require_quality=not args.no_quality, check_liveness=args.liveness)
     result = decide(matcher, emb.vector)
-    if args.liveness and result.decision is not Decision.REJECT:
+    if emb.liveness is not None and not emb.liveness.live and result.decision is not Decision.REJECT:
         from facegate.edge.face.liveness import refused_as_attack
-        from facegate.edge.registry import load_liveness
-        live = load_liveness().check(image, emb.face.box)
-        if not live.live:
-            result = refused_as_attack(result, live)
-    emit({"image": str(args.image), **result.to_dict(), "timings_ms": emb.timings_ms}, args.json)
+        result = refused_as_attack(result, emb.liveness)
+    extra = {"liveness": emb.liveness.to_dict()} if emb.liveness is not None else {}
+    emit({"image": str(args.image), **result.to_dict(), **extra, "timings_ms": emb.timings_ms}, args.json)
     return EXIT_BY_DECISION[result.decision]
 
 

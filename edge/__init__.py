@@ -23,6 +23,7 @@ _PUBLIC: dict[str, str] = {
     "load_rgb": "facegate.edge.images",
     "get_embedder": "facegate.edge.registry",
     "load_detector": "facegate.edge.registry",
+    "load_liveness": "facegate.edge.registry",
     "GalleryStore": "facegate.edge.gallery",
     "KeySource": "facegate.edge.gallery",
     "Matcher": "facegate.edge.gallery",

@@ -52,8 +52,13 @@ def test_bench_pipeline_states_its_settings_and_spread(tmp_path, capsys):
     for row in r["pipeline"]:
         assert row["faces"] == 1 and row["frame_p10_ms"] <= row["frame_ms"] <= row["frame_p90_ms"]
         assert row["detect_ms"] > 0 and row["embed_ms"] > 0
+        assert row["liveness"] == "minifasnet-fp16" and row["liveness_ms"] > 0     # its own line, on by default
     printed = capsys.readouterr().out
     assert "min_face_size 40" in printed and "| 2 |" in printed and "default" not in printed
+    assert "liveness (minifasnet-fp16)" in printed
+    assert main(["bench", "pipeline", "--detector-format", "tflite", "--threads", "1", "--repeats", "2",
+                 "--liveness", "none", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["pipeline"][0]["liveness_ms"] is None
 
 
 def test_peer_frames_are_reproducible_door_frames(lfw_dir, wider_dir):

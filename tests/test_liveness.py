@@ -117,6 +117,28 @@ def test_liveness_check_cli(capsys):
     assert out["decision"] == "attack suspected" and out["score"] < out["threshold"]
 
 
+@pytest.mark.slow
+def test_the_pipeline_runs_the_liveness_stage_on_the_face_it_embeds():
+    """Pipeline(..., liveness=...) checks the subject it embeds: a live NUAA face is live, a printed
+    one is not, the stage is timed on its own, and a pipeline without the stage says so."""
+    from facegate.convert.pad.data import load_pad_dev, subject_split
+    from facegate.edge.face.pipeline import Pipeline
+    from facegate.edge.images import load_rgb
+    from facegate.edge.registry import load_liveness
+    if not (PAD / "labels.tsv").is_file():
+        pytest.skip(f"pad_dev not found under {PAD}")
+    _, val = subject_split(load_pad_dev(PAD))
+    live = next(s for s in val if s.live and s.source == "nuaa")
+    printed = next(s for s in val if s.attack == "print" and s.source == "nuaa")
+    pipe = Pipeline.from_config(liveness=load_liveness("minifasnet-fp16"))
+    a = pipe.embed(load_rgb(live.path), require_quality=False, check_liveness=True)
+    b = pipe.embed(load_rgb(printed.path), require_quality=False, check_liveness=True)
+    assert a.liveness.live and not b.liveness.live and b.liveness.score < b.liveness.threshold
+    assert set(a.timings_ms) == {"detect", "align_quality", "liveness", "embed"} and a.timings_ms["liveness"] > 0
+    assert pipe.embed(load_rgb(live.path), require_quality=False).liveness is None     # not asked: not run
+    with pytest.raises(ValueError, match="no liveness stage"):
+        Pipeline(pipe.detector, pipe.embedder).check_liveness(load_rgb(live.path), a.face)
+
 def test_a_liveness_card_needs_a_crop_scale(tmp_path):
     from facegate.edge.cards import InputSpec
     from facegate.edge.errors import ModelError
@@ -145,6 +167,14 @@ def test_training_pipeline_on_a_tiny_run(tmp_path, capsys):
             assert card.accuracy["parity_vs_keras"]["decision_agreement"] >= 0.95
     assert (tmp_path / "work" / "minifasnet-v2.log.csv").read_text().startswith("epoch,train_loss,val_loss")
     assert "threshold" in capsys.readouterr().out
+    # `facegate export --task liveness` exports the same run again (here int8 with PReLU quantised too)
+    assert main(["export", "--task", "liveness", "--from", str(tmp_path / "work"), "--quant", "int8",
+                 "--float-ops", "SOFTMAX", "--out", str(tmp_path / "again"), "--set-name", "tiny"]) == 0
+    card = load_card(tmp_path / "again" / "tiny-int8" / "minifasnet-v2.tflite")
+    assert card.quantization == "int8 (SOFTMAX float)" and card.thresholds["live"] == round(report["threshold"], 4)
+    assert card.accuracy["export_command"].startswith("facegate export --task liveness")
+    assert main(["export", "--task", "liveness", "--from", str(tmp_path), "--quant", "int8"]) == 4   # no report
+    assert main(["export", "--task", "liveness", "--from", str(tmp_path / "work"), "--format", "coreml"]) == 2
 
 
 @pytest.mark.slow
@@ -159,3 +189,16 @@ def test_crossval_holds_each_fold_of_subjects_out(tmp_path, capsys):
     assert held["live"] == 15 and held["apcer_per_type"]["replay-phone"]["n"] == 15     # every MSU subject once
     assert held["apcer_per_type"]["replay-tablet"]["n"] == 15 and 0 < report["threshold"] < 1
     assert "held out" in capsys.readouterr().out
+
+
+def test_the_fine_tuning_loss_and_its_keep_pretrained_term():
+    """BCE on the live probability; with (label, weight, soft target) rows the published nets' own
+    answer is a second, weighted target (learning without forgetting)."""
+    from facegate.convert.pad.finetune import _live_bce
+    probs = np.array([[0.1, 0.8, 0.1], [0.3, 0.4, 0.3]], np.float32)
+    label = np.array([[1.0], [0.0]], np.float32)
+    plain = float(_live_bce(label, probs))
+    assert plain == pytest.approx(-(np.log(0.8) + np.log(0.6)) / 2, rel=1e-5)
+    soft = np.array([[1.0, 0.5, 0.9], [0.0, 0.5, 0.2]], np.float32)
+    extra = -0.5 * ((0.9 * np.log(0.8) + 0.1 * np.log(0.2)) + (0.2 * np.log(0.4) + 0.8 * np.log(0.6))) / 2
+    assert float(_live_bce(soft, probs)) == pytest.approx(plain + extra, rel=1e-5)

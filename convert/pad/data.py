@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from facegate.edge.errors import DatasetError
 
@@ -29,17 +30,61 @@ class PadSample:
         return f"{self.path.parent.name}/{self.path.name}"
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
 def load_pad_dev(root: str | Path) -> list[PadSample]:
     root = Path(root)
     labels = root / "labels.tsv"
     if not labels.is_file():
         raise DatasetError(f"{labels} not found: pad_dev lives in ../shared/datasets/pad_dev")
+    return _from_labels(root, labels)
+
+
+def _from_labels(root: Path, labels: Path) -> list[PadSample]:
+    """labels.tsv: path and label (live / spoof) required; attack, source, subject optional."""
     with labels.open(newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
-    try:
-        return [PadSample(root / r["path"], r["label"] == "live", r["attack"], r["source"], r["subject"]) for r in rows]
-    except KeyError as exc:
-        raise DatasetError(f"{labels}: expected columns path, label, attack, source, subject") from exc
+    samples = []
+    for line, r in enumerate(rows, start=2):
+        if not r.get("path") or r.get("label") not in ("live", "spoof"):
+            raise DatasetError(f"{labels}:{line}: expected a path and a label 'live' or 'spoof' "
+                               "(columns path, label[, attack, source, subject])")
+        live = r["label"] == "live"
+        attack = "none" if live else (r.get("attack") or "unspecified")
+        path = root / r["path"]
+        samples.append(PadSample(path, live, attack, r.get("source") or root.name,
+                                 r.get("subject") or f"{root.name}-unknown"))
+    return samples
+
+
+def load_pad_folder(root: str | Path) -> list[PadSample]:
+    """Any labelled presentation-attack folder: `labels.tsv` (pad_dev's columns), or `live/` and `spoof/`
+    subfolders (images in `spoof/<attack type>/` get that type, loose ones 'unspecified')."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder")
+    if (root / "labels.tsv").is_file():
+        samples = _from_labels(root, root / "labels.tsv")
+    elif (root / "live").is_dir() and (root / "spoof").is_dir():
+        def images(folder: Path) -> list[Path]:
+            return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        samples = [PadSample(p, True, "none", root.name, f"{root.name}-unknown") for p in images(root / "live")]
+        for p in images(root / "spoof"):
+            kind = p.parent.name if p.parent != root / "spoof" else "unspecified"
+            samples.append(PadSample(p, False, kind, root.name, f"{root.name}-unknown"))
+    else:
+        raise DatasetError(f"{root} has neither labels.tsv nor live/ and spoof/ subfolders")
+    missing = [s.path for s in samples if not s.path.is_file()]
+    if missing:
+        raise DatasetError(f"{len(missing)} labelled images are missing, e.g. {missing[0]}")
+    keys = [s.key for s in samples]
+    if len(set(keys)) != len(keys):
+        twice = next(k for k in keys if keys.count(k) > 1)
+        raise DatasetError(f"{root}: two images share the folder and file name {twice}: rename one")
+    if not any(s.live for s in samples) or all(s.live for s in samples):
+        raise DatasetError(f"{root}: an evaluation needs both live and spoof images")
+    return samples
 
 
 def split_group(sample: PadSample) -> str:
@@ -59,7 +104,8 @@ def subject_split(samples: list[PadSample], val_fraction: float = 0.25, seed: in
     return train, val
 
 
-def face_boxes(samples: list[PadSample], detector, cache: Path | None = None) -> dict[str, np.ndarray | None]:
+def face_boxes(samples: list[PadSample], detector, cache: Path | None = None,
+               progress: bool = False) -> dict[str, np.ndarray | None]:
     """sample key -> the subject's face box (x1, y1, x2, y2) or None where no face is found; cached."""
     from facegate.edge.detect.face import pick_face
     from facegate.edge.images import load_rgb
@@ -69,7 +115,7 @@ def face_boxes(samples: list[PadSample], detector, cache: Path | None = None) ->
         if all(s.key in boxes for s in samples):
             return boxes
     boxes: dict[str, np.ndarray | None] = {}
-    for s in samples:
+    for s in tqdm(samples, desc="find faces", unit="img", disable=not progress):
         rgb = load_rgb(s.path)
         face = pick_face(detector.detect(rgb), rgb.shape)
         boxes[s.key] = None if face is None else np.asarray(face.box[:4], np.float32)

@@ -29,9 +29,15 @@ LICENCE_NOTE = ("Derived from the MiniFASNet weights of minivision-ai/Silent-Fac
                 "Apache-2.0; see LICENSE-minifasnet in this folder)")
 
 
+#: operators an int8 file keeps float: the softmax (probabilities near 0 and 1 matter at a threshold of
+#: 0.96) and PReLU (no int8 kernel on LiteRT's fast path: an int8 PReLU makes each net ~8x slower here)
+INT8_FLOAT_OPS = ("SOFTMAX", "PRELU")
+
+
 def export_set(models: dict[str, tuple], out_root: Path, set_name: str, threshold: float, accuracy: dict,
                representative: dict[str, np.ndarray], source: dict[str, str], licence: Path | None = None,
-               precisions: tuple[str, ...] = ("fp16", "int8", "fp32")) -> dict:
+               precisions: tuple[str, ...] = ("fp16", "int8", "fp32"),
+               float_ops: tuple[str, ...] = INT8_FLOAT_OPS) -> dict:
     """models: name -> (keras model, crop scale); representative: name -> (N, 80, 80, 3) BGR crops.
     Returns name/precision -> parity numbers."""
     parity = {}
@@ -46,7 +52,7 @@ def export_set(models: dict[str, tuple], out_root: Path, set_name: str, threshol
             reps = representative[name]
             if suffix == "tflite":
                 export_tflite(model, path, quant, representative=_representative(reps) if quant == "int8" else None,
-                              float_ops=("SOFTMAX",) if quant == "int8" else ())
+                              float_ops=float_ops if quant == "int8" else ())
             else:
                 export_onnx(model, path)
             keras_p = model.predict(reps, verbose=0)[:, LIVE_CLASS]
@@ -67,7 +73,8 @@ def export_set(models: dict[str, tuple], out_root: Path, set_name: str, threshol
                 input=InputSpec(size=INPUT_SIZE, layout="NHWC", color="BGR", normalisation="none",
                                 alignment="none", crop_scale=scale),
                 outputs=[{"name": "probabilities", "classes": 3, "live_index": LIVE_CLASS}],
-                format=suffix, quantization=quant, metric="live-probability",
+                format=suffix, metric="live-probability",
+                quantization=quant + ("".join(f" ({op} float)" for op in float_ops) if quant == "int8" else ""),
                 thresholds={"live": round(float(threshold), 4)},
                 accuracy={**accuracy, "parity_vs_keras": parity[f"{name}/{precision}"],
                           "date": dt.date.today().isoformat()},
@@ -87,3 +94,45 @@ def _representative(crops: np.ndarray):
 def source_line(name: str) -> str:
     variant, scale, filename, digest = PRETRAINED[name]
     return f"{filename} (sha256 {digest}), MiniFASNet{variant}, crop scale {scale}"
+
+
+def export_trained(work: Path, pad_dir: Path, out_root: Path, set_name: str = "minifasnet",
+                   precisions: tuple[str, ...] = ("fp16", "int8", "fp32"), float_ops: tuple[str, ...] = INT8_FLOAT_OPS,
+                   licence: Path | None = None, command: str = "") -> dict:
+    """Export the fine-tuned nets of a `facegate liveness train --work WORK` folder again (another
+    precision, other float operators) with the threshold and accuracy that run measured; the int8
+    representative crops are the same training-split faces."""
+    import json
+
+    import keras
+
+    from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
+    from facegate.convert.pad.finetune import crops, load_images
+    from facegate.edge.registry import load_detector
+    report_path = work / "report.json"
+    try:
+        report = json.loads(report_path.read_text())
+        threshold, accuracy, epochs = float(report["threshold"]), report["accuracy"], report["accuracy"]["epochs"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{report_path} is not the report of a `facegate liveness train` run "
+                         f"(threshold and accuracy needed): {exc}") from exc
+    models = {}
+    for name, (_, scale, _, _) in PRETRAINED.items():
+        checkpoint = work / f"{name}.keras"
+        if not checkpoint.is_file():
+            raise ModelError(f"{checkpoint} not found: the training run's checkpoints are needed")
+        models[name] = (keras.models.load_model(checkpoint, compile=False), scale)
+    train, _ = subject_split(load_pad_dev(pad_dir))
+    cache = work / "pad_boxes.npz"
+    if cache.is_file():                         # the run's own images (a tiny run saw only some of pad_dev)
+        known = set(np.load(cache)["names"].astype(str))
+        train = [s for s in train if s.key in known] or train
+    boxes = face_boxes(train[:250], load_detector(), cache)
+    firsts = [s for s in train if boxes.get(s.key) is not None][:200]
+    images = load_images(firsts)
+    reps = {name: crops(images, firsts, boxes, scale)[0] for name, (_, scale) in models.items()}
+    if command:
+        accuracy = {**accuracy, "export_command": command}
+    return export_set(models, out_root, set_name, threshold, accuracy, reps,
+                      {n: source_line(n) + f"; fine-tuned on pad_dev, {epochs} epochs" for n in models},
+                      licence=licence, precisions=precisions, float_ops=float_ops)

@@ -37,6 +37,12 @@ class FinetuneConfig:
     noise: float = 0.2
     jpeg: float = 0.3
     seed: int = 0
+    train_layers: str = "all"      # "all", or "head": only the last two dense layers learn
+    keep_pretrained: float = 0.0   # weight of "learning without forgetting": the published nets' live
+                                   # probability on the same view as a second target (0: off)
+
+
+HEAD_LAYERS = ("linear", "prob")
 
 
 def jitter_box(box: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
@@ -82,10 +88,16 @@ def load_images(samples: list[PadSample]) -> dict[str, np.ndarray]:
 
 
 def _live_bce(y_true, y_pred):
+    """Binary cross-entropy on the live probability; y_true is (label,) or (label, weight, soft target):
+    the second term pulls towards the published nets' own answer on the view."""
     from keras import ops
     p = ops.clip(y_pred[:, 1], 1e-6, 1 - 1e-6)
-    y = ops.reshape(y_true, (-1,))
-    return -ops.mean(y * ops.log(p) + (1 - y) * ops.log(1 - p))
+    y = ops.reshape(y_true[:, 0], (-1,))
+    loss = -ops.mean(y * ops.log(p) + (1 - y) * ops.log(1 - p))
+    if y_true.shape[-1] == 3:
+        w, q = y_true[:, 1], y_true[:, 2]
+        loss = loss - ops.mean(w * (q * ops.log(p) + (1 - q) * ops.log(1 - p)))
+    return loss
 
 
 def finetune(model, scale: float, images: dict[str, np.ndarray], train: list[PadSample], val: list[PadSample],
@@ -94,9 +106,17 @@ def finetune(model, scale: float, images: dict[str, np.ndarray], train: list[Pad
     the history."""
     import keras
     rng = np.random.default_rng(cfg.seed)
+    if cfg.train_layers not in ("all", "head"):
+        raise ValueError(f"train_layers must be 'all' or 'head', not {cfg.train_layers!r}")
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
+        elif cfg.train_layers == "head" and layer.name not in HEAD_LAYERS:
+            layer.trainable = False
+    teacher = None
+    if cfg.keep_pretrained > 0:                  # the nets as they start: what they should not forget
+        teacher = keras.models.clone_model(model)
+        teacher.set_weights(model.get_weights())
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=_live_bce)
     train = [s for s in train if boxes.get(s.key) is not None]
     x_val, y_val = crops(images, val, boxes, scale)
@@ -108,13 +128,16 @@ def finetune(model, scale: float, images: dict[str, np.ndarray], train: list[Pad
         for start in range(0, len(order), cfg.batch):
             batch = [train[i] for i in order[start:start + cfg.batch]]
             x = np.stack([training_view(images[s.key], boxes[s.key], scale, rng, cfg) for s in batch])
-            y = np.array([s.live for s in batch], np.float32)
+            y = np.array([s.live for s in batch], np.float32)[:, None]
+            if teacher is not None:
+                soft = np.asarray(teacher.predict_on_batch(x))[:, 1:2]
+                y = np.concatenate([y, np.full_like(y, cfg.keep_pretrained), soft], axis=1)
             losses.append(float(model.train_on_batch(x, y)))
             if progress:
                 done = min(start + cfg.batch, len(order)) / len(order)
                 print(f"\repoch {epoch}/{cfg.epochs} [{'#' * int(25 * done):<25}] loss {np.mean(losses):.4f}",
                       end="", flush=True)
-        val_loss = float(model.evaluate(x_val, y_val, verbose=0)) if len(x_val) else float("nan")
+        val_loss = float(model.evaluate(x_val, y_val[:, None], verbose=0)) if len(x_val) else float("nan")
         row = {"epoch": epoch, "train_loss": round(float(np.mean(losses)), 5), "val_loss": round(val_loss, 5)}
         history.append(row)
         if progress:

@@ -36,3 +36,36 @@ def pad_metrics(scores: np.ndarray, live: np.ndarray, attacks: list[str], thresh
     if out["apcer"] is not None and out["bpcer"] is not None:
         out["acer"] = round((out["apcer"] + out["bpcer"]) / 2, 4)
     return out
+
+
+def threshold_at_apcer(scores: np.ndarray, live: np.ndarray, attacks: list[str], target: float) -> float:
+    """The lowest threshold at which no attack type is accepted more often than `target` (score >= t
+    is live; NaN = no face, never accepted). ISO/IEC 30107-3's BPCER at a fixed APCER uses it."""
+    scores, live = np.asarray(scores, np.float64), np.asarray(live, bool)
+    needed = -np.inf
+    for kind in sorted({a for a, is_live in zip(attacks, live) if not is_live}):
+        sel = np.array([a == kind for a in attacks]) & ~live
+        a = np.sort(scores[sel][np.isfinite(scores[sel])])[::-1]      # faces found, highest first
+        allowed = int(np.floor(target * sel.sum()))                    # this many may be accepted
+        if allowed < len(a):
+            needed = max(needed, float(np.nextafter(a[allowed], np.inf)))
+    return needed
+
+
+def pad_curves(scores: np.ndarray, live: np.ndarray, attacks: list[str]) -> dict:
+    """Threshold-free numbers: AUC and EER (live vs every attack), BPCER at APCER (worst type) 1% and 5%,
+    and the DET points (APCER of all attacks, BPCER). A sample without a face is refused at any
+    threshold, so it sits below every score."""
+    from facegate.convert.evaluate.metrics import auc, eer, roc_curve
+    scores, live = np.asarray(scores, np.float64), np.asarray(live, bool)
+    floor = float(np.nanmin(scores)) - 1.0 if np.isfinite(scores).any() else 0.0
+    ranked = np.where(np.isnan(scores), floor, scores)          # ties among them stay ties
+    roc = roc_curve(ranked, live)
+    out = {"auc": round(auc(roc), 4), "eer": round(eer(roc), 4)}
+    for target, key in ((0.01, "bpcer_at_apcer_1pct"), (0.05, "bpcer_at_apcer_5pct")):
+        t = threshold_at_apcer(scores, live, attacks, target)
+        accepted = np.isfinite(scores[live]) & (scores[live] >= t)
+        out[key] = round(float(1 - accepted.mean()), 4)
+    points = np.isfinite(roc.thresholds) & (roc.thresholds > floor)      # "accept everything" is not a threshold
+    out["det"] = {"apcer": np.round(roc.fpr[points], 5).tolist(), "bpcer": np.round(1 - roc.tpr[points], 5).tolist()}
+    return out

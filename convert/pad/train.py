@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,29 +14,17 @@ from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
 from facegate.convert.pad.export import export_set, source_line
 from facegate.convert.pad.finetune import FinetuneConfig, crops, finetune, load_images, plot_history
 from facegate.convert.pad.metrics import pad_metrics, threshold_at_bpcer
-from facegate.convert.pad.minifasnet import LIVE_CLASS, pretrained
+from facegate.convert.pad.minifasnet import pretrained
+from facegate.convert.pad.scorers import fused_scores
 
 log = logging.getLogger(__name__)
 NETS = ("minifasnet-v2", "minifasnet-v1se")
 
 
-def fused_scores(models: dict, images: dict, samples: list, boxes: dict) -> np.ndarray:
-    """Mean live probability of the nets per sample (NaN where no face was found)."""
-    out = np.full(len(samples), np.nan)
-    have = [i for i, s in enumerate(samples) if boxes.get(s.key) is not None]
-    if not have:
-        return out
-    per_net = []
-    for model, scale in models.values():
-        x, _ = crops(images, [samples[i] for i in have], boxes, scale)
-        per_net.append(model.predict(x, verbose=0)[:, LIVE_CLASS])
-    out[have] = np.mean(per_net, axis=0)
-    return out
-
-
 def train_liveness_set(pad_dir: Path, weights_dir: Path, out_root: Path, work: Path, epochs: int = 8,
                        bpcer: float = 0.05, max_images: int | None = None, set_name: str = "minifasnet",
-                       precisions: tuple[str, ...] = ("fp16", "int8", "fp32"), command: str = "") -> dict:
+                       precisions: tuple[str, ...] = ("fp16", "int8", "fp32"), command: str = "",
+                       cfg: FinetuneConfig | None = None) -> dict:
     import keras
 
     from facegate.edge.registry import load_detector
@@ -51,7 +40,8 @@ def train_liveness_set(pad_dir: Path, weights_dir: Path, out_root: Path, work: P
     for name in NETS:
         model, scale = pretrained(name, weights_dir)
         pretrained_scores.append(fused_scores({name: (model, scale)}, images, val, boxes))   # before training
-        result = finetune(model, scale, images, train, val, boxes, work / name, FinetuneConfig(epochs=epochs))
+        result = finetune(model, scale, images, train, val, boxes, work / name,
+                          replace(cfg or FinetuneConfig(), epochs=epochs))
         histories[name] = result["history"]
         models[name] = (keras.models.load_model(result["checkpoint"], compile=False), scale)
     plot_history(histories, work / "history.png")
@@ -71,18 +61,17 @@ def train_liveness_set(pad_dir: Path, weights_dir: Path, out_root: Path, work: P
                         {n: source_line(n) + f"; fine-tuned on pad_dev, {epochs} epochs" for n in NETS},
                         licence=weights_dir / "LICENSE", precisions=precisions)
     report = {"threshold": threshold, "fine_tuned": metrics, "pretrained": pre, "parity": parity,
-              "history": histories}
+              "history": histories, "accuracy": accuracy}       # accuracy: what `export --task liveness` needs
     (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
 def crossval_source(pad_dir: Path, weights_dir: Path, work: Path, threshold: float, source: str = "msu",
-                    folds: int = 5, epochs: int = 8, command: str = "", max_images: int | None = None) -> dict:
+                    folds: int = 5, epochs: int = 8, command: str = "", max_images: int | None = None,
+                    cfg: FinetuneConfig | None = None) -> dict:
     """Held-out numbers for one source's attacks (MSU: its phone and tablet replays): the source's
     subjects in `folds` groups; for each, both nets are fine-tuned without that group's subjects and
     score them; the pooled scores are judged at `threshold` (the shipped card's)."""
-    import keras
-
     from facegate.edge.registry import load_detector
     samples = load_pad_dev(pad_dir)
     if max_images:                                     # tiny runs (tests): the source whole, a sample of the rest
@@ -101,12 +90,7 @@ def crossval_source(pad_dir: Path, weights_dir: Path, work: Path, threshold: flo
         held = [s for s in samples if s.subject in group]
         train = [s for s in samples if s.subject not in group and s not in val]
         fold_val = [s for s in val if s.subject not in group]
-        models = {}
-        for name in NETS:
-            model, scale = pretrained(name, weights_dir)
-            result = finetune(model, scale, images, train, fold_val, boxes, work / f"fold{k}" / name,
-                              FinetuneConfig(epochs=epochs), progress=False)
-            models[name] = (keras.models.load_model(result["checkpoint"], compile=False), scale)
+        models = finetune_pair(weights_dir, images, train, fold_val, boxes, work / f"fold{k}", epochs, cfg=cfg)
         held_all += held
         scores_all.append(fused_scores(models, images, held, boxes))
         log.info("fold %d/%d: %d held-out %s images", k + 1, folds, len(held), source)
@@ -116,3 +100,47 @@ def crossval_source(pad_dir: Path, weights_dir: Path, work: Path, threshold: flo
               "command": command}
     (work / f"crossval-{source}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def finetune_pair(weights_dir: Path, images: dict, train: list, val: list, boxes: dict, work: Path,
+                  epochs: int, progress: bool = False, cfg: FinetuneConfig | None = None) -> dict:
+    """Both nets fine-tuned from the pretrained weights on `train` (best checkpoint on `val`):
+    {name: (Keras model, crop scale)}."""
+    import keras
+    models = {}
+    for name in NETS:
+        model, scale = pretrained(name, weights_dir)
+        result = finetune(model, scale, images, train, val, boxes, work / name,
+                          replace(cfg, epochs=epochs) if cfg else FinetuneConfig(epochs=epochs), progress=progress)
+        models[name] = (keras.models.load_model(result["checkpoint"], compile=False), scale)
+    return models
+
+
+def leave_one_source_out(samples: list, images: dict, boxes: dict, weights_dir: Path, work: Path,
+                         baselines: list, epochs: int = 8, bpcer: float = 0.05,
+                         cfg: FinetuneConfig | None = None) -> list[dict]:
+    """For each source: both nets fine-tuned on the other sources (subject-disjoint validation split of
+    them for the checkpoint and the threshold at `bpcer`), then every scorer judged on the held-out
+    source. Baselines are judged twice: at their own rule, and at a threshold chosen like ours (at
+    `bpcer` on the training sources' validation split), so the comparison is not one of thresholds.
+    Returns one entry per source: {"source", "scorers": [(PadScorer, scores on the held-out source)]}."""
+    from facegate.convert.pad.scorers import keras_pair
+    folds = []
+    for source in sorted({s.source for s in samples}):
+        held = [s for s in samples if s.source == source]
+        train, val = subject_split([s for s in samples if s.source != source])
+        live_val = np.array([s.live for s in val])
+        log.info("leave out %s: fine-tune on %d images of the other sources, test on %d", source, len(train),
+                 len(held))
+        models = finetune_pair(weights_dir, images, train, val, boxes, work / f"without-{source}", epochs, cfg=cfg)
+        chosen = f"BPCER {bpcer:.0%} on the other sources' validation split"
+        scored = []
+        for scorer in [keras_pair(models, 0.5, "fine-tuned (ours)", chosen), *baselines]:
+            on_val = scorer.scores(images, val, boxes)
+            threshold = threshold_at_bpcer(on_val[live_val & ~np.isnan(on_val)], bpcer)
+            on_held = scorer.scores(images, held, boxes)
+            scored.append((scorer.with_threshold(threshold, chosen), on_held))
+            if scorer.threshold_source != chosen:                     # a baseline: its own rule too
+                scored.append((scorer, on_held))
+        folds.append({"source": source, "train_images": len(train), "scorers": scored})
+    return folds

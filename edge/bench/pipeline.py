@@ -19,10 +19,12 @@ def pipeline_settings() -> dict:
 
 
 def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], threads_list: list[int],
-                   repeats: int, detector_threads: int | None = None) -> list[dict]:
-    """Per-stage medians and the whole frame (detect, align, quality gates, embed: `Pipeline.embed`)
-    with its spread, for each detector format x embedder x thread count, all in one run, with the door's
-    pipeline settings (each frame is a new one: the ROI search around the last face does not apply).
+                   repeats: int, detector_threads: int | None = None, liveness: str | None = None) -> list[dict]:
+    """Per-stage medians and the whole frame (detect, align, quality gates, [liveness,] embed:
+    `Pipeline.embed`) with its spread, for each detector format x embedder x thread count, all in one
+    run, with the door's pipeline settings (each frame is a new one: the ROI search around the last face
+    does not apply). `liveness` names the liveness set of the liveness stage (None: no stage), run at
+    each row's thread count.
     `threads_list` are the embedder's thread counts, as `threads` in the pipeline's configuration; the
     detector nets run at `detector_threads` (default: the configuration's), or at each of `threads_list`
     too when it is 0 (to measure what a second thread does for them)."""
@@ -32,13 +34,14 @@ def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], thread
     from facegate.edge.face.align import align_face
     from facegate.edge.face.pipeline import Pipeline
     from facegate.edge.face.quality import assess
-    from facegate.edge.registry import get_embedder, load_detector
+    from facegate.edge.registry import get_embedder, load_detector, load_liveness
 
     frame = door_frame(photo)
     rows = []
     config = DoorPipelineConfig()     # what a door runs (one subject, large faces first)
     for threads in threads_list:
         det_threads = threads if detector_threads == 0 else (detector_threads or config.detector_threads or threads)
+        checker = load_liveness(liveness, threads=threads) if liveness else None
         for fmt in formats:
             det = load_detector(fmt=fmt, threads=det_threads, config=config.cascade_config())
             faces = det.detect(frame)
@@ -52,11 +55,14 @@ def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], thread
                 t_align = median_ms(lambda: assess(face, align_face(frame, face, 112, "similarity112")) and
                                      align_face(frame, face, emb.input_size, emb.spec.alignment), repeats)
                 t_emb = median_ms(lambda: emb.embed(crop[None]), repeats)
-                pipe = Pipeline(det, emb, config)
-                whole = spread_ms(sample_seconds(lambda: pipe.embed(frame), repeats))
+                pipe = Pipeline(det, emb, config, checker)
+                t_live = median_ms(lambda: pipe.check_liveness(frame, face), repeats) if checker else None
+                whole = spread_ms(sample_seconds(lambda: pipe.embed(frame, check_liveness=checker is not None),
+                                                 repeats))
                 rows.append({"detector": det.name, "embedder": Path(emb_path).name, "backend": emb.backend.name,
                              "threads": threads, "detector_threads": det_threads, "detect_ms": t_det,
-                             "align_quality_ms": t_align, "embed_ms": t_emb,
+                             "align_quality_ms": t_align, "embed_ms": t_emb, "liveness": liveness,
+                             "liveness_ms": t_live,
                              "frame_ms": whole["median_ms"], "frame_p10_ms": whole["p10_ms"],
                              "frame_p90_ms": whole["p90_ms"], "faces": len(faces)})
     return rows

@@ -88,7 +88,8 @@ class DoorApp:
                  audit: AuditLog, clock: Callable[[], float] = time.monotonic,
                  liveness: LivenessChecker | None = None, challenge: ChallengeSettings | None = None) -> None:
         self.settings = settings
-        self.liveness = liveness
+        if liveness is not None:          # the caller's pipeline stays as it was (tests share one)
+            pipeline = Pipeline(pipeline.detector, pipeline.embedder, pipeline.config, liveness)
         self.challenge = challenge
         self._challenge: tuple[DoorEvent, HeadTurnChallenge, int] | None = None   # accept waiting, challenge, track
         self.pipeline = pipeline
@@ -110,18 +111,15 @@ class DoorApp:
         self.snapshot: bytes | None = None
         self._snapshot_lock = threading.Lock()
 
+    @property
+    def liveness(self) -> LivenessChecker | None:
+        """The pipeline's liveness stage (None: disabled for this door)."""
+        return self.pipeline.liveness
+
     @classmethod
     def from_config(cls, cfg: DoorConfig) -> "DoorApp":
         """The door unit a checked `door.toml` describes: pipeline, gallery (bound to the pipeline's
         embedder), thresholds from the embedder's card, relay, audit log."""
-        pipeline = Pipeline.from_config(cfg.pipeline)
-        key = KeySource.from_keyfile(cfg.gallery.key_file) if cfg.gallery.key_file else KeySource.from_env()
-        gallery = GalleryStore(cfg.gallery.path, key).load(expect=ModelBinding.for_embedder(pipeline.embedder))
-        accept, retry = thresholds_from_card(pipeline.embedder.card.thresholds, cfg.gallery.far, cfg.gallery.retry_far)
-        relay = make_relay(cfg.relay.kind, cfg.relay.pin, cfg.relay.active_high, cfg.relay.state_file)
-        lock = DoorLock(relay, cfg.door.pulse_seconds)
-        audit = AuditLog(cfg.audit.path, door_id=cfg.door.id or None, max_bytes=cfg.audit.max_bytes, keep=cfg.audit.keep,
-                         key_file=cfg.audit.key_file)
         liveness = None
         if cfg.liveness.enabled:
             liveness = load_liveness(cfg.liveness.set, threshold=cfg.liveness.threshold,
@@ -129,10 +127,17 @@ class DoorApp:
         else:
             log.warning("liveness is disabled for this door ([liveness] enabled = false): a printed photo or a "
                         "phone showing an enrolled face will open it")
+        pipeline = Pipeline.from_config(cfg.pipeline, liveness=liveness)
+        key = KeySource.from_keyfile(cfg.gallery.key_file) if cfg.gallery.key_file else KeySource.from_env()
+        gallery = GalleryStore(cfg.gallery.path, key).load(expect=ModelBinding.for_embedder(pipeline.embedder))
+        accept, retry = thresholds_from_card(pipeline.embedder.card.thresholds, cfg.gallery.far, cfg.gallery.retry_far)
+        relay = make_relay(cfg.relay.kind, cfg.relay.pin, cfg.relay.active_high, cfg.relay.state_file)
+        lock = DoorLock(relay, cfg.door.pulse_seconds)
+        audit = AuditLog(cfg.audit.path, door_id=cfg.door.id or None, max_bytes=cfg.audit.max_bytes, keep=cfg.audit.keep,
+                         key_file=cfg.audit.key_file)
         challenge = (ChallengeSettings(cfg.liveness.turn_yaw, cfg.liveness.challenge_s)
                      if cfg.liveness.mode == "challenge" else None)
-        return cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit, liveness=liveness,
-                   challenge=challenge)
+        return cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit, challenge=challenge)
 
     # -- inputs ---------------------------------------------------------------------------------
     def claim(self, badge: str) -> str:
@@ -198,7 +203,7 @@ class DoorApp:
         """An identity accept stands only on a live frame; otherwise it becomes a reject that names the
         suspected attack (no person: the attacker is nobody), so k accepts need k live frames and attacks
         count towards the lockout like any failure."""
-        live = self.liveness.check(frame, box)
+        live = self.pipeline.liveness.check(frame, box)
         self.status["liveness"] = round(live.score, 4)
         return (result, False) if live.live else (refused_as_attack(result, live), True)
 

@@ -1,4 +1,4 @@
-"""The face pipeline: detect -> align -> quality gates -> embed -> L2-normalise.
+"""The face pipeline: detect -> align -> quality gates -> [liveness] -> embed -> L2-normalise.
 
 A short public API in the spirit of face_recognition's api.py::
 
@@ -6,6 +6,11 @@ A short public API in the spirit of face_recognition's api.py::
     pipe = Pipeline.from_config("door.toml")      # or Pipeline.from_config() for the defaults
     results = pipe.faces(image)                    # every face with its quality report
     probe = pipe.embed(image)                      # the subject's embedding, or NoFaceError(reasons)
+    pipe = Pipeline.from_config(liveness=load_liveness())
+    probe = pipe.embed(image, check_liveness=True) # ... and probe.liveness: live person or photo/screen?
+
+The liveness stage is optional and held by the pipeline (the door, verify/identify and enrolment all
+use the same one); its settings are the door's `[liveness]` section, not `[pipeline]`.
 
 Configuration is data (TOML or a dict), never code.
 """
@@ -25,6 +30,7 @@ from facegate.edge.detect.face import pick_face
 from facegate.edge.errors import NoFaceError
 from facegate.edge.face.align import align_face
 from facegate.edge.face.embed import Embedder
+from facegate.edge.face.liveness import LivenessChecker, LivenessResult
 from facegate.edge.face.quality import QualityConfig, QualityReport, assess
 from facegate.edge.images import as_rgb_uint8
 from facegate.edge.registry import DEFAULT_DETECTOR, get_embedder, load_detector
@@ -81,18 +87,22 @@ class Embedding:
     face: Face
     quality: QualityReport
     timings_ms: dict[str, float]
+    liveness: LivenessResult | None = None      # set when the embed call asked for the liveness stage
 
 
 class Pipeline:
-    """Detector + embedder + quality gates, configured once, used per frame."""
+    """Detector + embedder + quality gates (+ an optional liveness stage), configured once, used per frame."""
 
-    def __init__(self, detector: MTCNN, embedder: Embedder, config: PipelineConfig = PipelineConfig()) -> None:
+    def __init__(self, detector: MTCNN, embedder: Embedder, config: PipelineConfig = PipelineConfig(),
+                 liveness: LivenessChecker | None = None) -> None:
         self.detector = detector
         self.embedder = embedder
         self.config = config
+        self.liveness = liveness
 
     @classmethod
-    def from_config(cls, config: PipelineConfig | str | Path | dict | None = None, **overrides) -> "Pipeline":
+    def from_config(cls, config: PipelineConfig | str | Path | dict | None = None, *,
+                    liveness: LivenessChecker | None = None, **overrides) -> "Pipeline":
         if config is None:
             config = PipelineConfig()
         elif isinstance(config, (str, Path)):
@@ -105,7 +115,7 @@ class Pipeline:
         detector = load_detector(config.detector, fmt=config.detector_format, threads=detector_threads,
                                  config=config.cascade_config(), backend=config.detector_backend)
         embedder = get_embedder(config.embedder, threads=config.threads, backend=config.backend)
-        return cls(detector, embedder, config)
+        return cls(detector, embedder, config, liveness)
 
     def crop(self, image: np.ndarray, face: Face) -> np.ndarray:
         """The face aligned the way the embedder's card asks (what enrolment stores as a crop)."""
@@ -126,9 +136,16 @@ class Pipeline:
             out.append(FaceResult(face, crop, self.faces_quality(image, face, crop)))
         return out
 
-    def embed(self, image: np.ndarray, require_quality: bool = True) -> Embedding:
+    def check_liveness(self, image: np.ndarray, face: Face) -> LivenessResult:
+        """The liveness stage on one detected face (its nets crop the frame around the box)."""
+        if self.liveness is None:
+            raise ValueError("this pipeline has no liveness stage (Pipeline(..., liveness=load_liveness()))")
+        return self.liveness.check(image, face.box)
+
+    def embed(self, image: np.ndarray, require_quality: bool = True, check_liveness: bool = False) -> Embedding:
         """The subject face's embedding. Raises NoFaceError (with the reasons) if there is no
-        face, or the subject fails a quality gate and `require_quality` is set."""
+        face, or the subject fails a quality gate and `require_quality` is set. With `check_liveness`
+        the liveness stage runs too (the result says live or not; deciding is the caller's)."""
         image = as_rgb_uint8(image)
         t0 = time.perf_counter()
         faces = self.detector.detect(image)
@@ -141,10 +158,14 @@ class Pipeline:
         t2 = time.perf_counter()
         if require_quality and not report.ok:
             raise NoFaceError("face rejected: " + "; ".join(report.reasons))
-        vector = self.embedder.embed(crop[None])[0]
+        live = self.check_liveness(image, face) if check_liveness else None
         t3 = time.perf_counter()
-        timings = {"detect": 1000 * (t1 - t0), "align_quality": 1000 * (t2 - t1), "embed": 1000 * (t3 - t2)}
-        return Embedding(vector, face, report, {k: round(v, 2) for k, v in timings.items()})
+        vector = self.embedder.embed(crop[None])[0]
+        t4 = time.perf_counter()
+        timings = {"detect": 1000 * (t1 - t0), "align_quality": 1000 * (t2 - t1), "embed": 1000 * (t4 - t3)}
+        if check_liveness:
+            timings["liveness"] = 1000 * (t3 - t2)
+        return Embedding(vector, face, report, {k: round(v, 2) for k, v in timings.items()}, live)
 
     def embed_faces(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         image = as_rgb_uint8(image)
