@@ -1,10 +1,12 @@
-"""`facegate calibrate thresholds|detector`: decision thresholds into a model's card, and a detector set's
-cascade thresholds searched on its training images."""
+"""`facegate calibrate thresholds|detector|liveness`: decision thresholds into a model's card, a detector
+set's cascade thresholds searched on its training images, and a door camera's own liveness threshold."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+from facegate.edge.errors import DatasetError
 
 
 def cmd_thresholds(args) -> int:
@@ -64,8 +66,55 @@ def _add_detector(cals) -> None:
     de.set_defaults(func=cmd_detector)
 
 
+def cmd_liveness(args) -> int:
+    from facegate.calibration.liveness_threshold import site_threshold
+    from facegate.edge.images import list_images
+    from facegate.edge.registry import DEFAULT_LIVENESS, load_detector, load_liveness
+
+    def images(folder: Path | None) -> list[Path]:
+        if folder is None:
+            return []
+        if not folder.is_dir():
+            raise DatasetError(f"{folder} is not a folder of images")
+        return list_images(folder)
+    checker = load_liveness(args.set or DEFAULT_LIVENESS, threads=args.threads)
+    r = site_threshold(checker, load_detector(), images(args.live), images(args.spoof), args.bpcer,
+                       progress=not args.no_progress)
+    print(f"{r['live_faces']} live faces ({r['live_without_face']} images without a face): at the card threshold "
+          f"{r['card_threshold']:.3f} {100 * r['bpcer_at_card_threshold']:.1f}% of them are refused; at "
+          f"{r['threshold']:.4f}, {100 * r['bpcer']:.1f}%")
+    if "apcer" in r:
+        print(f"attacks: {r['attacks_accepted']} of {r['attacks']} accepted at {r['threshold']:.4f} "
+              f"(APCER {100 * r['apcer']:.1f}%; {r['attacks_without_face']} without a face)")
+    for warning in r["warnings"]:
+        print(f"warning: {warning}")
+    print(f"\nfor this camera's door.toml:\n[liveness]\nset = \"{args.set or DEFAULT_LIVENESS}\"\n"
+          f"threshold = {r['threshold']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({**r, "set": args.set or DEFAULT_LIVENESS, "command": args.command_line},
+                                       indent=2) + "\n")
+    return 0
+
+
+def _add_liveness(cals) -> None:
+    lv = cals.add_parser("liveness", help="a door camera's own liveness threshold from its live frames")
+    lv.add_argument("--live", type=Path, required=True, help="folder of the door camera's frames of real people")
+    lv.add_argument("--spoof", type=Path, default=None, help="folder of attack frames of that camera, if any "
+                    "(reported, never used to set the threshold)")
+    lv.add_argument("--set", default=None, help="liveness set (default minifasnet-fp16; minifasnet-published-fp16 "
+                    "generalises better to new cameras once calibrated)")
+    lv.add_argument("--bpcer", type=float, default=0.05, help="share of live faces the threshold may refuse")
+    lv.add_argument("--threads", type=int, default=None)
+    lv.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
+    lv.add_argument("--no-progress", action="store_true")
+    lv.set_defaults(func=cmd_liveness)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    cal = sub.add_parser("calibrate", help="calibrate decision thresholds (embedder cards, detector cascades)")
+    cal = sub.add_parser("calibrate", help="calibrate decision thresholds (embedder cards, detector cascades, "
+                         "a door camera's liveness threshold)")
     cals = cal.add_subparsers(dest="calibrate_cmd", required=True)
     _add_thresholds(cals)
     _add_detector(cals)
+    _add_liveness(cals)

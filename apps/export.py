@@ -45,8 +45,9 @@ def _export_liveness(args) -> int:
     """A liveness set from the checkpoints of `facegate liveness train --work W` (both nets, one precision)."""
     from facegate.convert.datasets import shared_datasets
     from facegate.convert.pad.export import INT8_FLOAT_OPS, export_trained
-    if args.source_work is None:
-        raise UsageError("--task liveness needs --from WORK: the --work folder of `facegate liveness train`")
+    if args.source_work is None and not args.published:
+        raise UsageError("--task liveness needs --from WORK (the --work folder of `facegate liveness train`) "
+                         "or --published (the MiniFASNet weights as published)")
     fmt = {"android": "tflite"}.get(args.format, args.format)
     precision = LIVENESS_PRECISION.get((fmt, args.quant))
     if precision is None:
@@ -54,7 +55,15 @@ def _export_liveness(args) -> int:
     pad = args.data or shared_datasets() / "pad_dev"
     float_ops = tuple(op.upper() for op in args.float_ops) if args.float_ops else INT8_FLOAT_OPS
     out_root = args.out or Path("runs") / "export"
-    licence = shared_datasets().parent / "pretrained" / "minifasnet" / "LICENSE"
+    weights = shared_datasets().parent / "pretrained" / "minifasnet"
+    licence = weights / "LICENSE"
+    if args.published:
+        from facegate.convert.pad.export import export_published
+        set_name = args.set_name if args.set_name != "minifasnet" else "minifasnet-published"
+        parity = export_published(weights, pad, out_root, set_name, (precision,), command=args.command_line)
+        print(f"set: {out_root / (set_name + '-' + precision)} (threshold: the authors' rule; set a camera's "
+              "own with `facegate calibrate liveness`)")
+        return 0
     parity = export_trained(args.source_work, pad, out_root, args.set_name, (precision,), float_ops,
                             licence=licence if licence.is_file() else None, command=args.command_line)
     for key, value in parity.items():
@@ -71,6 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--from", dest="source_work", type=Path, default=None,
                      help="--task liveness: the --work folder of `facegate liveness train` (checkpoints, report)")
     exp.add_argument("--set-name", default="minifasnet", help="--task liveness: the set folder is <name>-<precision>")
+    exp.add_argument("--published", action="store_true", help="--task liveness: the MiniFASNet pair as published "
+                     "(not fine-tuned; for sites that run `facegate calibrate liveness`)")
     exp.add_argument("--model", help="registered model (facenet-teacher) or .keras file with card")
     exp.add_argument("--format", default="tflite", help="tflite|onnx|coreml|saved_model (aliases android, ios)")
     exp.add_argument("--quant", default="fp32", help="fp32|fp16|dynamic|int8 (what the format allows)")

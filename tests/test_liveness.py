@@ -202,3 +202,48 @@ def test_the_fine_tuning_loss_and_its_keep_pretrained_term():
     soft = np.array([[1.0, 0.5, 0.9], [0.0, 0.5, 0.2]], np.float32)
     extra = -0.5 * ((0.9 * np.log(0.8) + 0.1 * np.log(0.2)) + (0.2 * np.log(0.4) + 0.8 * np.log(0.6))) / 2
     assert float(_live_bce(soft, probs)) == pytest.approx(plain + extra, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_the_published_set_is_committed_with_its_own_rule_and_numbers(validation_faces):
+    """The published MiniFASNet pair (not fine-tuned) through the edge runtime keeps the numbers its card
+    states on the held-out validation split, at the authors' rule."""
+    from facegate.edge.registry import load_liveness
+    checker = load_liveness("minifasnet-published-fp16")
+    card = checker.nets[0].card
+    assert checker.threshold == 0.5 and card.quantization == "fp16" and "as published" in card.source
+    stated = card.accuracy["published_rule"]
+    results = [(s, checker.check(rgb, box)) for s, rgb, box in validation_faces]
+    assert 1 - np.mean([r.live for s, r in results if s.live]) <= stated["bpcer"] + 0.03
+    assert np.mean([r.live for s, r in results if not s.live]) <= stated["apcer"] + 0.03
+
+
+@pytest.mark.slow
+def test_calibrate_liveness_sets_a_cameras_threshold_from_its_live_frames(tmp_path, capsys):
+    """`facegate calibrate liveness`: the threshold refuses at most the target share of the camera's live
+    faces, attacks are only reported, the printed threshold is one the door configuration accepts."""
+    from facegate.apps.cli import main
+    from facegate.convert.pad.data import load_pad_dev, subject_split
+    from facegate.edge.door.config import LivenessConfig
+    if not (PAD / "labels.tsv").is_file():
+        pytest.skip(f"pad_dev not found under {PAD}")
+    _, val = subject_split(load_pad_dev(PAD))
+    nuaa = [s for s in val if s.source == "nuaa"]
+    for kind, picked in (("live", [s for s in nuaa if s.live][:12]), ("spoof", [s for s in nuaa if not s.live][:8])):
+        (tmp_path / kind).mkdir()
+        for s in picked:
+            os.symlink(s.path, tmp_path / kind / s.path.name)
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", "liveness", "--live", str(tmp_path / "live"), "--spoof", str(tmp_path / "spoof"),
+                 "--set", "minifasnet-published-fp16", "--bpcer", "0.1", "--out", str(out), "--no-progress"]) == 0
+    r = json.loads(out.read_text())
+    assert r["live_faces"] + r["live_without_face"] == 12 and r["attacks"] == 8
+    assert r["bpcer"] <= 0.1 and r["card_threshold"] == 0.5
+    assert any("at least 100" in w for w in r["warnings"])          # 12 faces are not enough, and it says so
+    LivenessConfig(threshold=r["threshold"])                         # the door takes it
+    printed = capsys.readouterr().out
+    assert f"threshold = {r['threshold']}" in printed and 'set = "minifasnet-published-fp16"' in printed
+    (tmp_path / "empty").mkdir()
+    assert main(["calibrate", "liveness", "--live", str(tmp_path / "empty"), "--no-progress"]) == 5
+    assert main(["calibrate", "liveness", "--live", str(tmp_path / "nowhere"), "--no-progress"]) == 5
+    assert "Traceback" not in capsys.readouterr().err

@@ -136,3 +136,37 @@ def export_trained(work: Path, pad_dir: Path, out_root: Path, set_name: str = "m
     return export_set(models, out_root, set_name, threshold, accuracy, reps,
                       {n: source_line(n) + f"; fine-tuned on pad_dev, {epochs} epochs" for n in models},
                       licence=licence, precisions=precisions, float_ops=float_ops)
+
+
+#: the published nets' own decision rule (Silent-Face-Anti-Spoofing's test.py: live when the live class
+#: wins the fused 3-way softmax; a live probability above 0.5 always wins)
+PUBLISHED_THRESHOLD = 0.5
+
+
+def export_published(weights_dir: Path, pad_dir: Path, out_root: Path, set_name: str = "minifasnet-published",
+                     precisions: tuple[str, ...] = ("fp16",), command: str = "") -> dict:
+    """The published MiniFASNet pair as imported (no fine-tuning), for sites that set their own threshold
+    (`facegate liveness calibrate`): a new camera is where these nets beat the fine-tuned ones
+    (docs/benchmarks.md, leave one source out). The card states the authors' rule and what it measured on
+    pad_dev's subject-disjoint validation split."""
+    from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
+    from facegate.convert.pad.finetune import crops, load_images
+    from facegate.convert.pad.metrics import pad_metrics
+    from facegate.convert.pad.minifasnet import pretrained
+    from facegate.convert.pad.scorers import fused_scores
+    from facegate.edge.registry import load_detector
+    models = {name: pretrained(name, weights_dir) for name in PRETRAINED}
+    train, val = subject_split(load_pad_dev(pad_dir))
+    firsts = train[:250]
+    boxes = face_boxes(firsts + val, load_detector())
+    images = load_images(firsts + val)
+    reps = {name: crops(images, firsts, boxes, scale)[0][:200] for name, (_, scale) in models.items()}
+    scores = fused_scores(models, images, val, boxes)
+    metrics = pad_metrics(scores, np.array([s.live for s in val]), [s.attack for s in val], PUBLISHED_THRESHOLD)
+    accuracy = {"dataset": "pad_dev (NUAA, MSU-MFSD, CelebA-Spoof sample)",
+                "split": f"subject-disjoint validation ({len(val)} images), never trained on",
+                "threshold_rule": "the authors' (live class wins); set a site's own with `facegate liveness calibrate`",
+                "published_rule": metrics, "command": command}
+    return export_set(models, out_root, set_name, PUBLISHED_THRESHOLD, accuracy, reps,
+                      {n: source_line(n) + "; as published (not fine-tuned)" for n in models},
+                      licence=weights_dir / "LICENSE", precisions=precisions)

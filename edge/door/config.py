@@ -90,7 +90,8 @@ class LivenessConfig:
 
     enabled: bool = True                 # false: a printed photo of a member opens the door (warned at start)
     set: str = "minifasnet-fp16"         # committed set name or a folder of liveness models with cards
-    threshold: float | None = within(None, 0.01, 0.99)   # default: the set's card
+    threshold: float | None = within(None, 0.001, 0.999)  # default: the set's card; a camera's own from
+                                                          # `facegate calibrate liveness`
     mode: str = "passive"                # 'passive', or 'challenge': after the accept, turn the head both ways
     challenge_s: float = within(8.0, 2, 60)              # time to follow both prompts
     turn_yaw: float = within(0.25, 0.1, 1.0)             # |yaw| (nose offset / eye distance) that counts as a turn
