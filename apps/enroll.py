@@ -26,8 +26,7 @@ def cmd_enroll(args) -> int:
         source = open_source(CameraConfig(args.source, args.device, fps=15.0))
         try:
             print(f"enrolling {args.name}: look at the camera")
-            vectors, raw_crops = best_camera_frames(pipe, source.frames(), args.keep, args.max_frames, say=print,
-                                                    liveness=pipe.liveness)
+            vectors, raw_crops = best_camera_frames(pipe, source.frames(), args.keep, args.max_frames, say=print)
         finally:
             source.close()
         if not vectors:

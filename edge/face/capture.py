@@ -23,12 +23,12 @@ def encode_crop(crop: np.ndarray) -> bytes:
 
 
 def best_camera_frames(pipe, frames, keep: int, max_frames: int,
-                       say: Callable[[str], None] = log.info, liveness=None) -> tuple[list, list]:
+                       say: Callable[[str], None] = log.info) -> tuple[list, list]:
     """Enrollment station: watch the camera, tell the person what to fix (the quality gate's
     reason, at most once per distinct message in a row), and keep the `keep` best views that pass
-    every gate (bigger, sharper, more frontal first). Near-identical views are kept once. With a
-    LivenessChecker, a view the nets call a photo or a screen is never kept, and if the camera saw
-    only such views, PresentationAttackError: nobody enrols a photo of someone else."""
+    every gate (bigger, sharper, more frontal first). Near-identical views are kept once. When the
+    pipeline has a liveness stage, a view the nets call a photo or a screen is never kept, and if the
+    camera saw only such views, PresentationAttackError: nobody enrols a photo of someone else."""
     candidates = []  # (merit, vector, crop)
     last_hint = None
     attacks = 0
@@ -41,7 +41,7 @@ def best_camera_frames(pipe, frames, keep: int, max_frames: int,
         else:
             crop = pipe.crop(frame, face)
             report = pipe.faces_quality(frame, face)
-            live = liveness.check(frame, face.box) if report.ok and liveness is not None else None
+            live = pipe.check_liveness(frame, face) if report.ok and pipe.liveness is not None else None
             if live is not None and not live.live:
                 attacks += 1
                 hint = "this looks like a photo or a screen: the person must stand at the camera"
