@@ -24,8 +24,9 @@ from facegate.convert.pad.scorers import PadScorer
 log = logging.getLogger(__name__)
 
 
-def judge(scorer: PadScorer, scores: np.ndarray, samples: list[PadSample]) -> dict:
-    """Every number of one scorer on one set of samples (at its threshold, and threshold-free)."""
+def judge(scorer: PadScorer, scores: np.ndarray, samples: list[PadSample], det: bool = False) -> dict:
+    """Every number of one scorer on one set of samples (at its threshold, and threshold-free); with
+    `det`, the DET points too (under "det", for the plot)."""
     live, attacks = np.array([s.live for s in samples]), [s.attack for s in samples]
     m = pad_metrics(scores, live, attacks, scorer.threshold)
     out = {"model": scorer.name, "threshold": round(float(scorer.threshold), 4),
@@ -34,7 +35,7 @@ def judge(scorer: PadScorer, scores: np.ndarray, samples: list[PadSample]) -> di
            "attacks": m["attacks"], "no_face_live": m["no_face_live"], "no_face_attack": m["no_face_attack"]}
     if live.any() and (~live).any():
         curves = pad_curves(scores, live, attacks)
-        out.update({k: v for k, v in curves.items() if k != "det"})
+        out.update({k: v for k, v in curves.items() if det or k != "det"})
     return out
 
 
@@ -123,16 +124,15 @@ def evaluate_pad(samples: list[PadSample], scorers: list[PadScorer], detector, o
     boxes = face_boxes(samples, detector, cache, progress=progress)
     images = load_images(samples)
     rows = [(scorer, scorer.scores(images, samples, boxes)) for scorer in scorers]
-    live, attacks = np.array([s.live for s in samples]), [s.attack for s in samples]
-    judged = [judge(scorer, scores, samples) | {"per_source": per_source(scorer, scores, samples)}
+    live = np.array([s.live for s in samples])
+    judged = [judge(scorer, scores, samples, det=True) | {"per_source": per_source(scorer, scores, samples)}
               for scorer, scores in rows]
+    curves = {r["model"]: r.pop("det") for r in judged if "det" in r}
     result = {"data": title, "images": len(samples), "images_without_face": sum(boxes.get(s.key) is None
                                                                                 for s in samples),
               "detector": getattr(detector, "name", type(detector).__name__), **judged[0],
               "baselines": judged[1:], "command": command}
     out.mkdir(parents=True, exist_ok=True)
-    curves = {scorer.name: pad_curves(scores, live, attacks)["det"] for scorer, scores in rows
-              if live.any() and (~live).any()}
     plot_det(curves, title, out / "pad_det.png")
     plot_histograms(rows, samples, out / "pad_hist.png")
     md = [f"# Presentation attack detection — {title}", "", f"{len(samples)} images ({int(live.sum())} live, "
