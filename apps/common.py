@@ -125,3 +125,10 @@ def pad_recipe(args):
     from facegate.convert.pad.finetune import FinetuneConfig
     given = {"learning_rate": args.lr, "train_layers": args.train_layers, "keep_pretrained": args.keep_pretrained}
     return FinetuneConfig(**{k: v for k, v in given.items() if v is not None})
+
+
+def pad_data_paths(pad_dir: Path | None = None, weights: Path | None = None) -> tuple[Path, Path]:
+    """pad_dev and the MiniFASNet weights: as given, else from ../shared (liveness train, eval pad, export)."""
+    from facegate.convert.datasets import shared_datasets
+    return (Path(pad_dir) if pad_dir else shared_datasets() / "pad_dev",
+            Path(weights) if weights else shared_datasets().parent / "pretrained" / "minifasnet")

@@ -11,6 +11,7 @@ from facegate.apps.common import (
     add_output_args,
     add_pad_recipe_args,
     detector_from_args,
+    pad_data_paths,
     pad_recipe,
 )
 from facegate.edge.errors import DatasetError
@@ -108,13 +109,11 @@ def cmd_celebrity5(args) -> int:
 def cmd_pad(args) -> int:
     import numpy as np
 
-    from facegate.convert.datasets import shared_datasets
     from facegate.convert.evaluate import pad as pad_eval
     from facegate.convert.pad import scorers
     from facegate.convert.pad.data import load_pad_folder
 
-    data = Path(args.data) if args.data else shared_datasets() / "pad_dev"
-    weights = Path(args.weights) if args.weights else shared_datasets().parent / "pretrained" / "minifasnet"
+    data, weights = pad_data_paths(args.data, args.weights)
     samples = load_pad_folder(data)
     if args.max_images:                            # a quick run: every kind of sample, fewer of each
         keep = np.random.default_rng(0).choice(len(samples), min(args.max_images, len(samples)), replace=False)
@@ -133,8 +132,7 @@ def cmd_pad(args) -> int:
         r = pad_eval.evaluate_pad_loso(samples, weights, baselines, detector, out, data.name, args.command_line,
                                        args.epochs, args.bpcer, cfg=pad_recipe(args), cache=cache,
                                        progress=not args.no_progress)
-        def pct(v: float | None) -> str:
-            return "n/a" if v is None else f"{100 * v:.1f}%"
+        pct = pad_eval.pct
         for e in r["scorers"]:
             folds = ", ".join(f"{k} {pct(v['acer'])}" for k, v in e["folds"].items())
             print(f"{e['model']} ({e['threshold_source']}): mean ACER {pct(e['mean_acer'])} ({folds})")
@@ -145,8 +143,7 @@ def cmd_pad(args) -> int:
     r = pad_eval.evaluate_pad(samples, [scorers.shipped(args.set, threads=args.threads), *baselines], detector,
                               out, title, args.command_line, cache=cache,
                               progress=not args.no_progress)
-    def pct(v: float | None) -> str:
-        return "n/a" if v is None else f"{100 * v:.1f}%"
+    pct = pad_eval.pct
     for m in [r, *r["baselines"]]:
         print(f"{m['model']} at {m['threshold']:.3f} ({m['threshold_source']}): ACER {pct(m['acer'])}, "
               f"BPCER {pct(m['bpcer'])}, APCER worst {pct(m['apcer_worst'])}, AUC {m.get('auc', 'n/a')}")

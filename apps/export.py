@@ -43,7 +43,7 @@ LIVENESS_PRECISION = {("tflite", "fp16"): "fp16", ("tflite", "int8"): "int8", ("
 
 def _export_liveness(args) -> int:
     """A liveness set from the checkpoints of `facegate liveness train --work W` (both nets, one precision)."""
-    from facegate.convert.datasets import shared_datasets
+    from facegate.apps.common import pad_data_paths
     from facegate.convert.pad.export import INT8_FLOAT_OPS, export_trained
     if args.source_work is None and not args.published:
         raise UsageError("--task liveness needs --from WORK (the --work folder of `facegate liveness train`) "
@@ -52,10 +52,9 @@ def _export_liveness(args) -> int:
     precision = LIVENESS_PRECISION.get((fmt, args.quant))
     if precision is None:
         raise UsageError(f"a liveness set exports as tflite fp16, tflite int8 or onnx fp32, not {fmt} {args.quant}")
-    pad = args.data or shared_datasets() / "pad_dev"
+    pad, weights = pad_data_paths(args.data)
     float_ops = tuple(op.upper() for op in args.float_ops) if args.float_ops else INT8_FLOAT_OPS
     out_root = args.out or Path("runs") / "export"
-    weights = shared_datasets().parent / "pretrained" / "minifasnet"
     licence = weights / "LICENSE"
     if args.published:
         from facegate.convert.pad.export import export_published

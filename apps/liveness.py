@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facegate.apps.common import add_pad_recipe_args, emit, pad_recipe
+from facegate.apps.common import add_pad_recipe_args, emit, pad_data_paths, pad_recipe
 from facegate.edge.errors import EXIT_OK, EXIT_REJECT, NoFaceError
 
 
@@ -28,16 +28,9 @@ def cmd_check(args) -> int:
     return worst
 
 
-def _pad_and_weights(args) -> tuple[Path, Path]:
-    """pad_dev and the MiniFASNet weights: as given, else from ../shared."""
-    from facegate.convert.datasets import shared_datasets
-    return (args.pad_dir or shared_datasets() / "pad_dev",
-            args.weights or shared_datasets().parent / "pretrained" / "minifasnet")
-
-
 def cmd_train(args) -> int:
     from facegate.convert.pad.train import train_liveness_set
-    pad, weights = _pad_and_weights(args)
+    pad, weights = pad_data_paths(args.pad_dir, args.weights)
     report = train_liveness_set(pad, weights, args.out_root, args.work, args.epochs, args.bpcer, args.max_images,
                                 args.set_name, tuple(args.precision), command=args.command_line, cfg=pad_recipe(args))
     m, p = report["fine_tuned"], report["pretrained"]
@@ -54,7 +47,7 @@ def cmd_train(args) -> int:
 def cmd_crossval(args) -> int:
     from facegate.convert.pad.train import crossval_source
     from facegate.edge.registry import DEFAULT_LIVENESS, load_liveness
-    pad, weights = _pad_and_weights(args)
+    pad, weights = pad_data_paths(args.pad_dir, args.weights)
     threshold = args.threshold if args.threshold is not None else load_liveness(DEFAULT_LIVENESS).threshold
     report = crossval_source(pad, weights, args.work, threshold, args.source, args.folds, args.epochs,
                              command=args.command_line, max_images=args.max_images, cfg=pad_recipe(args))

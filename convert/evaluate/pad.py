@@ -48,16 +48,17 @@ def per_source(scorer: PadScorer, scores: np.ndarray, samples: list[PadSample]) 
     return out
 
 
-def _pct(v: float | None) -> str:
+def pct(v: float | None) -> str:
+    """A fraction as a percentage, 'n/a' where there is none (a set without live images has no BPCER)."""
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
 def _row(r: dict) -> str:
-    return (f"| {r['model']} | {r['threshold']:.3f} ({r['threshold_source']}) | {_pct(r['acer'])} | "
-            f"{_pct(r['bpcer'])} | {_pct(r['apcer_worst'])} | "
-            + ", ".join(f"{k} {_pct(v['apcer'])} of {v['n']}" for k, v in r["apcer_per_type"].items())
-            + f" | {_pct(r.get('bpcer_at_apcer_1pct'))} | {_pct(r.get('bpcer_at_apcer_5pct'))} | "
-            f"{r.get('auc', 'n/a')} | {_pct(r.get('eer'))} |")
+    return (f"| {r['model']} | {r['threshold']:.3f} ({r['threshold_source']}) | {pct(r['acer'])} | "
+            f"{pct(r['bpcer'])} | {pct(r['apcer_worst'])} | "
+            + ", ".join(f"{k} {pct(v['apcer'])} of {v['n']}" for k, v in r["apcer_per_type"].items())
+            + f" | {pct(r.get('bpcer_at_apcer_1pct'))} | {pct(r.get('bpcer_at_apcer_5pct'))} | "
+            f"{r.get('auc', 'n/a')} | {pct(r.get('eer'))} |")
 
 
 HEADER = ("| model | threshold | ACER | BPCER | APCER (worst type) | APCER per type | BPCER @ APCER 1% | "
@@ -141,8 +142,8 @@ def evaluate_pad(samples: list[PadSample], scorers: list[PadScorer], detector, o
     md += [_row(r) for r in judged]
     md += ["", "Per source (headline model):", "", "| source | live | attacks | ACER | BPCER | APCER (worst) |",
            "|---|---|---|---|---|---|"]
-    md += [f"| {src} | {m['live']} | {m['attacks']} | {_pct(m['acer'])} | {_pct(m['bpcer'])} | "
-           f"{_pct(m['apcer_worst'])} |" for src, m in judged[0]["per_source"].items()]
+    md += [f"| {src} | {m['live']} | {m['attacks']} | {pct(m['acer'])} | {pct(m['bpcer'])} | "
+           f"{pct(m['apcer_worst'])} |" for src, m in judged[0]["per_source"].items()]
     md += ["", "![DET](pad_det.png)", "", "![histograms](pad_hist.png)", "", f"`{command}`", ""]
     write_outputs(out, "pad", result, "\n".join(md))
     return result
@@ -186,9 +187,9 @@ def evaluate_pad_loso(samples: list[PadSample], weights_dir: Path, baselines: li
           "| model | threshold | " + " | ".join(f"{s}: ACER (BPCER / APCER worst)" for s in sources)
           + " | mean ACER |", "|---|---|" + "---|" * len(sources) + "---|"]
     for e in table.values():
-        cells = [f"{_pct(e['folds'][s]['acer'])} ({_pct(e['folds'][s]['bpcer'])} / "
-                 f"{_pct(e['folds'][s]['apcer_worst'])})" for s in sources]
-        md.append(f"| {e['model']} | {e['threshold_source']} | " + " | ".join(cells) + f" | {_pct(e['mean_acer'])} |")
+        cells = [f"{pct(e['folds'][s]['acer'])} ({pct(e['folds'][s]['bpcer'])} / "
+                 f"{pct(e['folds'][s]['apcer_worst'])})" for s in sources]
+        md.append(f"| {e['model']} | {e['threshold_source']} | " + " | ".join(cells) + f" | {pct(e['mean_acer'])} |")
     md += ["", f"`{command}`", ""]
     write_outputs(out, "pad_loso", result, "\n".join(md))
     return result
