@@ -84,6 +84,14 @@ def export_set(models: dict[str, tuple], out_root: Path, set_name: str, threshol
     return parity
 
 
+def representative_crops(models: dict[str, tuple], images: dict, samples: list, boxes: dict,
+                         n: int = 200) -> dict[str, np.ndarray]:
+    """Each net's clean crops of the first `n` samples with a face: the int8 calibration set and the
+    parity check of every export."""
+    from facegate.convert.pad.finetune import crops
+    return {name: crops(images, samples, boxes, scale)[0][:n] for name, (_, scale) in models.items()}
+
+
 def _representative(crops: np.ndarray):
     def generate():
         for x in crops[:200]:
@@ -107,7 +115,7 @@ def export_trained(work: Path, pad_dir: Path, out_root: Path, set_name: str = "m
     import keras
 
     from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
-    from facegate.convert.pad.finetune import crops, load_images
+    from facegate.convert.pad.finetune import load_images
     from facegate.edge.registry import load_detector
     report_path = work / "report.json"
     try:
@@ -128,9 +136,7 @@ def export_trained(work: Path, pad_dir: Path, out_root: Path, set_name: str = "m
         known = set(np.load(cache)["names"].astype(str))
         train = [s for s in train if s.key in known] or train
     boxes = face_boxes(train[:250], load_detector(), cache)
-    firsts = [s for s in train if boxes.get(s.key) is not None][:200]
-    images = load_images(firsts)
-    reps = {name: crops(images, firsts, boxes, scale)[0] for name, (_, scale) in models.items()}
+    reps = representative_crops(models, load_images(train[:250]), train[:250], boxes)
     if command:
         accuracy = {**accuracy, "export_command": command}
     return export_set(models, out_root, set_name, threshold, accuracy, reps,
@@ -146,11 +152,11 @@ PUBLISHED_THRESHOLD = 0.5
 def export_published(weights_dir: Path, pad_dir: Path, out_root: Path, set_name: str = "minifasnet-published",
                      precisions: tuple[str, ...] = ("fp16",), command: str = "") -> dict:
     """The published MiniFASNet pair as imported (no fine-tuning), for sites that set their own threshold
-    (`facegate liveness calibrate`): a new camera is where these nets beat the fine-tuned ones
+    (`facegate calibrate liveness`): a new camera is where these nets beat the fine-tuned ones
     (docs/benchmarks.md, leave one source out). The card states the authors' rule and what it measured on
     pad_dev's subject-disjoint validation split."""
     from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
-    from facegate.convert.pad.finetune import crops, load_images
+    from facegate.convert.pad.finetune import load_images
     from facegate.convert.pad.metrics import pad_metrics
     from facegate.convert.pad.minifasnet import pretrained
     from facegate.convert.pad.scorers import fused_scores
@@ -160,12 +166,12 @@ def export_published(weights_dir: Path, pad_dir: Path, out_root: Path, set_name:
     firsts = train[:250]
     boxes = face_boxes(firsts + val, load_detector())
     images = load_images(firsts + val)
-    reps = {name: crops(images, firsts, boxes, scale)[0][:200] for name, (_, scale) in models.items()}
+    reps = representative_crops(models, images, firsts, boxes)
     scores = fused_scores(models, images, val, boxes)
     metrics = pad_metrics(scores, np.array([s.live for s in val]), [s.attack for s in val], PUBLISHED_THRESHOLD)
     accuracy = {"dataset": "pad_dev (NUAA, MSU-MFSD, CelebA-Spoof sample)",
                 "split": f"subject-disjoint validation ({len(val)} images), never trained on",
-                "threshold_rule": "the authors' (live class wins); set a site's own with `facegate liveness calibrate`",
+                "threshold_rule": "the authors' (live class wins); set a site's own with `facegate calibrate liveness`",
                 "published_rule": metrics, "command": command}
     return export_set(models, out_root, set_name, PUBLISHED_THRESHOLD, accuracy, reps,
                       {n: source_line(n) + "; as published (not fine-tuned)" for n in models},

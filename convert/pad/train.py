@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
-from facegate.convert.pad.export import export_set, source_line
-from facegate.convert.pad.finetune import FinetuneConfig, crops, finetune, load_images, plot_history
+from facegate.convert.pad.export import export_set, representative_crops, source_line
+from facegate.convert.pad.finetune import FinetuneConfig, finetune, load_images, plot_history
 from facegate.convert.pad.metrics import pad_metrics, threshold_at_bpcer
 from facegate.convert.pad.minifasnet import pretrained
 from facegate.convert.pad.scorers import fused_scores
@@ -56,7 +56,7 @@ def train_liveness_set(pad_dir: Path, weights_dir: Path, out_root: Path, work: P
                 "target_bpcer": bpcer, "threshold_chosen_on": "the validation split (no separate test split)",
                 "fine_tuned": metrics, "pretrained_same_protocol": pre, "train_images": len(train),
                 "epochs": epochs, "command": command}
-    reps = {name: crops(images, train, boxes, scale)[0][:200] for name, (_, scale) in models.items()}
+    reps = representative_crops(models, images, train, boxes)
     parity = export_set(models, out_root, set_name, threshold, accuracy, reps,
                         {n: source_line(n) + f"; fine-tuned on pad_dev, {epochs} epochs" for n in NETS},
                         licence=weights_dir / "LICENSE", precisions=precisions)
