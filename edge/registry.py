@@ -42,7 +42,7 @@ def detector_dir(name: str = DEFAULT_DETECTOR) -> Path:
 
 #: the committed liveness sets (MiniFASNetV2 + V1SE fine-tuned on pad_dev), by precision; the default first
 #: fine-tuned on pad_dev (fp16 = the door's default), and the published nets as imported (for a site that
-#: calibrates its own threshold: `facegate liveness calibrate`)
+#: calibrates its own threshold: `facegate calibrate liveness`)
 LIVENESS_SETS = ("minifasnet-fp16", "minifasnet-int8", "minifasnet-fp32", "minifasnet-published-fp16")
 DEFAULT_LIVENESS = LIVENESS_SETS[0]
 
