@@ -39,6 +39,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "distill",     # distill embedder|compress|head|detector|export-detector|holdout|pack|import
     "teachers",    # teachers fetch|build|export-mtcnn
     "hardware",    # hardware profiles|bundle|selftest|emulate
+    "site",        # site init|serve
 )
 
 

@@ -40,6 +40,7 @@ EXIT_CODES: dict[int, str] = {
     15: "bundle cannot be built or does not match its checksums",
     16: "`hardware selftest` / `hardware emulate`: a check failed",
     17: "the aarch64 emulation cannot be prepared or started (qemu, debootstrap, wheels)",
+    18: "site server: the site folder, its store or its key cannot be used (`facegate site`)",
     130: "interrupted: Ctrl-C, or a signal stopped the door (after it locked the relay)",
 }
 
@@ -49,6 +50,7 @@ EXIT_CODES: dict[int, str] = {
 OS_ERROR_EXIT_BY_COMMAND: dict[str, int] = {
     "enroll": 7, "verify": 7, "identify": 7, "gallery": 7, "audit": 13, "door": 2, "detect": 3, "cluster": 3,
     "eval": 5, "distill": 5, "liveness": 5, "calibrate": 5, "bench": 5, "export": 4, "prune": 4, "teachers": 6, "hardware": 15,
+    "site": 18,
 }
 
 
@@ -182,3 +184,19 @@ class EmulationError(FacegateError):
     """The emulated aarch64 board cannot be prepared or started."""
 
     exit_code = 17
+
+
+class SiteError(FacegateError):
+    """The site folder, its store or its server key cannot be used."""
+
+    exit_code = 18
+
+
+class SiteRequestError(FacegateError):
+    """A site server request is refused (bad input, not allowed); `status` is the HTTP code it answers."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

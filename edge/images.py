@@ -74,29 +74,38 @@ def load_rgb(path: str | Path, max_megapixels: float | None = None) -> np.ndarra
         raise ImageError(f"expected an image file but got a folder: {path}")
     try:
         with open(path, "rb") as fh:
-            data = np.frombuffer(fh.read(), dtype=np.uint8)
+            data = fh.read()
     except OSError as exc:
         raise ImageError(f"image cannot be read ({exc.strerror}): {path}") from exc
-    if data.size == 0:
-        raise ImageError(f"image file is empty (0 bytes): {path}")
-    size = image_size(memoryview(data))   # the whole file, uncopied: EXIF/ICC can push a JPEG's size past 64 kB
+    return decode_rgb(data, str(path), max_megapixels)
+
+
+def decode_rgb(data: bytes, where: str, max_megapixels: float | None = None) -> np.ndarray:
+    """Decode image bytes (a file's, an upload's) as HxWx3 RGB uint8 with the same checks as
+    :func:`load_rgb`: size read from the header and refused above the limit before any decoding (a
+    decompression bomb never reaches the decoder), large JPEGs decoded at reduced scale. `where` names
+    the source in error messages."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if buf.size == 0:
+        raise ImageError(f"image file is empty (0 bytes): {where}")
+    size = image_size(memoryview(buf))   # the whole file, uncopied: EXIF/ICC can push a JPEG's size past 64 kB
     if size is None:
-        raise ImageError(f"not a readable image (corrupt, or not JPEG, PNG, BMP or WebP): {path}")
+        raise ImageError(f"not a readable image (corrupt, or not JPEG, PNG, BMP or WebP): {where}")
     limit = MAX_MEGAPIXELS if max_megapixels is None else max_megapixels
     megapixels = size[0] * size[1] / 1e6
     if megapixels > limit or min(size) <= 0:
-        raise ImageError(f"{path}: {size[0]}x{size[1]} pixels ({megapixels:.0f} MP) is over the {limit:g} MP limit "
+        raise ImageError(f"{where}: {size[0]}x{size[1]} pixels ({megapixels:.0f} MP) is over the {limit:g} MP limit "
                          "for one photo (set FACEGATE_MAX_MEGAPIXELS to change it)")
     flags = cv2.IMREAD_COLOR
-    if data[:2].tobytes() == b"\xff\xd8" and megapixels > DECODE_MEGAPIXELS:
+    if buf[:2].tobytes() == b"\xff\xd8" and megapixels > DECODE_MEGAPIXELS:
         for factor, reduced in ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4),
                                 (8, cv2.IMREAD_REDUCED_COLOR_8)):
             flags = reduced
             if megapixels / factor ** 2 <= DECODE_MEGAPIXELS:
                 break
-    bgr = cv2.imdecode(data, flags)
+    bgr = cv2.imdecode(buf, flags)
     if bgr is None:
-        raise ImageError(f"not a readable image (corrupt or unsupported format): {path}")
+        raise ImageError(f"not a readable image (corrupt or unsupported format): {where}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
 
 

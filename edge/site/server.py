@@ -1,0 +1,58 @@
+"""Running a site: the verification service for its embedder, and uvicorn serving the application.
+
+The embedder is loaded at start (its card gives the model binding of the site's templates and the
+thresholds); the detector and liveness nets load on the first request that sends an image, so a
+server that answers embeddings only never pays for them.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from facegate.edge.errors import SiteError
+from facegate.edge.gallery.matching import thresholds_from_card
+from facegate.edge.gallery.records import ModelBinding
+from facegate.edge.site.folder import Site
+from facegate.edge.site.verification import VerificationService
+from facegate.edge.site.web import Settings, create_app
+
+log = logging.getLogger(__name__)
+
+
+def make_service(site: Site, config=None, far: str = "1e-3", retry_far: str = "1e-2",
+                 liveness: bool = True) -> VerificationService:
+    """The verification service of `site` for the pipeline `config` (a PipelineConfig; default one)."""
+    from facegate.edge.face.pipeline import Pipeline, PipelineConfig
+    from facegate.edge.registry import get_embedder, load_liveness
+    config = config or PipelineConfig()
+    embedder = get_embedder(config.embedder, threads=config.threads, backend=config.backend)
+    binding = ModelBinding.for_embedder(embedder)
+    accept, retry = thresholds_from_card(embedder.card.thresholds, far, retry_far)
+
+    def pipeline() -> Pipeline:
+        full = Pipeline.from_config(replace(config), liveness=load_liveness(threads=config.threads) if liveness else None)
+        full.embedder = embedder          # one embedder instance: the binding above is the one it runs
+        return full
+    return VerificationService(site.store, site.sealer, binding, accept, retry, pipeline)
+
+
+def serve(site: Site, service: VerificationService, host: str = "127.0.0.1", port: int = 8443,
+          tls_cert: Path | None = None, tls_key: Path | None = None, settings: Settings | None = None) -> None:
+    """Serve until interrupted (uvicorn, one process: the store connection and the batcher live here)."""
+    import uvicorn
+    if (tls_cert is None) != (tls_key is None):
+        raise SiteError("give both --tls-cert and --tls-key, or neither")
+    for path in (tls_cert, tls_key):
+        if path is not None and not Path(path).is_file():
+            raise SiteError(f"TLS file not found: {path}")
+    settings = settings or Settings()
+    settings.tls = tls_cert is not None
+    app = create_app(site, service, settings)
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.tls:
+        log.warning("serving on %s without TLS: passwords and faces cross the network in clear; give --tls-cert "
+                    "and --tls-key", host)
+    scheme = "https" if settings.tls else "http"
+    log.info("site %s at %s://%s:%d/ (API docs at /docs)", site.site_id, scheme, host, port)
+    uvicorn.run(app, host=host, port=port, ssl_certfile=str(tls_cert) if tls_cert else None,
+                ssl_keyfile=str(tls_key) if tls_key else None, access_log=False, log_level="warning")
