@@ -16,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
+from facegate.edge.errors import DatasetError
+
 
 def _default_photo(photo: Path | None) -> Path:
     from facegate.edge.downloads import celebrity5_dir
@@ -160,6 +162,29 @@ def cmd_soak(args) -> int:
     return 0 if s["flat"] else EXIT_SELFTEST_FAILED
 
 
+#: a real camera frame of a live person (MSU-MFSD, in ../shared's pad_dev): what a door sends the API
+SITE_PHOTO = Path("pad_dev") / "live" / "msu_real_client002_android_SD_scene01.jpg"
+
+
+def cmd_site(args) -> int:
+    from facegate.convert.datasets import shared_datasets
+    from facegate.edge.bench.site import bench_site, markdown
+    photo = None
+    if not args.no_image:
+        photo = args.photo or shared_datasets() / SITE_PHOTO
+        if not photo.is_file():
+            raise DatasetError(f"no photo for identify-by-image: {photo} is missing; give --photo or --no-image")
+    result = bench_site(sizes=tuple(args.sizes), clients=args.clients, seconds=args.seconds,
+                        image_clients=args.image_clients, image_seconds=args.image_seconds, photo=photo)
+    result["command"] = args.command_line
+    table = markdown(result)
+    print(table)
+    if args.out:
+        args.out.with_suffix(".md").parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".md").write_text(f"`{args.command_line}`\n\n{table}")
+    return _write(result, args.out)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="speed benchmarks: pipeline stages, detector, embedder, gallery, peers")
     bs = b.add_subparsers(dest="bench_cmd", required=True)
@@ -200,6 +225,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     lv.add_argument("--photo", type=Path, default=None)
     lv.add_argument("--repeats", type=int, default=30)
     lv.set_defaults(func=cmd_liveness)
+    st = bs.add_parser("site", help="the site server's identify API under concurrent loopback clients, by embedding and "
+                       "by image, per gallery size")
+    st.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000], help="enrolled templates")
+    st.add_argument("--clients", type=int, default=16, help="concurrent keep-alive clients (by embedding)")
+    st.add_argument("--seconds", type=float, default=5.0, help="measured seconds per size (by embedding)")
+    st.add_argument("--image-clients", type=int, default=2)
+    st.add_argument("--image-seconds", type=float, default=5.0)
+    st.add_argument("--photo", type=Path, default=None,
+                    help="camera frame sent as is for identify-by-image (default: a live MSU-MFSD frame of pad_dev)")
+    st.add_argument("--no-image", action="store_true", help="skip identify-by-image")
+    st.add_argument("--out", type=Path, default=None, help="JSON result (and a .md table beside it)")
+    st.set_defaults(func=cmd_site)
     k = bs.add_parser("soak", help="a real door process on replayed frames for N minutes: memory, open files and "
                       "threads must stay flat (exit 16 if not)")
     k.add_argument("--minutes", type=float, default=60.0)

@@ -62,7 +62,7 @@ def cmd_serve(args) -> int:
     service = make_service(site, cfg, args.far, args.retry_far, liveness=not args.no_liveness)
     try:
         serve(site, service, args.host, args.port, args.tls_cert, args.tls_key,
-              Settings(check_liveness=not args.no_liveness))
+              Settings(check_liveness=not args.no_liveness), grpc_port=args.grpc_port)
     finally:
         site.close()
     return 0
@@ -85,6 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--port", type=int, default=8443)
     v.add_argument("--tls-cert", type=Path, default=None, help="certificate (PEM) to serve HTTPS")
     v.add_argument("--tls-key", type=Path, default=None, help="its private key (PEM)")
+    v.add_argument("--grpc-port", type=int, default=None,
+                   help="also serve the gRPC verification service on this port (proto: edge/site/proto)")
     v.add_argument("--db", default=None, help="the PostgreSQL URL the site was created with (default: its SQLite)")
     v.add_argument("--config", type=Path, default=None, help="TOML file with a [pipeline] section")
     v.add_argument("--embedder", default=None, help="embedding model (default: the installed default)")

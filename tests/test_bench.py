@@ -131,3 +131,22 @@ def test_bench_liveness_times_each_committed_set(tmp_path, capsys):
     assert [r["set"] for r in rows] == ["minifasnet-fp16", "minifasnet-int8", "minifasnet-fp32"]
     assert all(r["check_ms"] > 0 and 0 <= r["score"] <= 1 for r in rows)
     assert "| minifasnet-fp16 | 1 |" in capsys.readouterr().out
+
+
+def test_bench_site_answers_every_probe_with_its_own_person(tmp_path, capsys):
+    """A tiny `bench site`: the real server process, keep-alive clients, every identify answer checked."""
+    pytest.importorskip("fastapi", reason="the site server needs the `site` extra")
+    from facegate.apps.bench import SITE_PHOTO
+    from facegate.convert.datasets import shared_datasets
+    if not (shared_datasets() / SITE_PHOTO).exists():
+        pytest.skip("pad_dev not available")
+    out = tmp_path / "site.json"
+    assert main(["bench", "site", "--sizes", "300", "--seconds", "1", "--clients", "4", "--image-seconds", "1",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    row = result["rows"][0]
+    assert row["templates"] == 300 and row["embedding"]["requests"] > 20
+    assert row["embedding"]["errors"] == {} and row["embedding"]["wrong_person"] == 0
+    assert row["image"]["requests"] >= 1 and row["image"]["errors"] == {}
+    assert result["command"].startswith("facegate bench site")
+    assert "| 300 |" in out.with_suffix(".md").read_text() and "| 300 |" in capsys.readouterr().out

@@ -114,6 +114,8 @@ def test_init_makes_a_private_site_and_never_overwrites(tmp_path, capsys, monkey
     generated = re.search(r"password \(shown once\): (\S+)", capsys.readouterr().out).group(1)
     site = open_site(tmp_path / "u")
     assert accounts.authenticate(site.store, "admin", generated).role == "admin"
+    stored = site.store.one("SELECT pw_hash FROM accounts WHERE username='admin'")["pw_hash"]
+    assert stored.startswith("$argon2id$") and generated not in stored
     site.close()
     assert main(["site", "serve", "--data", str(tmp_path / "nowhere")]) == 18
     assert "not a site folder" in capsys.readouterr().err

@@ -134,8 +134,9 @@ class Matcher:
         if len(self._matrix) == 0:
             return [self._identity([], when, door_group) for _ in probes]
         units = np.stack([self._unit_probe(p) for p in probes])
-        # templates x probes is the faster product here (6.9 vs 9.6 ms at 100k x 16); rows per probe after
-        scores = np.ascontiguousarray((self._matrix @ units.T).T)
+        # probes x templates straight away: row-major scores per probe, no transposed copy (the copy of a
+        # templates x probes product cost 4x the product itself: 58 vs 12 ms at 100k x 64)
+        scores = units @ self._matrix.T
         return [self._identity(self._top_from_scores(row, top_k), when, door_group) for row in scores]
 
     def _identity(self, top: list[tuple[int, float]], when: dt.datetime | None, door_group: str | None) -> MatchResult:

@@ -38,8 +38,10 @@ def make_service(site: Site, config=None, far: str = "1e-3", retry_far: str = "1
 
 
 def serve(site: Site, service: VerificationService, host: str = "127.0.0.1", port: int = 8443,
-          tls_cert: Path | None = None, tls_key: Path | None = None, settings: Settings | None = None) -> None:
-    """Serve until interrupted (uvicorn, one process: the store connection and the batcher live here)."""
+          tls_cert: Path | None = None, tls_key: Path | None = None, settings: Settings | None = None,
+          grpc_port: int | None = None) -> None:
+    """Serve until interrupted (uvicorn, one process: the store connection and the batcher live here);
+    with `grpc_port`, the gRPC verification service beside it (same certificate)."""
     import uvicorn
     if (tls_cert is None) != (tls_key is None):
         raise SiteError("give both --tls-cert and --tls-key, or neither")
@@ -54,5 +56,14 @@ def serve(site: Site, service: VerificationService, host: str = "127.0.0.1", por
                     "and --tls-key", host)
     scheme = "https" if settings.tls else "http"
     log.info("site %s at %s://%s:%d/ (API docs at /docs)", site.site_id, scheme, host, port)
-    uvicorn.run(app, host=host, port=port, ssl_certfile=str(tls_cert) if tls_cert else None,
-                ssl_keyfile=str(tls_key) if tls_key else None, access_log=False, log_level="warning")
+    grpc_server = None
+    if grpc_port is not None:
+        from facegate.edge.site.grpc_service import start
+        grpc_server = start(site.store, service, host, grpc_port, tls_cert, tls_key)
+        log.info("gRPC verification service on %s:%d", host, grpc_server.port)
+    try:
+        uvicorn.run(app, host=host, port=port, ssl_certfile=str(tls_cert) if tls_cert else None,
+                    ssl_keyfile=str(tls_key) if tls_key else None, access_log=False, log_level="warning")
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(2)

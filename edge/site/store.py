@@ -144,6 +144,18 @@ class SiteStore:
             cur = self._run(sql, params)
             return cur.rowcount
 
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows (bulk imports)."""
+        with self._lock:
+            try:
+                if self.dialect == "sqlite":
+                    self._conn.executemany(sql, rows)
+                else:
+                    with self._conn.cursor() as cur:
+                        cur.executemany(self._sql(sql), rows)
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityConflict(str(exc)) from exc
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict]:
         """Rows as dicts (bytes columns as bytes)."""
         with self._lock:
