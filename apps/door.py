@@ -64,6 +64,39 @@ def _window(app):
     return show
 
 
+def cmd_register(args) -> int:
+    from facegate.edge.fleet.registration import register_door
+    creds = register_door(args.site, args.token, args.out, args.ca_file)
+    print(f"door {creds.door_id} of site {creds.site_id} registered (group {creds.door_group or 'all doors'}); "
+          f"credentials in {args.out / 'fleet.json'} (0600)")
+    print(f"next: facegate door sync --config door.toml --fleet {args.out / 'fleet.json'}")
+    return EXIT_OK
+
+
+def cmd_sync(args) -> int:
+    """The fleet agent beside the door loop: until SIGTERM/SIGINT."""
+    import signal
+
+    from facegate.edge.fleet.agent import DoorAgent, FleetCredentials
+    from facegate.edge.gallery.records import ModelBinding
+    from facegate.edge.registry import get_embedder
+    cfg = load_door_config(args.config)
+    creds = FleetCredentials.load(args.fleet)
+    binding = ModelBinding.for_embedder(get_embedder(cfg.pipeline.embedder))
+    state = args.state or Path(cfg.audit.path).with_name("fleet-state")
+    agent = DoorAgent(creds, Path(cfg.audit.path), Path(cfg.gallery.path), state, binding,
+                      heartbeat_s=args.heartbeat, status={"liveness_mode": cfg.liveness.mode if cfg.liveness.enabled
+                                                          else "off"}).start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"door {creds.door_id}: syncing with site {creds.site_id} via {creds.broker_host}:{creds.broker_port}",
+          flush=True)
+    stop.wait()
+    agent.stop()
+    return EXIT_INTERRUPTED
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("door", help="run the door unit")
     ds = d.add_subparsers(dest="door_cmd", required=True)
@@ -73,3 +106,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--claims-from-stdin", action="store_true", help="read badge ids / PINs from stdin (keypad)")
     run.add_argument("--realtime", action="store_true", help="replay folder/video sources at the camera fps")
     run.set_defaults(func=cmd_door)
+    reg = ds.add_parser("register", help="join a site: trade a one-time token for this door's fleet credentials")
+    reg.add_argument("--site", required=True, help="the site server's URL (https://...)")
+    reg.add_argument("--token", required=True, help="the one-time registration token (fgr_...) from the web admin")
+    reg.add_argument("--out", type=Path, default=Path("/etc/facegate/fleet"), help="where to keep the credentials")
+    reg.add_argument("--ca-file", type=Path, default=None, help="the site's certificate authority (PEM)")
+    reg.set_defaults(func=cmd_register)
+    sy = ds.add_parser("sync", help="the fleet agent: events to the site, gallery snapshots from it, heartbeats")
+    sy.add_argument("--config", type=Path, required=True, help="the door's door.toml (audit log, gallery, model)")
+    sy.add_argument("--fleet", type=Path, required=True, help="fleet.json written by `door register`")
+    sy.add_argument("--state", type=Path, default=None, help="the agent's state folder (default: beside the audit log)")
+    sy.add_argument("--heartbeat", type=float, default=10.0, help="seconds between heartbeats")
+    sy.set_defaults(func=cmd_sync)

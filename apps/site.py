@@ -61,8 +61,10 @@ def cmd_serve(args) -> int:
         log.warning("liveness check off: enrolment and identify-by-image accept photos of photos and screens")
     service = make_service(site, cfg, args.far, args.retry_far, liveness=not args.no_liveness)
     try:
-        serve(site, service, args.host, args.port, args.tls_cert, args.tls_key,
-              Settings(check_liveness=not args.no_liveness), grpc_port=args.grpc_port)
+        settings = Settings(check_liveness=not args.no_liveness, public_url=args.public_url,
+                            broker_host=args.mqtt_host, broker_port=args.mqtt_port or 1883)
+        serve(site, service, args.host, args.port, args.tls_cert, args.tls_key, settings, grpc_port=args.grpc_port,
+              fleet=args.mqtt_port is not None or args.run_broker, run_broker=args.run_broker)
     finally:
         site.close()
     return 0
@@ -87,6 +89,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--tls-key", type=Path, default=None, help="its private key (PEM)")
     v.add_argument("--grpc-port", type=int, default=None,
                    help="also serve the gRPC verification service on this port (proto: edge/site/proto)")
+    v.add_argument("--mqtt-port", type=int, default=None,
+                   help="run the fleet service (door events, gallery snapshots) on the MQTT broker at this port")
+    v.add_argument("--mqtt-host", default="127.0.0.1", help="the broker's address, as doors reach it (default loopback)")
+    v.add_argument("--run-broker", action="store_true",
+                   help="start mosquitto on --mqtt-host/--mqtt-port with the site's generated files (SITE/broker)")
+    v.add_argument("--public-url", default=None, help="the URL doors reach this server at (default: as requested)")
     v.add_argument("--db", default=None, help="the PostgreSQL URL the site was created with (default: its SQLite)")
     v.add_argument("--config", type=Path, default=None, help="TOML file with a [pipeline] section")
     v.add_argument("--embedder", default=None, help="embedding model (default: the installed default)")

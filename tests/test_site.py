@@ -86,7 +86,7 @@ def person_id_of(client: TestClient, name: str) -> str:
 def test_store_migrates_and_refuses_a_newer_schema(tmp_path):
     store = SiteStore(f"sqlite:///{tmp_path / 's.db'}")
     assert store.schema_version() == 0
-    assert store.migrate() == 1 and store.schema_version() == 1
+    assert store.migrate() == 2 and store.schema_version() == 2
     assert store.one("PRAGMA journal_mode")["journal_mode"] == "wal"
     assert store.one("PRAGMA foreign_keys")["foreign_keys"] == 1
     store.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
@@ -361,15 +361,19 @@ def test_security_headers_docs_and_no_tracebacks(admin, site):
 def test_door_events_are_deduplicated_filtered_and_exported(admin, site):
     csrf = csrf_of(admin.get("/doors").text)
     r = admin.post("/doors", data={"csrf": csrf, "name": "Front door", "door_group": "lobby"})
-    assert r.status_code == 200 and "shown once" in r.text
-    door_token = re.search(r'class="secret">(fgt_[^<]+)<', r.text).group(1)
+    assert r.status_code == 200 and "shown only now" in r.text
+    registration = re.search(r"--token (fgr_[A-Za-z0-9_-]+)", r.text).group(1)
     door_id = re.search(r"Door <code>(door-[0-9a-f]+)</code> added", r.text).group(1)
-    head = {"Authorization": f"Bearer {door_token}"}
+    client = TestClient(admin.app)
+    creds = client.post("/v1/door/register", json={"token": registration}).json()
+    assert creds["door_id"] == door_id and creds["door_group"] == "lobby" and creds["api_token"].startswith("fgt_")
+    replay = client.post("/v1/door/register", json={"token": registration})
+    assert replay.status_code == 401 and "already used" in replay.json()["error"]
+    head = {"Authorization": f"Bearer {creds['api_token']}"}
     batch = [{"seq": 1, "time": "2026-12-01T08:00:00.000+00:00", "event": "decision", "decision": "accept",
               "person": "abc123abc123", "score": 0.81},
              {"seq": 2, "time": "2026-12-01T08:05:00.000+00:00", "event": "decision", "decision": "reject",
               "score": 0.12, "reason": "=HYPERLINK(\"http://evil\")"}]
-    client = TestClient(admin.app)
     assert client.post("/v1/door/events", headers=head, json={"events": batch}).json() == {"accepted": 2, "duplicates": 0}
     again = client.post("/v1/door/events", headers=head, json={"events": batch + [{**batch[0], "seq": 3}]})
     assert again.json() == {"accepted": 1, "duplicates": 2}
@@ -393,7 +397,7 @@ def test_door_events_are_deduplicated_filtered_and_exported(admin, site):
 def test_postgresql_store_runs_the_same_site(tmp_path, service):
     with postgresql() as url:
         site = init_site(tmp_path / "pgsite", "admin", PASSWORD, db_url=url)
-        assert site.store.dialect == "postgresql" and site.store.schema_version() == 1
+        assert site.store.dialect == "postgresql" and site.store.schema_version() == 2
         assert "facegate@127.0.0.1" in (site.folder / "site.json").read_text()
         rng = np.random.default_rng(0)
         vectors = rng.normal(size=(3, service.binding.dim)).astype(np.float32)

@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the site server needs the `site` extra")
 playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright from PyPI (dev extra)")
-import httpx  # noqa: E402
+import httpx2 as httpx  # noqa: E402
 from servers import free_port  # noqa: E402
 
 PASSWORD = "correct horse battery"
@@ -108,8 +108,10 @@ def test_admin_pages_in_chromium(server, lfw_images, tmp_path):
             page.fill("input[name=name]", "Front door")
             page.fill("input[name=door_group]", "lobby")
             page.click("form.card button")
-            door_token = page.inner_text("code.secret")
-            assert door_token.startswith("fgt_")
+            command = page.inner_text("code.secret")
+            assert command.startswith(f"facegate door register --site {server} --token fgr_")
+            creds = httpx.post(server + "/v1/door/register", json={"token": command.rsplit(" ", 1)[1]}).json()
+            door_token = creds["api_token"]
             heartbeat = {"gallery_version": 3, "model": "facenet-student-int8", "liveness_mode": "passive"}
             head = {"Authorization": f"Bearer {door_token}"}
             assert httpx.post(server + "/v1/door/heartbeat", headers=head, json=heartbeat).status_code == 200

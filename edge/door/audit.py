@@ -160,7 +160,7 @@ def parse_line(raw: bytes, where: str) -> dict:
     return entry
 
 
-def _read_lines(path: Path) -> tuple[list[bytes], bytes]:
+def read_lines(path: Path) -> tuple[list[bytes], bytes]:
     """Complete lines and the trailing bytes after the last newline (a torn write, normally empty)."""
     try:
         data = path.read_bytes()
@@ -314,11 +314,11 @@ class AuditLog:
             self.append("recovered", reason=self.recovered)
 
     def _first_seq_of_current(self) -> int:
-        lines, _ = _read_lines(self.path) if self.path.exists() else ([], b"")
+        lines, _ = read_lines(self.path) if self.path.exists() else ([], b"")
         return parse_line(lines[0], f"{self.path.name}:1")["seq"] if lines else self._seq + 1
 
     def _last_entry(self, path: Path, recover: bool = False) -> dict | None:
-        lines, torn = _read_lines(path)
+        lines, torn = read_lines(path)
         bad: bytes | None = torn or None
         entry = None
         while lines:
@@ -431,7 +431,7 @@ def verify(path: str | Path, key: bytes | None = None, key_file: str | Path | No
     count, sealed_seen, set_aside = 0, False, []
     last_of: dict[Path, tuple[int, str]] = {}
     for f in files:
-        lines, torn = _read_lines(f)
+        lines, torn = read_lines(f)
         if torn:
             raise AuditError(f"{f.name}:{len(lines) + 1}: incomplete last line (a torn write); the door "
                              "quarantines it when it starts")

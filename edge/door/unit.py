@@ -9,12 +9,14 @@ injectable so tests replay recorded frames at a known frame rate.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,7 +30,7 @@ from facegate.edge.door.policy import DoorEvent, DoorPolicy, PolicyConfig
 from facegate.edge.door.relay import DoorLock, make_relay
 from facegate.edge.door.sdnotify import notify, watchdog_interval
 from facegate.edge.door.tracking import IoUTracker, view_quality
-from facegate.edge.errors import AuditError, PersonNotFoundError
+from facegate.edge.errors import AuditError, FacegateError, PersonNotFoundError
 from facegate.edge.face.liveness import LivenessChecker, refused_as_attack
 from facegate.edge.face.pipeline import Pipeline
 from facegate.edge.gallery import GalleryStore, KeySource, ModelBinding
@@ -83,11 +85,27 @@ class FrameOutcome:
     door_open: bool
 
 
+GALLERY_CHECK_S = 1.0
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 class DoorApp:
     def __init__(self, settings: DoorSettings, pipeline: Pipeline, matcher: Matcher, lock: DoorLock,
                  audit: AuditLog, clock: Callable[[], float] = time.monotonic,
-                 liveness: LivenessChecker | None = None, challenge: ChallengeSettings | None = None) -> None:
+                 liveness: LivenessChecker | None = None, challenge: ChallengeSettings | None = None,
+                 gallery_store: GalleryStore | None = None) -> None:
         self.settings = settings
+        # the gallery file the door re-reads when the fleet agent swaps in a new snapshot (atomic rename)
+        self._gallery_store = gallery_store
+        self._gallery_stamp = _file_stamp(gallery_store.path) if gallery_store is not None else None
+        self._gallery_checked = 0.0
         if liveness is not None:          # the caller's pipeline stays as it was (tests share one)
             pipeline = Pipeline(pipeline.detector, pipeline.embedder, pipeline.config, liveness)
         self.challenge = challenge
@@ -129,7 +147,8 @@ class DoorApp:
                         "phone showing an enrolled face will open it")
         pipeline = Pipeline.from_config(cfg.pipeline, liveness=liveness)
         key = KeySource.from_keyfile(cfg.gallery.key_file) if cfg.gallery.key_file else KeySource.from_env()
-        gallery = GalleryStore(cfg.gallery.path, key).load(expect=ModelBinding.for_embedder(pipeline.embedder))
+        store = GalleryStore(cfg.gallery.path, key)
+        gallery = store.load(expect=ModelBinding.for_embedder(pipeline.embedder))
         accept, retry = thresholds_from_card(pipeline.embedder.card.thresholds, cfg.gallery.far, cfg.gallery.retry_far)
         relay = make_relay(cfg.relay.kind, cfg.relay.pin, cfg.relay.active_high, cfg.relay.state_file)
         lock = DoorLock(relay, cfg.door.pulse_seconds)
@@ -137,7 +156,31 @@ class DoorApp:
                          key_file=cfg.audit.key_file)
         challenge = (ChallengeSettings(cfg.liveness.turn_yaw, cfg.liveness.challenge_s)
                      if cfg.liveness.mode == "challenge" else None)
-        return cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit, challenge=challenge)
+        return cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit, challenge=challenge,
+                   gallery_store=store)
+
+    def reload_gallery_if_changed(self, now: float) -> bool:
+        """Swap in the gallery file if it was replaced (at most once a second): the fleet agent renames a
+        verified snapshot over it, and the door goes on deciding with the new people from the next frame.
+        A file that does not open (it never should: the agent checked it) leaves the current one in use."""
+        if self._gallery_store is None or now - self._gallery_checked < GALLERY_CHECK_S:
+            return False
+        self._gallery_checked = now
+        stamp = _file_stamp(self._gallery_store.path)
+        if stamp == self._gallery_stamp or stamp is None:
+            return False
+        self._gallery_stamp = stamp
+        try:
+            gallery = self._gallery_store.load(expect=self.matcher.gallery.binding)
+        except FacegateError as exc:
+            log.error("the new gallery file does not open (%s); the door keeps the one in use", exc)
+            self._record("gallery-reload-failed", reason=str(exc)[:200])
+            return False
+        self.matcher = Matcher(gallery, self.matcher.accept, self.matcher.retry, self.matcher.margin)
+        self._record("gallery-reload", generation=int(self._gallery_store.header().get("generation", 0)),
+                     people=len(gallery.people), templates=int(len(gallery.templates)))
+        log.info("gallery reloaded: %d people", len(gallery.people))
+        return True
 
     # -- inputs ---------------------------------------------------------------------------------
     def claim(self, badge: str) -> str:
@@ -226,6 +269,7 @@ class DoorApp:
 
     def step(self, frame: np.ndarray, now: float | None = None) -> FrameOutcome:
         now = self.clock() if now is None else now
+        self.reload_gallery_if_changed(now)
         self.frame_index += 1
         self.lock.tick(now)
         result, event, n_faces = None, None, 0

@@ -40,7 +40,7 @@ def add_door(store: SiteStore, name: str, door_group: str = "") -> str:
 
 def list_doors(store: SiteStore) -> list[dict]:
     return store.query("SELECT id, name, door_group, created, last_heartbeat, gallery_version, model, liveness_mode, "
-                       "status FROM doors ORDER BY name")
+                       "status, revoked, acked_seq FROM doors ORDER BY name")
 
 
 def heartbeat(store: SiteStore, door_id: str, body: dict) -> None:
@@ -66,24 +66,77 @@ def ingest(store: SiteStore, door_id: str, entries: list) -> dict:
     if not isinstance(entries, list) or len(entries) > MAX_BATCH:
         raise SiteRequestError(f"events must be a list of at most {MAX_BATCH} audit entries", 422)
     accepted = duplicates = 0
+    new: list[int] = []
     t = now()
     with store.transaction():
         for entry in entries:
             seq, time_, event = _checked(entry)
             score = entry.get("score")
             detail = {k: v for k, v in entry.items() if k not in ("seq", "time", "event", "decision", "person",
-                                                                   "score")}
+                                                                   "score", "mac", "prev")}
             if store.one("SELECT 1 AS x FROM events WHERE door_id=? AND seq=?", (door_id, seq)):
                 duplicates += 1
                 continue
-            store.execute("INSERT INTO events (door_id, seq, time, event, decision, person_id, score, detail, received) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            store.execute("INSERT INTO events (door_id, seq, time, event, decision, person_id, score, detail, received, "
+                          "mac, prev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                           (door_id, seq, time_, event, _short(entry.get("decision"), "decision"),
                            _short(entry.get("person"), "person"),
                            float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
-                           json.dumps(detail, sort_keys=True)[:4000], t))
+                           json.dumps(detail, sort_keys=True)[:4000], t, _short(entry.get("mac"), "mac"),
+                           _short(entry.get("prev"), "prev")))
             accepted += 1
+            new.append(seq)
+        _check_chain(store, door_id, new)
+        _advance_ack(store, door_id)
     return {"accepted": accepted, "duplicates": duplicates}
+
+
+def _check_chain(store: SiteStore, door_id: str, new: list[int]) -> None:
+    """Each new entry must link to its stored neighbours (its `prev` is the previous entry's `mac`); a link
+    that does not hold is an alarm: the door's log was edited, or entries were forged or replaced."""
+    for seq in new:
+        rows = {r["seq"]: r for r in store.query("SELECT seq, mac, prev FROM events WHERE door_id=? AND seq BETWEEN ? AND ?",
+                                                 (door_id, seq - 1, seq + 1))}
+        for a, b in ((seq - 1, seq), (seq, seq + 1)):
+            if a in rows and b in rows and rows[a]["mac"] and rows[b]["prev"] and rows[a]["mac"] != rows[b]["prev"]:
+                store.execute("INSERT INTO alarms (door_id, kind, seq, detail, created) VALUES (?, ?, ?, ?, ?)",
+                              (door_id, "chain-broken", b, f"entry {b} does not follow entry {a}", now()))
+
+
+def _advance_ack(store: SiteStore, door_id: str) -> int:
+    """Move the door's acknowledged sequence over every stored entry without a gap; the new value."""
+    acked = int(store.one("SELECT acked_seq FROM doors WHERE id=?", (door_id,))["acked_seq"])
+    while True:
+        rows = store.query("SELECT seq FROM events WHERE door_id=? AND seq > ? ORDER BY seq LIMIT 1000",
+                           (door_id, acked))
+        moved = 0
+        for row in rows:
+            if row["seq"] != acked + 1:
+                break
+            acked, moved = acked + 1, moved + 1
+        if moved < 1000:
+            break
+    store.execute("UPDATE doors SET acked_seq=? WHERE id=?", (acked, door_id))
+    return acked
+
+
+def acked_seq(store: SiteStore, door_id: str) -> int:
+    row = store.one("SELECT acked_seq FROM doors WHERE id=?", (door_id,))
+    return int(row["acked_seq"]) if row else 0
+
+
+def alarms(store: SiteStore, door_id: str | None = None) -> list[dict]:
+    """Stored alarms (broken links) and live ones (entries missing after the acknowledged sequence)."""
+    sql = "SELECT door_id, kind, seq, detail, created FROM alarms"
+    rows = store.query(sql + (" WHERE door_id=?" if door_id else "") + " ORDER BY created DESC LIMIT 200",
+                       (door_id,) if door_id else ())
+    for door in store.query("SELECT d.id, d.acked_seq, (SELECT MAX(seq) FROM events e WHERE e.door_id = d.id) AS top "
+                            "FROM doors d" + (" WHERE d.id=?" if door_id else ""), (door_id,) if door_id else ()):
+        if door["top"] is not None and door["top"] > door["acked_seq"]:
+            rows.append({"door_id": door["id"], "kind": "gap", "seq": door["acked_seq"] + 1,
+                         "detail": f"entries after {door['acked_seq']} are missing (last received {door['top']})",
+                         "created": now()})
+    return rows
 
 
 def _checked(entry) -> tuple[int, str, str]:

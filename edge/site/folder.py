@@ -5,6 +5,9 @@
       site.db        the embedded SQLite store (unless the site uses PostgreSQL)
       site.json      site id and the store's URL when it is not the embedded one (no secrets)
       trail/         the admin trail (audit log format) and its key
+      gallery.key    32 random bytes, 0600: the key of the snapshots sent to doors (doors get it at registration)
+      signing.key    Ed25519 private key, 0600: signs snapshots (doors pin its public half)
+      broker.secret  the site's MQTT password, 0600; broker/ holds mosquitto's generated files
 """
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ from facegate.edge.site.trail import AdminTrail
 log = logging.getLogger(__name__)
 
 KEY_FILE = "server.key"
+GALLERY_KEY_FILE = "gallery.key"     # the doors' gallery key (sent to each door at registration)
+SIGNING_KEY_FILE = "signing.key"     # Ed25519: signs gallery snapshots and commands
+BROKER_SECRET_FILE = "broker.secret"  # the site's own MQTT password
 DB_FILE = "site.db"
 INFO_FILE = "site.json"
 
@@ -41,6 +47,32 @@ class Site:
 
     def close(self) -> None:
         self.store.close()
+
+    @property
+    def gallery_key(self) -> bytes:
+        return (self.folder / GALLERY_KEY_FILE).read_bytes()
+
+    @property
+    def signing_key(self):
+        from facegate.edge.fleet.snapshots import load_signing_key
+        return load_signing_key(self.folder / SIGNING_KEY_FILE)
+
+    @property
+    def broker_password(self) -> str:
+        return (self.folder / BROKER_SECRET_FILE).read_text().strip()
+
+
+def ensure_fleet_keys(folder: Path) -> None:
+    """The fleet's keys, made once (sites created before the fleet get them when next opened)."""
+    from facegate.edge.fleet.snapshots import new_signing_key
+    if not (folder / GALLERY_KEY_FILE).exists():
+        write_keyfile(folder / GALLERY_KEY_FILE)
+    if not (folder / SIGNING_KEY_FILE).exists():
+        new_signing_key(folder / SIGNING_KEY_FILE)
+    if not (folder / BROKER_SECRET_FILE).exists():
+        fd = os.open(folder / BROKER_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(24) + "\n")
 
 
 def _store_url(folder: Path, db_url: str | None) -> str:
@@ -66,6 +98,7 @@ def init_site(folder: str | Path, admin: str, password: str, db_url: str | None 
     except KeyFileError as exc:
         raise SiteError(f"server key: {exc}") from exc
     site_id = secrets.token_hex(8)
+    ensure_fleet_keys(folder)
     store = SiteStore(_store_url(folder, db_url))
     if store.schema_version() != 0:
         store.close()
@@ -103,6 +136,7 @@ def open_site(folder: str | Path, db_url: str | None = None) -> Site:
     except (ValueError, KeyError, TypeError) as exc:
         raise SiteError(f"{info_path} is damaged ({exc}); restore it from a backup") from exc
     sealer = Sealer.from_keyfile(folder / KEY_FILE)
+    ensure_fleet_keys(folder)
     store = SiteStore(_store_url(folder, db_url))
     try:
         store.migrate()

@@ -37,11 +37,27 @@ def make_service(site: Site, config=None, far: str = "1e-3", retry_far: str = "1
     return VerificationService(site.store, site.sealer, binding, accept, retry, pipeline)
 
 
+def start_fleet(site: Site, service: VerificationService, settings: Settings, run_broker: bool):
+    """The fleet service (and, with `run_broker`, a mosquitto child on the generated files); (fleet, broker)."""
+    from facegate.edge.fleet import provisioning
+    from facegate.edge.fleet.broker import Mosquitto, write_files
+    from facegate.edge.fleet.ingest import SiteFleet
+    mosquitto = None
+    if run_broker:
+        users, acl = provisioning.broker_accounts(site.store, site)
+        conf = write_files(site.folder / "broker", settings.broker_port, users, acl, settings.broker_host)
+        mosquitto = Mosquitto(conf, settings.broker_port, settings.broker_host).start()
+    fleet = SiteFleet(site, service.binding, settings.broker_host, settings.broker_port, mosquitto,
+                      settings.offline_after_s).start()
+    return fleet, mosquitto
+
+
 def serve(site: Site, service: VerificationService, host: str = "127.0.0.1", port: int = 8443,
           tls_cert: Path | None = None, tls_key: Path | None = None, settings: Settings | None = None,
-          grpc_port: int | None = None) -> None:
+          grpc_port: int | None = None, fleet: bool = False, run_broker: bool = False) -> None:
     """Serve until interrupted (uvicorn, one process: the store connection and the batcher live here);
-    with `grpc_port`, the gRPC verification service beside it (same certificate)."""
+    with `grpc_port`, the gRPC verification service beside it (same certificate); with `fleet`, the MQTT
+    fleet service (events in, snapshots out) on the broker `settings` names, started here with `run_broker`."""
     import uvicorn
     if (tls_cert is None) != (tls_key is None):
         raise SiteError("give both --tls-cert and --tls-key, or neither")
@@ -50,7 +66,8 @@ def serve(site: Site, service: VerificationService, host: str = "127.0.0.1", por
             raise SiteError(f"TLS file not found: {path}")
     settings = settings or Settings()
     settings.tls = tls_cert is not None
-    app = create_app(site, service, settings)
+    fleet_service, broker = start_fleet(site, service, settings, run_broker) if fleet else (None, None)
+    app = create_app(site, service, settings, fleet=fleet_service)
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.tls:
         log.warning("serving on %s without TLS: passwords and faces cross the network in clear; give --tls-cert "
                     "and --tls-key", host)
@@ -67,3 +84,7 @@ def serve(site: Site, service: VerificationService, host: str = "127.0.0.1", por
     finally:
         if grpc_server is not None:
             grpc_server.stop(2)
+        if fleet_service is not None:
+            fleet_service.stop()
+        if broker is not None:
+            broker.stop()

@@ -60,6 +60,21 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE counters (name TEXT PRIMARY KEY, value {bigint} NOT NULL)",
         "INSERT INTO counters (name, value) VALUES ('people_generation', 0)",
     ],
+    [   # 2: the fleet: one-time registrations, door broker credentials, signed snapshots, chain alarms
+        """CREATE TABLE registrations (token_hash TEXT PRIMARY KEY, door_id TEXT NOT NULL REFERENCES doors(id)
+            ON DELETE CASCADE, created {real} NOT NULL, expires {real} NOT NULL, used {real})""",
+        """CREATE TABLE door_secrets (door_id TEXT PRIMARY KEY REFERENCES doors(id) ON DELETE CASCADE,
+            broker_hash TEXT NOT NULL)""",
+        "ALTER TABLE doors ADD COLUMN revoked {real}",
+        "ALTER TABLE doors ADD COLUMN acked_seq {bigint} NOT NULL DEFAULT 0",
+        "ALTER TABLE events ADD COLUMN mac TEXT",
+        "ALTER TABLE events ADD COLUMN prev TEXT",
+        """CREATE TABLE snapshots (door_group TEXT NOT NULL, version {bigint} NOT NULL, people_generation {bigint}
+            NOT NULL, sha256 TEXT NOT NULL, announcement TEXT NOT NULL, data {blob} NOT NULL, created {real} NOT NULL,
+            PRIMARY KEY (door_group, version))""",
+        """CREATE TABLE alarms (id {pk}, door_id TEXT NOT NULL REFERENCES doors(id) ON DELETE CASCADE, kind TEXT NOT NULL,
+            seq {bigint}, detail TEXT NOT NULL, created {real} NOT NULL)""",
+    ],
 ]
 
 

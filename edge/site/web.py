@@ -29,6 +29,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facegate.edge.errors import FacegateError, ImageError, SiteRequestError
+from facegate.edge.fleet import provisioning
+from facegate.edge.fleet.ingest import snapshot_data
 from facegate.edge.site import accounts, events, people
 from facegate.edge.site.accounts import Account, ApiClient, Session
 from facegate.edge.site.folder import Site
@@ -53,6 +55,10 @@ class Settings:
     max_photos: int = 20              # photos in one enrolment
     login_per_minute: int = 10        # login attempts per client address
     check_liveness: bool = True       # enrolment and identify-by-image refuse suspected attacks
+    public_url: str | None = None     # the URL doors reach the site at (default: the one the admin browses)
+    broker_host: str = "127.0.0.1"    # the MQTT broker doors connect to (told to them at registration)
+    broker_port: int = 1883
+    offline_after_s: float = 60.0     # a door silent this long shows as offline
 
 
 class BodyLimit:
@@ -144,8 +150,9 @@ class _Redirect(Exception):
         self.url = url
 
 
-def create_app(site: Site, service: VerificationService, settings: Settings | None = None) -> FastAPI:
-    """The FastAPI application for one opened site."""
+def create_app(site: Site, service: VerificationService, settings: Settings | None = None, fleet=None) -> FastAPI:
+    """The FastAPI application for one opened site (with `fleet`, a started SiteFleet: new and revoked
+    doors reach the broker at once)."""
     settings = settings or Settings()
     store = site.store
     app = FastAPI(title="facegate site", version="1", docs_url=None, redoc_url=None,
@@ -351,19 +358,40 @@ def create_app(site: Site, service: VerificationService, settings: Settings | No
         return page(request, "erased.html", session, receipt=receipt)
 
     # -- doors and events ------------------------------------------------------------------------
+    def doors_page_context() -> dict:
+        t = time.time()
+        doors = events.list_doors(store)
+        for d in doors:
+            d["online"] = d["last_heartbeat"] is not None and t - d["last_heartbeat"] <= settings.offline_after_s
+        latest = {r["door_group"]: r["version"] for r in store.query(
+            "SELECT door_group, MAX(version) AS version FROM snapshots GROUP BY door_group")}
+        return {"doors": doors, "alarms": events.alarms(store), "latest": latest}
+
     @app.get("/doors", response_class=HTMLResponse, include_in_schema=False)
     async def doors_page(request: Request):
         session = _session(request, "doors.read")
-        return page(request, "doors.html", session, doors=events.list_doors(store), new_token=None)
+        return page(request, "doors.html", session, new_token=None, **doors_page_context())
 
     @app.post("/doors", response_class=HTMLResponse, include_in_schema=False)
     async def door_add(request: Request):
         session = _session(request, "doors.write")
         form = await _form(request, session)
         door_id = events.add_door(store, str(form.get("name", "")), str(form.get("door_group", "")))
-        token = accounts.create_token(store, f"door {door_id}", ["door"], door_id=door_id)
+        token = provisioning.create_registration(store, door_id)
         record(session.account, "door-add", door=door_id)
-        return page(request, "doors.html", session, doors=events.list_doors(store), new_token=token, new_door=door_id)
+        site_url = settings.public_url or str(request.base_url).rstrip("/")
+        return page(request, "doors.html", session, new_token=token, new_door=door_id, site_url=site_url,
+                    **doors_page_context())
+
+    @app.post("/doors/{door_id}/revoke", include_in_schema=False)
+    async def door_revoke(request: Request, door_id: str):
+        session = _session(request, "doors.write")
+        await _form(request, session)
+        provisioning.revoke(store, door_id)
+        if fleet is not None:
+            fleet.sync_broker()
+        record(session.account, "door-revoke", door=door_id)
+        return RedirectResponse("/doors", status_code=303)
 
     def _event_filters(request: Request) -> dict:
         q = request.query_params
@@ -500,6 +528,26 @@ def create_app(site: Site, service: VerificationService, settings: Settings | No
         _client(request, "people:read")
         return {"people": [{k: row[k] for k in ("id", "name", "valid_from", "valid_until", "door_groups", "templates")}
                            for row in people.search(store, q[:120])]}
+
+    @app.post("/v1/door/register", summary="A door trades its one-time registration token for its credentials")
+    async def api_door_register(request: Request) -> dict:
+        body = await _json(request)
+        site_url = settings.public_url or str(request.base_url).rstrip("/")
+        creds = await run_in_threadpool(provisioning.register, store, site, body.get("token"), site_url,
+                                        settings.broker_host, settings.broker_port)
+        if fleet is not None:
+            await run_in_threadpool(fleet.sync_broker)
+        site.trail.record("door:" + creds["door_id"], "door-register", door=creds["door_id"])
+        return creds
+
+    @app.get("/v1/door/gallery/{version}", summary="A door downloads its group's signed gallery snapshot")
+    async def api_door_gallery(request: Request, version: int) -> Response:
+        client = _client(request, "door")
+        door = store.one("SELECT door_group FROM doors WHERE id=?", (client.door_id,))
+        data = snapshot_data(store, door["door_group"] or None, version) if door else None
+        if data is None:
+            raise SiteRequestError(f"no snapshot version {version} for this door's group", 404)
+        return Response(data, media_type="application/octet-stream")
 
     @app.post("/v1/door/events", summary="A door reports audit entries (deduplicated by door and seq)")
     async def api_door_events(request: Request) -> dict:

@@ -1,0 +1,234 @@
+"""The door's sync agent: audit events out, gallery snapshots in, heartbeats, over MQTT (paho).
+
+It runs beside the door loop (`facegate door sync`, its own process under systemd) and touches the door
+only through files: it reads the audit log (the outbox), and renames a verified snapshot over the
+gallery file, which the door loop re-reads (:meth:`DoorApp.reload_gallery_if_changed`). So the door keeps
+deciding when the network, the broker or the site is down, and a kill -9 of either process loses
+nothing: the audit log is durable, the outbox pointer moves only on the site's acknowledgement, and the
+gallery file is always a whole old or a whole new one.
+
+Delivery: pending entries go out in batches with QoS 1 on a persistent session; the site answers on the
+door's retained ``ack`` topic with the highest sequence it has stored. A batch that is not acknowledged
+within ``resend_s`` goes out again (the site deduplicates).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from facegate.edge.durable import atomic_write
+from facegate.edge.errors import SiteError
+from facegate.edge.fleet import snapshots, topics
+from facegate.edge.fleet.outbox import Outbox
+from facegate.edge.gallery.records import ModelBinding
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+@dataclass
+class FleetCredentials:
+    """What `facegate door register` received from the site (kept in a 0600 JSON file on the door)."""
+
+    site_id: str
+    site_url: str
+    door_id: str
+    door_group: str
+    api_token: str
+    broker_host: str
+    broker_port: int
+    broker_username: str
+    broker_password: str
+    site_public_key: str
+    gallery_key_file: str
+    ca_file: str | None = None
+
+    def save(self, path: Path) -> None:
+        atomic_write(Path(path), json.dumps(asdict(self), indent=2).encode())
+
+    @classmethod
+    def load(cls, path: Path) -> "FleetCredentials":
+        try:
+            data = json.loads(Path(path).read_text())
+            return cls(**data)
+        except FileNotFoundError as exc:
+            raise SiteError(f"no fleet credentials at {path}: register the door first (facegate door register)") from exc
+        except (ValueError, TypeError) as exc:
+            raise SiteError(f"{path} is not a facegate fleet credentials file ({exc})") from exc
+
+
+class DoorAgent:
+    """Connects a door to its site. `start()`, then `stop()`; everything else happens in the background."""
+
+    def __init__(self, creds: FleetCredentials, audit_path: Path, gallery_path: Path, state_dir: Path,
+                 binding: ModelBinding, heartbeat_s: float = 10.0, resend_s: float = 5.0, poll_s: float = 0.2,
+                 status: dict | None = None) -> None:
+        self.creds = creds
+        self.gallery_path = Path(gallery_path)
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(audit_path, self.state_dir / "outbox.json")
+        self.binding = binding
+        self.heartbeat_s, self.resend_s, self.poll_s = heartbeat_s, resend_s, poll_s
+        self.status = status if status is not None else {}
+        self.gallery_key = Path(creds.gallery_key_file).read_bytes()
+        self._state_file = self.state_dir / "gallery.json"
+        self.gallery_version = self._load_version()
+        self._sent_upto = 0
+        self._sent_at = 0.0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._connected = threading.Event()
+        self._announcement: dict | None = None
+        self._lock = threading.Lock()
+        self.refused: list[str] = []          # why snapshots were refused (logged and kept for the status)
+        self.started = time.time()
+        self._client = self._make_client()
+        self._thread = threading.Thread(target=self._run, name="fleet-agent", daemon=True)
+
+    # -- state ----------------------------------------------------------------------------------
+    def _load_version(self) -> int:
+        try:
+            return int(json.loads(self._state_file.read_text())["version"])
+        except FileNotFoundError:
+            return 0
+        except (ValueError, KeyError, TypeError):
+            log.error("%s is damaged: the next snapshot will be taken whatever its version", self._state_file)
+            return 0
+
+    # -- MQTT -----------------------------------------------------------------------------------
+    def _topic(self, leaf: str) -> str:
+        return topics.door_topic(self.creds.site_id, self.creds.door_id, leaf)
+
+    def _make_client(self):
+        import paho.mqtt.client as mqtt
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.creds.door_id, clean_session=False)
+        client.username_pw_set(self.creds.broker_username, self.creds.broker_password)
+        if self.creds.ca_file:
+            client.tls_set(ca_certs=self.creds.ca_file)
+        client.max_inflight_messages_set(20)
+        client.reconnect_delay_set(0.2, 5)
+        client.on_connect = self._on_connect
+        client.on_disconnect = lambda *a: self._connected.clear()
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason, properties=None) -> None:
+        if reason.is_failure:
+            log.error("the broker refused the door: %s", reason)
+            return
+        client.subscribe([(self._topic("ack"), 1), (self._topic("commands"), 1),
+                          (topics.gallery_topic(self.creds.site_id, self.creds.door_group or None), 1)])
+        self._connected.set()
+        self._sent_upto = self.outbox.acked        # resend whatever was in flight before
+        self._wake.set()
+
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            body = json.loads(message.payload)
+        except ValueError:
+            log.warning("ignored a message that is not JSON on %s", message.topic)
+            return
+        if message.topic == self._topic("ack"):
+            seq = body.get("seq") if isinstance(body, dict) else None
+            if type(seq) is int:
+                self.outbox.ack(seq)
+                self._wake.set()
+        elif message.topic.endswith("/gallery"):
+            with self._lock:
+                self._announcement = body
+            self._wake.set()
+
+    # -- the loop -------------------------------------------------------------------------------
+    def start(self) -> "DoorAgent":
+        self._client.connect_async(self.creds.broker_host, self.creds.broker_port, keepalive=15)
+        self._client.loop_start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _run(self) -> None:
+        last_beat = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+            try:
+                with self._lock:
+                    announcement, self._announcement = self._announcement, None
+                if announcement is not None:
+                    self.apply_announcement(announcement)
+                if self._connected.is_set():
+                    self._send_pending()
+                    if time.monotonic() - last_beat >= self.heartbeat_s:
+                        self._heartbeat()
+                        last_beat = time.monotonic()
+            except Exception as exc:    # noqa: BLE001 - the agent must outlive any one bad message or file
+                log.error("fleet agent: %s: %s", type(exc).__name__, exc)
+
+    def _send_pending(self) -> None:
+        now = time.monotonic()
+        if self._sent_upto > self.outbox.acked and now - self._sent_at < self.resend_s:
+            return                                  # a batch is in flight; wait for its acknowledgement
+        entries = self.outbox.pending(BATCH)
+        if not entries:
+            return
+        payload = json.dumps({"door": self.creds.door_id, "entries": entries}, separators=(",", ":"))
+        self._client.publish(self._topic("events"), payload, qos=1)
+        self._sent_upto, self._sent_at = entries[-1]["seq"], now
+
+    def _heartbeat(self) -> None:
+        beat = {"door": self.creds.door_id, "gallery_version": self.gallery_version, "model": self.binding.name,
+                "uptime_s": round(time.time() - self.started), "acked": self.outbox.acked,
+                "pending": max(0, self.outbox.tail_seq() - self.outbox.acked), **self.status}
+        self._client.publish(self._topic("heartbeat"), json.dumps(beat), qos=0)
+
+    # -- gallery snapshots ----------------------------------------------------------------------
+    def apply_announcement(self, announcement: dict) -> bool:
+        """Verify, fetch, check and swap in an announced snapshot; False (logged, kept in `refused`) if refused."""
+        try:
+            manifest = snapshots.verify_announcement(announcement, self.creds.site_public_key, self.creds.site_id,
+                                                     topics.group_name(self.creds.door_group or None),
+                                                     self.gallery_version)
+            blob = self._download(manifest.version)
+            gallery = snapshots.check_file(blob, manifest, self.gallery_key, self.binding)
+        except snapshots.SnapshotRefused as exc:
+            if "not newer" not in str(exc):        # the retained announcement of the version in use: normal
+                log.warning("gallery snapshot refused: %s", exc)
+                self.refused.append(str(exc))
+            return False
+        except (OSError, SiteError) as exc:
+            log.warning("gallery snapshot %s not fetched (%s); the next announcement retries",
+                        announcement.get("version"), exc)
+            return False
+        atomic_write(self.gallery_path, blob)                   # the door loop sees a whole new file
+        atomic_write(self._state_file, json.dumps({"version": manifest.version}).encode())
+        self.gallery_version = manifest.version
+        log.info("gallery snapshot %d in use: %d people", manifest.version, len(gallery.people))
+        if self._connected.is_set():
+            self._client.publish(self._topic("confirm"), json.dumps({"door": self.creds.door_id,
+                                                                     "gallery_version": manifest.version}), qos=1)
+        return True
+
+    def _download(self, version: int) -> bytes:
+        url = f"{self.creds.site_url.rstrip('/')}/v1/door/gallery/{version}"
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.creds.api_token}"})
+        context = ssl.create_default_context(cafile=self.creds.ca_file) if url.startswith("https") else None
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=context) as response:
+                return response.read(snapshots.MAX_SNAPSHOT_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            raise SiteError(f"the site answered {exc.code} for snapshot {version}") from exc

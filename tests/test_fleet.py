@@ -1,0 +1,285 @@
+"""The fleet against a real mosquitto (started here on a loopback port with the site's generated password
+file and ACL) and the real site server (uvicorn on a loopback port): registration, access rules,
+exactly-once events through broker and site outages, signed snapshots and the attacks on them."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the site server needs the `site` extra")
+mqtt = pytest.importorskip("paho.mqtt.client", reason="the fleet needs paho-mqtt (the `site` extra)")
+import httpx2 as httpx  # noqa: E402
+import uvicorn  # noqa: E402
+from servers import free_port  # noqa: E402
+
+from facegate.edge.door.audit import AuditLog  # noqa: E402
+from facegate.edge.fleet import provisioning, snapshots, topics  # noqa: E402
+from facegate.edge.fleet.agent import DoorAgent, FleetCredentials  # noqa: E402
+from facegate.edge.fleet.broker import Mosquitto, mosquitto_binary, write_files  # noqa: E402
+from facegate.edge.fleet.ingest import SiteFleet  # noqa: E402
+from facegate.edge.fleet.outbox import Outbox  # noqa: E402
+from facegate.edge.fleet.registration import register_door  # noqa: E402
+from facegate.edge.gallery import GalleryStore, KeySource  # noqa: E402
+from facegate.edge.site import events, people  # noqa: E402
+from facegate.edge.site.folder import init_site  # noqa: E402
+from facegate.edge.site.people import PhotoResult  # noqa: E402
+from facegate.edge.site.server import make_service  # noqa: E402
+from facegate.edge.site.web import Settings, create_app  # noqa: E402
+
+if mosquitto_binary() is None:
+    pytest.skip("mosquitto is not installed (Debian package `mosquitto`; .ci/run installs it)", allow_module_level=True)
+
+
+def wait_for(condition, timeout: float = 20.0, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"not true within {timeout} s: {condition}")
+
+
+class Web:
+    """The site's FastAPI app under uvicorn in a thread, on a loopback port."""
+
+    def __init__(self, app, port: int) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                                    access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self) -> "Web":
+        self.thread.start()
+        wait_for(lambda: self.server.started)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class SiteUnderTest:
+    def __init__(self, root: Path) -> None:
+        self.site = init_site(root / "site", "admin", "correct horse battery")
+        self.service = make_service(self.site, liveness=False)
+        self.mqtt_port = free_port()
+        self.settings = Settings(broker_port=self.mqtt_port, login_per_minute=1000)
+        users, acl = provisioning.broker_accounts(self.site.store, self.site)
+        self.broker = Mosquitto(write_files(root / "site" / "broker", self.mqtt_port, users, acl), self.mqtt_port).start()
+        self.fleet = None
+        self.web = None
+        self.start_site()
+
+    def start_site(self) -> None:
+        self.fleet = SiteFleet(self.site, self.service.binding, "127.0.0.1", self.mqtt_port, self.broker,
+                               offline_after_s=5).start()
+        assert self.fleet.wait_connected()
+        self.web = Web(create_app(self.site, self.service, self.settings, fleet=self.fleet), free_port()).start()
+
+    def stop_site(self) -> None:
+        self.web.stop()
+        self.fleet.stop()
+
+    def add_door(self, name: str, group: str = "") -> tuple[str, str]:
+        door = events.add_door(self.site.store, name, group)
+        return door, provisioning.create_registration(self.site.store, door)
+
+    def close(self) -> None:
+        self.stop_site()
+        self.broker.stop()
+        self.site.close()
+
+
+@pytest.fixture()
+def site(tmp_path):
+    s = SiteUnderTest(tmp_path)
+    yield s
+    s.close()
+
+
+def client(username: str, password: str, port: int, client_id: str | None = None):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"t-{username}-{time.monotonic_ns()}")
+    c.username_pw_set(username, password)
+    outcome = {}
+    c.on_connect = lambda cl, u, f, reason, p=None: outcome.setdefault("reason", reason)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    wait_for(lambda: "reason" in outcome, 10)
+    return c, outcome["reason"]
+
+
+def door_agent(site: SiteUnderTest, creds: FleetCredentials, root: Path, **kw) -> tuple[DoorAgent, AuditLog]:
+    audit = AuditLog(root / "audit.jsonl", door_id=creds.door_id)
+    agent = DoorAgent(creds, root / "audit.jsonl", root / "gallery.fgg", root / "state", site.service.binding,
+                      heartbeat_s=0.5, resend_s=1.0, **kw).start()
+    return agent, audit
+
+
+# -- registration and access rules -------------------------------------------------------------------------------
+def test_registration_is_one_time_and_revocation_is_immediate(site, tmp_path):
+    door, token = site.add_door("front", "lobby")
+    creds = register_door(site.web.url, token, tmp_path / "door")
+    assert creds.door_id == door and creds.broker_username == door and creds.door_group == "lobby"
+    assert (tmp_path / "door" / "fleet.json").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "door" / "gallery.key").read_bytes() == site.site.gallery_key
+    with pytest.raises(Exception, match="already used"):
+        register_door(site.web.url, token, tmp_path / "again")
+    c, reason = client(creds.broker_username, creds.broker_password, site.mqtt_port)
+    assert not reason.is_failure
+    c.disconnect()
+    head = {"Authorization": f"Bearer {creds.api_token}"}
+    assert httpx.post(site.web.url + "/v1/door/heartbeat", headers=head, json={}).status_code == 200
+    provisioning.revoke(site.site.store, door)
+    site.fleet.sync_broker()
+    assert httpx.post(site.web.url + "/v1/door/heartbeat", headers=head, json={}).status_code == 401
+    time.sleep(0.3)                                          # mosquitto re-reads its files on SIGHUP
+    _, reason = client(creds.broker_username, creds.broker_password, site.mqtt_port)
+    assert reason.is_failure                                  # "not authorised"
+
+
+def test_a_door_publishes_and_reads_only_its_own_topics(site, tmp_path):
+    creds_a = register_door(site.web.url, site.add_door("a", "lobby")[1], tmp_path / "a")
+    creds_b = register_door(site.web.url, site.add_door("b", "lab")[1], tmp_path / "b")
+    sid = site.site.site_id
+    watcher, _ = client(provisioning.SITE_USER, site.site.broker_password, site.mqtt_port)
+    seen: list[str] = []
+    payloads: list[bytes] = []
+    watcher.on_message = lambda c, u, m: (seen.append(m.topic), payloads.append(m.payload))
+    watcher.subscribe(f"facegate/{sid}/#", qos=1)
+    a, reason = client(creds_a.broker_username, creds_a.broker_password, site.mqtt_port)
+    assert not reason.is_failure
+    a_seen: list[str] = []
+    a.on_message = lambda c, u, m: a_seen.append(m.topic)
+    a.subscribe([(topics.door_topic(sid, creds_b.door_id, "commands"), 1), (topics.gallery_topic(sid, "lab"), 1),
+                 (topics.door_topic(sid, creds_a.door_id, "commands"), 1)])
+    time.sleep(0.3)
+    a.publish(topics.door_topic(sid, creds_b.door_id, "events"), b'{"forged": true}', qos=1).wait_for_publish(5)
+    a.publish(topics.gallery_topic(sid, "lobby"), b'{"forged": true}', qos=1).wait_for_publish(5)
+    a.publish(topics.door_topic(sid, creds_a.door_id, "heartbeat"), b"{}", qos=1).wait_for_publish(5)
+    watcher.publish(topics.door_topic(sid, creds_b.door_id, "commands"), b"{}", qos=1)
+    watcher.publish(topics.gallery_topic(sid, "lab"), b"{}", qos=1)
+    watcher.publish(topics.door_topic(sid, creds_a.door_id, "commands"), b"{}", qos=1)
+    wait_for(lambda: topics.door_topic(sid, creds_a.door_id, "heartbeat") in seen)
+    wait_for(lambda: a_seen)
+    time.sleep(0.5)
+    assert topics.door_topic(sid, creds_b.door_id, "events") not in seen      # refused by the broker
+    assert not any(b"forged" in p for p in payloads)                          # nor its fake gallery announcement
+    assert a_seen == [topics.door_topic(sid, creds_a.door_id, "commands")]    # not b's commands, not lab's gallery
+    for c in (a, watcher):
+        c.disconnect()
+        c.loop_stop()
+
+
+# -- events: exactly once in the site's view ------------------------------------------------------------------------
+def test_events_arrive_exactly_once_through_broker_and_site_outages(site, tmp_path):
+    creds = register_door(site.web.url, site.add_door("front")[1], tmp_path / "door")
+    agent, audit = door_agent(site, creds, tmp_path / "door")
+    try:
+        def decide(n):
+            for _ in range(n):
+                audit.append("decision", decision="accept", person="abc123abc123", score=0.8)
+        decide(40)
+        wait_for(lambda: events.acked_seq(site.site.store, creds.door_id) == audit._seq and agent.outbox.acked == audit._seq)
+        site.broker.stop()                       # the broker goes away; the door keeps deciding
+        decide(30)
+        site.stop_site()                         # then the site server too
+        decide(20)
+        site.broker.start()
+        decide(10)
+        site.start_site()
+        wait_for(lambda: agent.outbox.acked == audit._seq, timeout=30)
+    finally:
+        agent.stop()
+    rows = site.site.store.query("SELECT seq, mac, prev FROM events WHERE door_id=? ORDER BY seq", (creds.door_id,))
+    assert [r["seq"] for r in rows] == list(range(1, audit._seq + 1))        # 0 lost, 0 duplicates
+    assert all(rows[i]["mac"] == rows[i + 1]["prev"] for i in range(len(rows) - 1))
+    assert events.alarms(site.site.store, creds.door_id) == []
+    door = site.site.store.one("SELECT last_heartbeat, model FROM doors WHERE id=?", (creds.door_id,))
+    assert door["model"] == site.service.binding.name and door["last_heartbeat"] is not None
+
+
+def test_a_gap_and_a_forged_entry_are_alarms(site, tmp_path):
+    door, _ = site.add_door("side")
+    log = AuditLog(tmp_path / "a.jsonl", door_id=door)
+    for _ in range(4):
+        log.append("decision", decision="reject", score=0.1)
+    entries = Outbox(tmp_path / "a.jsonl", tmp_path / "state.json").pending()     # genesis (seq 1) + 4 decisions
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5]
+    assert events.ingest(site.site.store, door, [entries[0], entries[1], entries[3]])["accepted"] == 3
+    assert [(a["kind"], a["seq"]) for a in events.alarms(site.site.store, door)] == [("gap", 3)]
+    forged = {**entries[2], "prev": "0" * 64}                  # entry 3 that does not follow entry 2
+    events.ingest(site.site.store, door, [forged])
+    kinds = sorted(a["kind"] for a in events.alarms(site.site.store, door))
+    assert kinds == ["chain-broken"] and events.acked_seq(site.site.store, door) == 4
+
+
+# -- gallery snapshots ----------------------------------------------------------------------------------------------
+def enrol_random(site: SiteUnderTest, name: str, groups: str = "", seed: int = 0) -> tuple[str, np.ndarray]:
+    v = np.random.default_rng(seed).normal(size=(2, site.service.binding.dim)).astype(np.float32)
+    pid = people.enrol(site.site.store, site.site.sealer, site.service.binding, name,
+                       [PhotoResult(f"{i}.jpg", True, [], None, x, b"") for i, x in enumerate(v)], groups=groups)
+    return pid, v
+
+
+def test_enrolment_and_erasure_reach_the_door(site, tmp_path):
+    creds = register_door(site.web.url, site.add_door("front", "lobby")[1], tmp_path / "door")
+    agent, _ = door_agent(site, creds, tmp_path / "door")
+    key = KeySource.from_keyfile(creds.gallery_key_file)
+    try:
+        ada, _ = enrol_random(site, "Ada", "lobby", 1)
+        lab_only, _ = enrol_random(site, "Bob", "lab", 2)
+        everyone, _ = enrol_random(site, "Cy", "", 3)
+        wait_for(lambda: agent.gallery_version >= 1 and
+                 set(GalleryStore(tmp_path / "door" / "gallery.fgg", key).load().people) == {ada, everyone})
+        wait_for(lambda: site.site.store.one("SELECT gallery_version FROM doors WHERE id=?",
+                                             (creds.door_id,))["gallery_version"] == agent.gallery_version)
+        before = agent.gallery_version
+        people.erase(site.site.store, ada, "admin")
+        wait_for(lambda: agent.gallery_version > before)
+        held = GalleryStore(tmp_path / "door" / "gallery.fgg", key).load()
+        assert set(held.people) == {everyone} and lab_only not in held.people
+    finally:
+        agent.stop()
+
+
+def test_forged_stale_and_foreign_snapshots_are_refused(site, tmp_path):
+    creds = register_door(site.web.url, site.add_door("front")[1], tmp_path / "door")
+    enrol_random(site, "Ada", "", 4)
+    site.fleet.publish_snapshots()
+    row = site.site.store.one("SELECT announcement, data FROM snapshots ORDER BY version DESC LIMIT 1")
+    announcement, blob = json.loads(row["announcement"]), row["data"]
+    agent = DoorAgent(creds, tmp_path / "door" / "audit.jsonl", tmp_path / "door" / "gallery.fgg",
+                      tmp_path / "door" / "state", site.service.binding)
+    gallery_file = tmp_path / "door" / "gallery.fgg"
+    gallery_file.write_bytes(b"the gallery in use")
+
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    other_key = Ed25519PrivateKey.generate()
+    forged = {**announcement, "signature": base64.b64encode(other_key.sign(b"x")).decode()}
+    cases = {
+        "unsigned": {k: v for k, v in announcement.items() if k != "signature"},
+        "forged signature": forged,
+        "edited version": {**announcement, "version": announcement["version"] + 5},
+        "another site": {**announcement, "site": "0123456789abcdef"},
+    }
+    for name, bad in cases.items():
+        assert agent.apply_announcement(bad) is False, name
+    assert gallery_file.read_bytes() == b"the gallery in use"
+    assert len(agent.refused) == len(cases)
+    assert agent.apply_announcement(announcement) is True and agent.gallery_version == announcement["version"]
+    in_use = gallery_file.read_bytes()
+    assert agent.apply_announcement(announcement) is False                       # the same version again: no rollback
+    manifest = snapshots.verify_announcement(announcement, creds.site_public_key, creds.site_id, "_all", 0)
+    with pytest.raises(snapshots.SnapshotRefused, match="does not match its signed digest"):
+        snapshots.check_file(blob[:-1] + bytes([blob[-1] ^ 1]), manifest, site.site.gallery_key, site.service.binding)
+    with pytest.raises(snapshots.SnapshotRefused, match="not newer"):
+        snapshots.verify_announcement(announcement, creds.site_public_key, creds.site_id, "_all", manifest.version)
+    assert gallery_file.read_bytes() == in_use
