@@ -81,9 +81,12 @@ def cmd_sync(args) -> int:
     from facegate.edge.gallery.records import ModelBinding
     from facegate.edge.registry import get_embedder
     cfg = load_door_config(args.config)
-    creds = FleetCredentials.load(args.fleet)
+    fleet = args.fleet or (Path(cfg.fleet.credentials) if cfg.fleet.credentials else None)
+    if fleet is None:
+        raise ConfigError("no fleet credentials: give --fleet or set [fleet] credentials in door.toml")
+    creds = FleetCredentials.load(fleet)
     binding = ModelBinding.for_embedder(get_embedder(cfg.pipeline.embedder))
-    state = args.state or Path(cfg.audit.path).with_name("fleet-state")
+    state = cfg.fleet.state_path(cfg.audit.path)
     agent = DoorAgent(creds, Path(cfg.audit.path), Path(cfg.gallery.path), state, binding,
                       heartbeat_s=args.heartbeat, status={"liveness_mode": cfg.liveness.mode if cfg.liveness.enabled
                                                           else "off"}).start()
@@ -114,7 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     reg.set_defaults(func=cmd_register)
     sy = ds.add_parser("sync", help="the fleet agent: events to the site, gallery snapshots from it, heartbeats")
     sy.add_argument("--config", type=Path, required=True, help="the door's door.toml (audit log, gallery, model)")
-    sy.add_argument("--fleet", type=Path, required=True, help="fleet.json written by `door register`")
-    sy.add_argument("--state", type=Path, default=None, help="the agent's state folder (default: beside the audit log)")
+    sy.add_argument("--fleet", type=Path, default=None,
+                    help="fleet.json written by `door register` (default: [fleet] credentials of door.toml)")
     sy.add_argument("--heartbeat", type=float, default=10.0, help="seconds between heartbeats")
     sy.set_defaults(func=cmd_sync)

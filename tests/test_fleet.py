@@ -283,3 +283,78 @@ def test_forged_stale_and_foreign_snapshots_are_refused(site, tmp_path):
     with pytest.raises(snapshots.SnapshotRefused, match="not newer"):
         snapshots.verify_announcement(announcement, creds.site_public_key, creds.site_id, "_all", manifest.version)
     assert gallery_file.read_bytes() == in_use
+
+
+# -- remote commands --------------------------------------------------------------------------------------------------
+def test_command_signature_expiry_address_and_replay(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from facegate.edge.fleet import commands
+    from facegate.edge.fleet.snapshots import public_key_b64
+    key = Ed25519PrivateKey.generate()
+    pub = public_key_b64(key)
+    t = 1_000_000.0
+    good = commands.make(key, "site1", "door-a", "unlock", "olga", now=t)
+    seen: dict = {}
+    assert commands.verify(good, pub, "site1", "door-a", seen, now=t + 1)["action"] == "unlock"
+    cases = {
+        "replayed": (good, t + 2),
+        "expired": (commands.make(key, "site1", "door-a", "unlock", "olga", now=t - 120), t),
+        "other door": (commands.make(key, "site1", "door-b", "unlock", "olga", now=t), t),
+        "other site": (commands.make(key, "site2", "door-a", "unlock", "olga", now=t), t),
+        "forged": (commands.make(Ed25519PrivateKey.generate(), "site1", "door-a", "unlock", "x", now=t), t),
+        "edited": ({**commands.make(key, "site1", "door-a", "release", "olga", now=t), "action": "unlock"}, t),
+        "future": (commands.make(key, "site1", "door-a", "unlock", "olga", now=t + 3600), t),
+    }
+    for name, (command, when) in cases.items():
+        with pytest.raises(commands.CommandRefused):
+            commands.verify(command, pub, "site1", "door-a", seen, now=when)
+        assert name
+
+
+def test_site_commands_reach_the_door_loop_signed_once_and_audited(site, tmp_path, pipeline):
+    from facegate.edge.door.policy import DoorEvent
+    from facegate.edge.door.relay import DoorLock, make_relay
+    from facegate.edge.door.unit import ChallengeSettings, DoorApp, DoorSettings, RemoteCommands
+    from facegate.edge.gallery import Matcher
+    creds = register_door(site.web.url, site.add_door("front")[1], tmp_path / "door")
+    agent, _ = door_agent(site, creds, tmp_path / "door")
+    try:
+        relay = make_relay("mock", 17, True, None)
+        lock = DoorLock(relay, 2.0)
+        remote = RemoteCommands(tmp_path / "door" / "state", creds.site_public_key, creds.site_id, creds.door_id,
+                                ChallengeSettings(0.25, 8.0))
+        gallery = people.gallery(site.site.store, site.site.sealer, site.service.binding)
+        clock = {"t": 0.0}
+        app = DoorApp(DoorSettings(), pipeline, Matcher(gallery, 0.5, 0.4), lock,
+                      AuditLog(tmp_path / "door" / "audit.jsonl", door_id=creds.door_id), clock=lambda: clock["t"],
+                      remote=remote)
+
+        def deliver(action, mode=None):
+            command = site.fleet.send_command(creds.door_id, action, "olga", mode)
+            wait_for(lambda: remote.spool.take())
+            clock["t"] += 2
+            return command, app.apply_remote_commands(clock["t"])
+
+        command, applied = deliver("unlock")
+        assert applied == 1 and relay._locked is False
+        lock.tick(clock["t"] + 3)
+        assert relay._locked is True
+        remote.spool.drop(json.dumps(command).encode())             # the same message again: a replay
+        clock["t"] += 2
+        assert app.apply_remote_commands(clock["t"]) == 0 and relay._locked is True
+        assert deliver("lockdown")[1] == 1 and app.lockdown and remote.lockdown_on()
+        assert app._handle(DoorEvent("accept", "abc123abc123", 0.9), clock["t"]) is False and relay._locked
+        assert deliver("liveness", "challenge")[1] == 1 and app.challenge is not None
+        assert deliver("release")[1] == 1 and not app.lockdown and not remote.lockdown_on()
+        log_entries = [json.loads(x) for x in (tmp_path / "door" / "audit.jsonl").read_text().splitlines()]
+        kinds = [e["event"] for e in log_entries]
+        assert kinds.count("remote_unlock") == 1 and "command_refused" in kinds and "lockdown_refused" in kinds
+        refused = next(e for e in log_entries if e["event"] == "command_refused")
+        assert "replayed" in refused["reason"]
+        unlock = next(e for e in log_entries if e["event"] == "remote_unlock")
+        assert unlock["command"] == command["id"] and unlock["actor"] == "olga"
+        # and the door's entries reach the site, where the unlock is visible beside the admin's command
+        wait_for(lambda: any(e["event"] == "remote_unlock" for e in events.search(site.site.store, door=creds.door_id)))
+    finally:
+        agent.stop()

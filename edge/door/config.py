@@ -102,6 +102,19 @@ class LivenessConfig:
 
 
 @dataclass(frozen=True)
+class FleetConfig:
+    """Joining a site (`facegate door register` wrote the credentials): the door loop takes signed remote
+    commands from the sync agent's spool; `facegate door sync` reads the same section."""
+
+    credentials: str | None = None       # fleet.json from `door register`; None: a stand-alone door
+    state_dir: str | None = None         # the sync agent's state (outbox pointer, gallery version, command
+                                         # spool); default: <audit log folder>/fleet-state
+
+    def state_path(self, audit_path: str | Path) -> Path:
+        return Path(self.state_dir) if self.state_dir else Path(audit_path).with_name("fleet-state")
+
+
+@dataclass(frozen=True)
 class DoorConfig:
     """All of `door.toml`: every section optional, every key optional, nothing unknown."""
 
@@ -114,6 +127,7 @@ class DoorConfig:
     display: DisplayConfig = field(default_factory=DisplayConfig)
     pipeline: DoorPipelineConfig = field(default_factory=DoorPipelineConfig)
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
 
 
 def door_config_from_dict(doc: dict[str, Any]) -> DoorConfig:

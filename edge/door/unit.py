@@ -8,6 +8,7 @@ injectable so tests replay recorded frames at a known frame rate.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ from facegate.edge.door.policy import DoorEvent, DoorPolicy, PolicyConfig
 from facegate.edge.door.relay import DoorLock, make_relay
 from facegate.edge.door.sdnotify import notify, watchdog_interval
 from facegate.edge.door.tracking import IoUTracker, view_quality
+from facegate.edge.durable import atomic_write
 from facegate.edge.errors import AuditError, FacegateError, PersonNotFoundError
 from facegate.edge.face.liveness import LivenessChecker, refused_as_attack
 from facegate.edge.face.pipeline import Pipeline
@@ -96,12 +98,36 @@ def _file_stamp(path: Path) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
+class RemoteCommands:
+    """What the door loop needs to take signed commands from its site: the spool the sync agent fills,
+    the site's pinned public key and names, and the lockdown state (a file: it survives a restart)."""
+
+    def __init__(self, state_dir: Path, public_key: str, site: str, door: str, challenge: ChallengeSettings) -> None:
+        from facegate.edge.fleet.commands import CommandSpool
+        self.spool = CommandSpool(Path(state_dir) / "commands")
+        self.public_key, self.site, self.door, self.challenge = public_key, site, door, challenge
+        self._lockdown_file = Path(state_dir) / "lockdown"
+
+    def lockdown_on(self) -> bool:
+        return self._lockdown_file.exists()
+
+    def set_lockdown(self, on: bool) -> None:
+        if on:
+            self._lockdown_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self._lockdown_file, b"lockdown\n")
+        else:
+            self._lockdown_file.unlink(missing_ok=True)
+
+
 class DoorApp:
     def __init__(self, settings: DoorSettings, pipeline: Pipeline, matcher: Matcher, lock: DoorLock,
                  audit: AuditLog, clock: Callable[[], float] = time.monotonic,
                  liveness: LivenessChecker | None = None, challenge: ChallengeSettings | None = None,
-                 gallery_store: GalleryStore | None = None) -> None:
+                 gallery_store: GalleryStore | None = None, remote: "RemoteCommands | None" = None) -> None:
         self.settings = settings
+        self.remote = remote              # signed commands from the site, spooled by the sync agent
+        self._remote_checked = 0.0
+        self.lockdown = remote.lockdown_on() if remote is not None else False
         # the gallery file the door re-reads when the fleet agent swaps in a new snapshot (atomic rename)
         self._gallery_store = gallery_store
         self._gallery_stamp = _file_stamp(gallery_store.path) if gallery_store is not None else None
@@ -156,8 +182,54 @@ class DoorApp:
                          key_file=cfg.audit.key_file)
         challenge = (ChallengeSettings(cfg.liveness.turn_yaw, cfg.liveness.challenge_s)
                      if cfg.liveness.mode == "challenge" else None)
+        remote = None
+        if cfg.fleet.credentials:
+            from facegate.edge.fleet.agent import FleetCredentials
+            creds = FleetCredentials.load(Path(cfg.fleet.credentials))
+            remote = RemoteCommands(cfg.fleet.state_path(cfg.audit.path), creds.site_public_key, creds.site_id,
+                                    creds.door_id, ChallengeSettings(cfg.liveness.turn_yaw, cfg.liveness.challenge_s))
         return cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit, challenge=challenge,
-                   gallery_store=store)
+                   gallery_store=store, remote=remote)
+
+    def apply_remote_commands(self, now: float) -> int:
+        """Verify and carry out the spooled site commands (at most once a second); how many were applied.
+        Every command, applied or refused, is audited; an unlock opens only after its entry is durable."""
+        if self.remote is None or now - self._remote_checked < GALLERY_CHECK_S:
+            return 0
+        self._remote_checked = now
+        from facegate.edge.fleet import commands
+        applied = 0
+        seen = self.remote.spool.load_seen()
+        for path, raw in self.remote.spool.take():
+            try:
+                command = commands.verify(json.loads(raw), self.remote.public_key, self.remote.site, self.remote.door, seen)
+            except (ValueError, commands.CommandRefused) as exc:
+                self._record("command_refused", reason=str(exc)[:200])
+                log.warning("remote command refused: %s", exc)
+            else:
+                self.remote.spool.save_seen(seen)          # before acting: a crash now cannot replay it
+                applied += self._apply(command, now)
+            path.unlink(missing_ok=True)
+        return applied
+
+    def _apply(self, command: dict, now: float) -> int:
+        action, fields = command["action"], {"command": command["id"], "actor": str(command.get("actor"))[:64]}
+        if action == "unlock":
+            if self._record("remote_unlock", **fields):      # fail-secure: no entry, no opening
+                self.lock.open_for(self.settings.pulse_seconds, now)
+                return 1
+            return 0
+        if action in ("lockdown", "release"):
+            self.lockdown = action == "lockdown"
+            self.remote.set_lockdown(self.lockdown)
+            self.status["lockdown"] = self.lockdown
+            self._record(action, **fields)
+            return 1
+        self.challenge = self.remote.challenge if command["mode"] == "challenge" else None
+        self._challenge = None
+        self.status["liveness_mode"] = command["mode"]
+        self._record("liveness_mode", mode=command["mode"], **fields)
+        return 1
 
     def reload_gallery_if_changed(self, now: float) -> bool:
         """Swap in the gallery file if it was replaced (at most once a second): the fleet agent renames a
@@ -270,6 +342,7 @@ class DoorApp:
     def step(self, frame: np.ndarray, now: float | None = None) -> FrameOutcome:
         now = self.clock() if now is None else now
         self.reload_gallery_if_changed(now)
+        self.apply_remote_commands(now)
         self.frame_index += 1
         self.lock.tick(now)
         result, event, n_faces = None, None, 0
@@ -334,7 +407,10 @@ class DoorApp:
         fields = {"person_id": event.person_id, "score": None if event.score is None else round(event.score, 4),
                   "reason": event.reason}
         opened = True
-        if event.kind == "accept":
+        if event.kind == "accept" and self.lockdown:
+            self._record("lockdown_refused", **fields)       # lockdown: no face opens until the site releases it
+            opened = False
+        elif event.kind == "accept":
             opened = self._record("accept", **fields)
             if opened:
                 self.lock.open_for(self.settings.pulse_seconds, now)

@@ -26,6 +26,7 @@ from pathlib import Path
 from facegate.edge.durable import atomic_write
 from facegate.edge.errors import SiteError
 from facegate.edge.fleet import snapshots, topics
+from facegate.edge.fleet.commands import CommandSpool
 from facegate.edge.fleet.outbox import Outbox
 from facegate.edge.gallery.records import ModelBinding
 
@@ -76,6 +77,7 @@ class DoorAgent:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(audit_path, self.state_dir / "outbox.json")
+        self.spool = CommandSpool(self.state_dir / "commands")
         self.binding = binding
         self.heartbeat_s, self.resend_s, self.poll_s = heartbeat_s, resend_s, poll_s
         self.status = status if status is not None else {}
@@ -89,6 +91,7 @@ class DoorAgent:
         self._connected = threading.Event()
         self._announcement: dict | None = None
         self._lock = threading.Lock()
+        self.last_decision: dict | None = None
         self.refused: list[str] = []          # why snapshots were refused (logged and kept for the status)
         self.started = time.time()
         self._client = self._make_client()
@@ -132,6 +135,9 @@ class DoorAgent:
         self._wake.set()
 
     def _on_message(self, client, userdata, message) -> None:
+        if message.topic == self._topic("commands"):
+            self.spool.drop(message.payload)            # the door loop verifies, applies and audits it
+            return
         try:
             body = json.loads(message.payload)
         except ValueError:
@@ -189,9 +195,13 @@ class DoorAgent:
         payload = json.dumps({"door": self.creds.door_id, "entries": entries}, separators=(",", ":"))
         self._client.publish(self._topic("events"), payload, qos=1)
         self._sent_upto, self._sent_at = entries[-1]["seq"], now
+        decisions = [e for e in entries if e.get("event") in ("accept", "reject", "lockout", "lockdown_refused")]
+        if decisions:
+            self.last_decision = {"event": decisions[-1]["event"], "time": decisions[-1]["time"]}
 
     def _heartbeat(self) -> None:
         beat = {"door": self.creds.door_id, "gallery_version": self.gallery_version, "model": self.binding.name,
+                "last_decision": self.last_decision,
                 "uptime_s": round(time.time() - self.started), "acked": self.outbox.acked,
                 "pending": max(0, self.outbox.tail_seq() - self.outbox.acked), **self.status}
         self._client.publish(self._topic("heartbeat"), json.dumps(beat), qos=0)

@@ -155,6 +155,13 @@ class SiteFleet:
                 self.store.execute("UPDATE doors SET gallery_version=?, last_heartbeat=? WHERE id=?",
                                    (version, now(), door_id))
 
+    def send_command(self, door_id: str, action: str, actor: str, mode: str | None = None) -> dict:
+        """Sign and publish a command to one door (QoS 1); the command as sent."""
+        from facegate.edge.fleet import commands
+        command = commands.make(self.site.signing_key, self.site.site_id, door_id, action, actor, mode)
+        self._client.publish(topics.door_topic(self.site.site_id, door_id, "commands"), json.dumps(command), qos=1)
+        return command
+
     # -- snapshots --------------------------------------------------------------------------------------
     def door_groups(self) -> list[str]:
         rows = self.store.query("SELECT DISTINCT door_group FROM doors WHERE revoked IS NULL")

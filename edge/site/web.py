@@ -393,6 +393,21 @@ def create_app(site: Site, service: VerificationService, settings: Settings | No
         record(session.account, "door-revoke", door=door_id)
         return RedirectResponse("/doors", status_code=303)
 
+    @app.post("/doors/{door_id}/command", include_in_schema=False)
+    async def door_command(request: Request, door_id: str):
+        session = _session(request, "doors.command")
+        form = await _form(request, session)
+        door = store.one("SELECT id, revoked FROM doors WHERE id=?", (door_id,))
+        if door is None or door["revoked"] is not None:
+            raise SiteRequestError("no such door, or it was revoked", 404)
+        if fleet is None:
+            raise SiteRequestError("the fleet service is not running (serve with --mqtt-port)", 503)
+        action, mode = str(form.get("action", "")), str(form.get("mode", "")) or None
+        command = fleet.send_command(door_id, action, session.account.username, mode)
+        record(session.account, "door-command", door=door_id, action=action, command=command["id"],
+               **({"mode": mode} if mode else {}))
+        return RedirectResponse("/doors", status_code=303)
+
     def _event_filters(request: Request) -> dict:
         q = request.query_params
         return {k: q.get(k, "")[:64] for k in ("door", "person", "decision", "since", "until")}
