@@ -185,6 +185,20 @@ def cmd_site(args) -> int:
     return _write(result, args.out)
 
 
+def cmd_fleet(args) -> int:
+    from facegate.edge.bench.fleet import bench_fleet, markdown
+    result = bench_fleet(doors=args.doors, enrolments=args.enrolments, ingest_s=args.seconds, batch=args.batch,
+                         interval=args.interval)
+    result["command"] = args.command_line
+    table = markdown(result)
+    print(table)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "fleet.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / "fleet.md").write_text(f"`{args.command_line}`\n\n{table}")
+    return 0 if result["lost"] == 0 and result["duplicates"] == 0 else 1
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="speed benchmarks: pipeline stages, detector, embedder, gallery, peers")
     bs = b.add_subparsers(dest="bench_cmd", required=True)
@@ -237,6 +251,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--no-image", action="store_true", help="skip identify-by-image")
     st.add_argument("--out", type=Path, default=None, help="JSON result (and a .md table beside it)")
     st.set_defaults(func=cmd_site)
+    fl = bs.add_parser("fleet", help="N simulated doors against one mosquitto and one site server on loopback: "
+                       "enrolment-to-every-door time, events ingested per second, lost and duplicated events")
+    fl.add_argument("--doors", type=int, default=200)
+    fl.add_argument("--enrolments", type=int, default=5, help="enrolments timed one after another")
+    fl.add_argument("--seconds", type=float, default=10.0, help="how long every door publishes events")
+    fl.add_argument("--batch", type=int, default=10, help="entries per events message")
+    fl.add_argument("--interval", type=float, default=0.05, help="seconds between a door's messages")
+    fl.add_argument("--out", type=Path, default=None, help="folder for fleet.json and fleet.md")
+    fl.set_defaults(func=cmd_fleet)
     k = bs.add_parser("soak", help="a real door process on replayed frames for N minutes: memory, open files and "
                       "threads must stay flat (exit 16 if not)")
     k.add_argument("--minutes", type=float, default=60.0)

@@ -150,3 +150,17 @@ def test_bench_site_answers_every_probe_with_its_own_person(tmp_path, capsys):
     assert row["image"]["requests"] >= 1 and row["image"]["errors"] == {}
     assert result["command"].startswith("facegate bench site")
     assert "| 300 |" in out.with_suffix(".md").read_text() and "| 300 |" in capsys.readouterr().out
+
+
+def test_bench_fleet_counts_every_event_once(tmp_path, capsys):
+    """A tiny `bench fleet`: the real site server with its mosquitto, simulated doors; nothing lost or doubled."""
+    pytest.importorskip("aiomqtt", reason="bench fleet needs aiomqtt (the `site` extra)")
+    from facegate.edge.fleet.broker import mosquitto_binary
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto is not installed")
+    assert main(["bench", "fleet", "--doors", "6", "--enrolments", "2", "--seconds", "1", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "fleet.json").read_text())
+    assert result["lost"] == 0 and result["duplicates"] == 0 and result["alarms"] == 0
+    assert result["events_stored"] == result["events_sent"] > 0
+    assert len(result["propagation"]) == 2 and all(p["last_s"] < 30 for p in result["propagation"])
+    assert "simulated doors" in (tmp_path / "fleet.md").read_text()

@@ -62,7 +62,7 @@ def _start_server(folder: Path, port: int, log_path: Path) -> subprocess.Popen:
         if proc.poll() is not None:
             raise RuntimeError(f"the site server stopped: {log_path.read_text()[-2000:]}")
         try:
-            asyncio.run(_once(port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n", b""))
+            asyncio.run(http_once(port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n", b""))
             return proc
         except OSError:
             time.sleep(0.2)
@@ -70,15 +70,15 @@ def _start_server(folder: Path, port: int, log_path: Path) -> subprocess.Popen:
     raise RuntimeError("the site server did not answer within 120 s")
 
 
-async def _once(port: int, head: bytes, body: bytes) -> tuple[int, bytes]:
+async def http_once(port: int, head: bytes, body: bytes) -> tuple[int, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        return await _request(reader, writer, head, body)
+        return await http_request(reader, writer, head, body)
     finally:
         writer.close()
 
 
-async def _request(reader, writer, head: bytes, body: bytes) -> tuple[int, bytes]:
+async def http_request(reader, writer, head: bytes, body: bytes) -> tuple[int, bytes]:
     writer.write(head + body)
     await writer.drain()
     status = await reader.readline()
@@ -119,7 +119,7 @@ async def _load(port: int, requests: list[tuple[bytes, bytes, str | None]], clie
                 head, body, expected = requests[i % len(requests)]
                 i += clients
                 t0 = time.perf_counter()
-                status, data = await _request(reader, writer, head, body)
+                status, data = await http_request(reader, writer, head, body)
                 latencies.append((time.perf_counter() - t0) * 1000)
                 if status != 200:
                     errors[str(status)] = errors.get(str(status), 0) + 1
