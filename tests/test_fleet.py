@@ -74,13 +74,14 @@ class SiteUnderTest:
         self.broker = Mosquitto(write_files(root / "site" / "broker", self.mqtt_port, users, acl), self.mqtt_port).start()
         self.fleet = None
         self.web = None
+        self.web_port = free_port()              # the site's URL stays the same across restarts
         self.start_site()
 
     def start_site(self) -> None:
         self.fleet = SiteFleet(self.site, self.service.binding, "127.0.0.1", self.mqtt_port, self.broker,
                                offline_after_s=5).start()
         assert self.fleet.wait_connected()
-        self.web = Web(create_app(self.site, self.service, self.settings, fleet=self.fleet), free_port()).start()
+        self.web = Web(create_app(self.site, self.service, self.settings, fleet=self.fleet), self.web_port).start()
 
     def stop_site(self) -> None:
         self.web.stop()

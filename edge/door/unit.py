@@ -246,10 +246,10 @@ class DoorApp:
             gallery = self._gallery_store.load(expect=self.matcher.gallery.binding)
         except FacegateError as exc:
             log.error("the new gallery file does not open (%s); the door keeps the one in use", exc)
-            self._record("gallery-reload-failed", reason=str(exc)[:200])
+            self._record("gallery_reload_failed", reason=str(exc)[:200])
             return False
         self.matcher = Matcher(gallery, self.matcher.accept, self.matcher.retry, self.matcher.margin)
-        self._record("gallery-reload", generation=int(self._gallery_store.header().get("generation", 0)),
+        self._record("gallery_reload", generation=int(self._gallery_store.header().get("generation", 0)),
                      people=len(gallery.people), templates=int(len(gallery.templates)))
         log.info("gallery reloaded: %d people", len(gallery.people))
         return True

@@ -33,6 +33,7 @@ from facegate.edge.gallery.records import ModelBinding
 log = logging.getLogger(__name__)
 
 BATCH = 200
+RETRY_S = 2.0          # a snapshot download that failed is tried again this often until a newer one is announced
 
 
 @dataclass
@@ -90,6 +91,7 @@ class DoorAgent:
         self._wake = threading.Event()
         self._connected = threading.Event()
         self._announcement: dict | None = None
+        self._retry: tuple[dict, float] | None = None     # an announcement whose download failed, and when to retry
         self._lock = threading.Lock()
         self.last_decision: dict | None = None
         self.refused: list[str] = []          # why snapshots were refused (logged and kept for the status)
@@ -175,7 +177,10 @@ class DoorAgent:
             try:
                 with self._lock:
                     announcement, self._announcement = self._announcement, None
+                if announcement is None and self._retry is not None and time.monotonic() >= self._retry[1]:
+                    announcement = self._retry[0]              # the site was unreachable: try again
                 if announcement is not None:
+                    self._retry = None
                     self.apply_announcement(announcement)
                 if self._connected.is_set():
                     self._send_pending()
@@ -221,8 +226,9 @@ class DoorAgent:
                 self.refused.append(str(exc))
             return False
         except (OSError, SiteError) as exc:
-            log.warning("gallery snapshot %s not fetched (%s); the next announcement retries",
-                        announcement.get("version"), exc)
+            log.warning("gallery snapshot %s not fetched (%s); retrying in %g s", announcement.get("version"), exc,
+                        RETRY_S)
+            self._retry = (announcement, time.monotonic() + RETRY_S)
             return False
         atomic_write(self.gallery_path, blob)                   # the door loop sees a whole new file
         atomic_write(self._state_file, json.dumps({"version": manifest.version}).encode())
