@@ -245,6 +245,10 @@ def test_enrolment_and_erasure_reach_the_door(site, tmp_path):
         wait_for(lambda: agent.gallery_version > before)
         held = GalleryStore(tmp_path / "door" / "gallery.fgg", key).load()
         assert set(held.people) == {everyone} and lab_only not in held.people
+        # the site shows the erasure confirmed by the door once it runs a snapshot made after it
+        receipt = wait_for(lambda: next((e for e in events.erasure_confirmations(site.site.store)
+                                         if e["person_id"] == ada and not e["pending"]), None))
+        assert receipt["confirmed"] == ["front"]
     finally:
         agent.stop()
 
@@ -357,5 +361,40 @@ def test_site_commands_reach_the_door_loop_signed_once_and_audited(site, tmp_pat
         assert unlock["command"] == command["id"] and unlock["actor"] == "olga"
         # and the door's entries reach the site, where the unlock is visible beside the admin's command
         wait_for(lambda: any(e["event"] == "remote_unlock" for e in events.search(site.site.store, door=creds.door_id)))
+    finally:
+        agent.stop()
+
+
+def test_web_admin_commands_and_revocation_are_role_checked(site, tmp_path):
+    import re
+
+    from fastapi.testclient import TestClient
+    from test_site import csrf_of, login
+
+    from facegate.edge.site import accounts
+    creds = register_door(site.web.url, site.add_door("front")[1], tmp_path / "door")
+    agent, _ = door_agent(site, creds, tmp_path / "door")
+    try:
+        app = site.web.server.config.app
+        accounts.create_account(site.site.store, "vera", "correct horse battery", "viewer")
+        accounts.create_account(site.site.store, "olga", "correct horse battery", "operator")
+        viewer, operator, admin = TestClient(app), TestClient(app), TestClient(app)
+        login(viewer, "vera", "correct horse battery")
+        login(operator, "olga", "correct horse battery")
+        login(admin, "admin", "correct horse battery")
+        url = f"/doors/{creds.door_id}/command"
+        assert viewer.post(url, data={"csrf": csrf_of(viewer.get("/doors").text), "action": "unlock"}).status_code == 403
+        page = operator.get("/doors").text
+        assert "Revoke" not in page and "unlock now" in page
+        assert operator.post(url, data={"csrf": csrf_of(page), "action": "unlock"}).status_code == 200
+        spool = tmp_path / "door" / "state" / "commands"
+        wait_for(lambda: spool.exists() and any(spool.iterdir()))
+        assert operator.post(f"/doors/{creds.door_id}/revoke", data={"csrf": csrf_of(page)}).status_code == 403
+        trail = [e for e in site.site.trail.recent() if e["event"] == "door-command"]
+        assert trail and trail[0]["actor"] == "olga" and trail[0]["action"] == "unlock"
+        page = admin.get("/doors").text
+        assert admin.post(f"/doors/{creds.door_id}/revoke", data={"csrf": csrf_of(page)}).status_code == 200
+        assert re.search(r"<td>revoked</td>", admin.get("/doors").text)
+        assert admin.post(url, data={"csrf": csrf_of(page), "action": "unlock"}).status_code == 404
     finally:
         agent.stop()

@@ -155,11 +155,19 @@ class SiteFleet:
                 self.store.execute("UPDATE doors SET gallery_version=?, last_heartbeat=? WHERE id=?",
                                    (version, now(), door_id))
 
+    def make_command(self, door_id: str, action: str, actor: str, mode: str | None = None) -> dict:
+        """A signed command for one door (record it in the admin trail, then publish it)."""
+        from facegate.edge.fleet import commands
+        return commands.make(self.site.signing_key, self.site.site_id, door_id, action, actor, mode)
+
+    def publish_command(self, command: dict) -> None:
+        self._client.publish(topics.door_topic(self.site.site_id, command["door"], "commands"), json.dumps(command),
+                             qos=1)
+
     def send_command(self, door_id: str, action: str, actor: str, mode: str | None = None) -> dict:
         """Sign and publish a command to one door (QoS 1); the command as sent."""
-        from facegate.edge.fleet import commands
-        command = commands.make(self.site.signing_key, self.site.site_id, door_id, action, actor, mode)
-        self._client.publish(topics.door_topic(self.site.site_id, door_id, "commands"), json.dumps(command), qos=1)
+        command = self.make_command(door_id, action, actor, mode)
+        self.publish_command(command)
         return command
 
     # -- snapshots --------------------------------------------------------------------------------------

@@ -197,3 +197,21 @@ def _cell(value):
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return "" if value is None else value
+
+
+def erasure_confirmations(store: SiteStore, limit: int = 50) -> list[dict]:
+    """Recent erasures and which doors have confirmed them: a door has, once the gallery version it runs
+    is at least its group's first snapshot made after the erasure (that snapshot no longer holds the person)."""
+    from facegate.edge.fleet.topics import group_name
+    doors = store.query("SELECT id, name, door_group, gallery_version FROM doors WHERE revoked IS NULL ORDER BY name")
+    out = []
+    for e in store.query("SELECT person_id, erased, actor, templates, receipt FROM erasures ORDER BY erased DESC LIMIT ?",
+                         (limit,)):
+        confirmed, pending = [], []
+        for d in doors:
+            first = store.one("SELECT MIN(version) AS v FROM snapshots WHERE door_group=? AND created >= ?",
+                              (group_name(d["door_group"] or None), e["erased"]))["v"]
+            done = first is not None and d["gallery_version"] is not None and d["gallery_version"] >= first
+            (confirmed if done else pending).append(d["name"])
+        out.append({**e, "confirmed": confirmed, "pending": pending})
+    return out

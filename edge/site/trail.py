@@ -24,10 +24,10 @@ class AdminTrail:
         self._lock = threading.Lock()
         self._log = AuditLog(self.path, door_id=f"site:{site_id}")
 
-    def record(self, actor: str, action: str, **fields) -> dict:
+    def record(self, actor: str, what: str, **fields) -> dict:
         """Durably append one action (raises if it cannot be written: the caller must not go on)."""
         with self._lock:
-            return self._log.append(action, actor=actor, **fields)
+            return self._log.append(what, actor=actor, **fields)
 
     def recent(self, limit: int = 200) -> list[dict]:
         """The newest entries of the current file, newest first."""

@@ -234,8 +234,8 @@ def create_app(site: Site, service: VerificationService, settings: Settings | No
     def page(request: Request, name: str, session: Session, status: int = 200, **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(request, name, {"session": session, **context}, status_code=status)
 
-    def record(who: Account, action: str, **fields) -> None:
-        site.trail.record(who.username, action, **fields)
+    def record(who: Account, what: str, **fields) -> None:
+        site.trail.record(who.username, what, **fields)
 
     # -- login -----------------------------------------------------------------------------------
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -365,7 +365,8 @@ def create_app(site: Site, service: VerificationService, settings: Settings | No
             d["online"] = d["last_heartbeat"] is not None and t - d["last_heartbeat"] <= settings.offline_after_s
         latest = {r["door_group"]: r["version"] for r in store.query(
             "SELECT door_group, MAX(version) AS version FROM snapshots GROUP BY door_group")}
-        return {"doors": doors, "alarms": events.alarms(store), "latest": latest}
+        return {"doors": doors, "alarms": events.alarms(store), "latest": latest,
+                "erasures": events.erasure_confirmations(store)}
 
     @app.get("/doors", response_class=HTMLResponse, include_in_schema=False)
     async def doors_page(request: Request):
@@ -403,9 +404,10 @@ def create_app(site: Site, service: VerificationService, settings: Settings | No
         if fleet is None:
             raise SiteRequestError("the fleet service is not running (serve with --mqtt-port)", 503)
         action, mode = str(form.get("action", "")), str(form.get("mode", "")) or None
-        command = fleet.send_command(door_id, action, session.account.username, mode)
+        command = fleet.make_command(door_id, action, session.account.username, mode)
         record(session.account, "door-command", door=door_id, action=action, command=command["id"],
-               **({"mode": mode} if mode else {}))
+               **({"mode": mode} if mode else {}))       # in the trail before it leaves the site
+        fleet.publish_command(command)
         return RedirectResponse("/doors", status_code=303)
 
     def _event_filters(request: Request) -> dict:
