@@ -119,6 +119,7 @@ def door_agent(site: SiteUnderTest, creds: FleetCredentials, root: Path, **kw) -
     audit = AuditLog(root / "audit.jsonl", door_id=creds.door_id)
     agent = DoorAgent(creds, root / "audit.jsonl", root / "gallery.fgg", root / "state", site.service.binding,
                       heartbeat_s=0.5, resend_s=1.0, **kw).start()
+    assert agent.wait_connected()
     return agent, audit
 
 

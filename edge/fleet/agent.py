@@ -124,6 +124,7 @@ class DoorAgent:
         client.on_connect = self._on_connect
         client.on_disconnect = lambda *a: self._connected.clear()
         client.on_message = self._on_message
+        client.on_subscribe = lambda *a: self._connected.set()     # subscribed: commands and acks can arrive
         return client
 
     def _on_connect(self, client, userdata, flags, reason, properties=None) -> None:
@@ -132,7 +133,6 @@ class DoorAgent:
             return
         client.subscribe([(self._topic("ack"), 1), (self._topic("commands"), 1),
                           (topics.gallery_topic(self.creds.site_id, self.creds.door_group or None), 1)])
-        self._connected.set()
         self._sent_upto = self.outbox.acked        # resend whatever was in flight before
         self._wake.set()
 
@@ -161,6 +161,10 @@ class DoorAgent:
         self._client.loop_start()
         self._thread.start()
         return self
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        """True once connected and subscribed (the broker keeps what arrives for this door from then on)."""
+        return self._connected.wait(timeout)
 
     def stop(self) -> None:
         self._stop.set()
