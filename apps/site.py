@@ -63,7 +63,10 @@ def cmd_serve(args) -> int:
     try:
         settings = Settings(check_liveness=not args.no_liveness, public_url=args.public_url,
                             broker_host=args.mqtt_host, broker_port=args.mqtt_port or 1883,
-                            offline_after_s=args.offline_after)
+                            offline_after_s=args.offline_after,
+                            broker_tls_cert=str(args.mqtt_tls_cert) if args.mqtt_tls_cert else None,
+                            broker_tls_key=str(args.mqtt_tls_key) if args.mqtt_tls_key else None,
+                            broker_ca=str(args.mqtt_ca) if args.mqtt_ca else None)
         serve(site, service, args.host, args.port, args.tls_cert, args.tls_key, settings, grpc_port=args.grpc_port,
               fleet=args.mqtt_port is not None or args.run_broker, run_broker=args.run_broker)
     finally:
@@ -95,6 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--mqtt-host", default="127.0.0.1", help="the broker's address, as doors reach it (default loopback)")
     v.add_argument("--run-broker", action="store_true",
                    help="start mosquitto on --mqtt-host/--mqtt-port with the site's generated files (SITE/broker)")
+    v.add_argument("--mqtt-tls-cert", type=Path, default=None, help="with --run-broker: the broker's TLS certificate")
+    v.add_argument("--mqtt-tls-key", type=Path, default=None, help="with --run-broker: its private key")
+    v.add_argument("--mqtt-ca", type=Path, default=None, help="the authority the broker's certificate is checked against")
     v.add_argument("--offline-after", type=float, default=60.0, help="a door silent this many seconds shows as offline")
     v.add_argument("--public-url", default=None, help="the URL doors reach this server at (default: as requested)")
     v.add_argument("--db", default=None, help="the PostgreSQL URL the site was created with (default: its SQLite)")

@@ -4,6 +4,7 @@ exactly-once events through broker and site outages, signed snapshots and the at
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -399,3 +400,78 @@ def test_web_admin_commands_and_revocation_are_role_checked(site, tmp_path):
         assert admin.post(url, data={"csrf": csrf_of(page), "action": "unlock"}).status_code == 404
     finally:
         agent.stop()
+
+
+def make_ca_and_cert(folder: Path) -> tuple[Path, Path, Path]:
+    """A throw-away certificate authority and a server certificate for 127.0.0.1 (PEM files)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "facegate test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+def test_the_broker_speaks_tls_when_given_a_certificate(tmp_path):
+    """Doors and site over MQTT with TLS: events flow; a client without TLS, or one that does not trust the
+    site's authority, gets nowhere."""
+    ca, cert, key = make_ca_and_cert(tmp_path / "tls")
+    site = init_site(tmp_path / "site", "admin", "correct horse battery")
+    service = make_service(site, liveness=False)
+    door = events.add_door(site.store, "front")
+    creds = provisioning.register(site.store, site, provisioning.create_registration(site.store, door),
+                                  "http://127.0.0.1:1", "127.0.0.1", free_port())
+    (tmp_path / "door").mkdir()
+    (tmp_path / "door" / "gallery.key").write_bytes(site.gallery_key)
+    creds = FleetCredentials(**{k: v for k, v in creds.items() if k != "gallery_key"},
+                             gallery_key_file=str(tmp_path / "door" / "gallery.key"), ca_file=str(ca))
+    users, acl = provisioning.broker_accounts(site.store, site)
+    broker = Mosquitto(write_files(tmp_path / "site" / "broker", creds.broker_port, users, acl, tls_cert=cert, tls_key=key),
+                       creds.broker_port, tls_cert=cert, tls_key=key).start()
+    fleet = SiteFleet(site, service.binding, "127.0.0.1", creds.broker_port, broker, ca_file=str(ca)).start()
+    agent = None
+    try:
+        assert fleet.wait_connected()
+        audit = AuditLog(tmp_path / "door" / "audit.jsonl", door_id=door)
+        agent = DoorAgent(creds, tmp_path / "door" / "audit.jsonl", tmp_path / "door" / "gallery.fgg",
+                          tmp_path / "door" / "state", service.binding, resend_s=1.0).start()
+        assert agent.wait_connected()
+        for _ in range(5):
+            audit.append("decision", decision="reject", score=0.1)
+        wait_for(lambda: events.acked_seq(site.store, door) == 6 and agent.outbox.acked == 6)
+        plain = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        plain.username_pw_set(creds.broker_username, creds.broker_password)
+        plain.connect("127.0.0.1", creds.broker_port, keepalive=5)   # plain MQTT to the TLS listener
+        plain.loop_start()
+        time.sleep(1.5)
+        assert not plain.is_connected()                            # no CONNACK ever comes
+        plain.loop_stop()
+        stranger = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        stranger.tls_set()                                        # the system's authorities, not the site's
+        with pytest.raises(ssl.SSLError):
+            stranger.connect("127.0.0.1", creds.broker_port, keepalive=5)
+    finally:
+        if agent is not None:
+            agent.stop()
+        fleet.stop()
+        broker.stop()
+        site.close()

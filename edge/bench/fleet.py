@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -206,7 +208,7 @@ def bench_fleet(doors: int = 200, enrolments: int = 5, ingest_s: float = 10.0, b
         web_port, mqtt_port = _free_port(), _free_port()
         cmd = [sys.executable, "-m", "facegate.apps.cli", "site", "serve", "--data", str(root / "site"), "--port",
                str(web_port), "--mqtt-port", str(mqtt_port), "--run-broker", "--no-liveness"]
-        proc = subprocess.Popen(cmd, stdout=open(root / "serve.log", "w"), stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=open(root / "serve.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
         asyncio.run(_wait_http(web_port, proc, root / "serve.log"))
         creds = [asyncio.run(_register(web_port, t)) for t in tokens]
         progress(f"{doors} doors registered (one-time tokens, broker accounts)")
@@ -245,6 +247,8 @@ def bench_fleet(doors: int = 200, enrolments: int = 5, ingest_s: float = 10.0, b
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)        # its mosquitto too, whatever happened
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -64,11 +64,23 @@ def mosquitto_binary() -> str | None:
                                               if Path(p).exists()), None)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, SIGTERM it when the process that started it dies, so a site
+    server killed with SIGKILL leaves no broker behind holding its port."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)    # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Mosquitto:
     """A mosquitto process on a generated configuration (start, reload, stop, kill)."""
 
-    def __init__(self, conf: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, conf: Path, port: int, host: str = "127.0.0.1", tls_cert: Path | None = None,
+                 tls_key: Path | None = None) -> None:
         self.conf, self.port, self.host = Path(conf), port, host
+        self.tls_cert, self.tls_key = tls_cert, tls_key       # kept so rewritten files keep the TLS listener
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10.0) -> "Mosquitto":
@@ -76,7 +88,7 @@ class Mosquitto:
         if binary is None:
             raise SiteError("mosquitto is not installed (Debian package `mosquitto`)")
         self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=open(self.conf.with_name("mosquitto.log"), "ab"))
+                                     stderr=open(self.conf.with_name("mosquitto.log"), "ab"), preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -50,11 +50,13 @@ class SiteFleet:
     """The site's fleet service (start / stop), beside the web server in `facegate site serve`."""
 
     def __init__(self, site, binding: ModelBinding, broker_host: str, broker_port: int,
-                 mosquitto: broker_files.Mosquitto | None = None, offline_after_s: float = 60.0) -> None:
+                 mosquitto: broker_files.Mosquitto | None = None, offline_after_s: float = 60.0,
+                 ca_file: str | None = None) -> None:
         self.site, self.store, self.binding = site, site.store, binding
         self.broker_host, self.broker_port = broker_host, broker_port
         self.mosquitto = mosquitto
         self.offline_after_s = offline_after_s
+        self.ca_file = ca_file                 # the broker's TLS certificate authority (None: plain MQTT on loopback)
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._connected = threading.Event()
@@ -68,7 +70,8 @@ class SiteFleet:
         if self.mosquitto is None:
             return
         users, acl = provisioning.broker_accounts(self.store, self.site)
-        broker_files.write_files(self.mosquitto.conf.parent, self.broker_port, users, acl, self.broker_host)
+        broker_files.write_files(self.mosquitto.conf.parent, self.broker_port, users, acl, self.broker_host,
+                                 self.mosquitto.tls_cert, self.mosquitto.tls_key)
         self.mosquitto.reload()
 
     # -- MQTT -------------------------------------------------------------------------------------
@@ -76,6 +79,8 @@ class SiteFleet:
         import paho.mqtt.client as mqtt
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"site-{self.site.site_id}", clean_session=False)
         client.username_pw_set(provisioning.SITE_USER, self.site.broker_password)
+        if self.ca_file:
+            client.tls_set(ca_certs=self.ca_file)
         client.max_inflight_messages_set(100)
         client.reconnect_delay_set(0.2, 5)
         client.on_connect = self._on_connect

@@ -7,6 +7,7 @@ server that answers embeddings only never pays for them.
 from __future__ import annotations
 
 import logging
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,6 +38,10 @@ def make_service(site: Site, config=None, far: str = "1e-3", retry_far: str = "1
     return VerificationService(site.store, site.sealer, binding, accept, retry, pipeline)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def start_fleet(site: Site, service: VerificationService, settings: Settings, run_broker: bool):
     """The fleet service (and, with `run_broker`, a mosquitto child on the generated files); (fleet, broker)."""
     from facegate.edge.fleet import provisioning
@@ -45,10 +50,12 @@ def start_fleet(site: Site, service: VerificationService, settings: Settings, ru
     mosquitto = None
     if run_broker:
         users, acl = provisioning.broker_accounts(site.store, site)
-        conf = write_files(site.folder / "broker", settings.broker_port, users, acl, settings.broker_host)
-        mosquitto = Mosquitto(conf, settings.broker_port, settings.broker_host).start()
+        conf = write_files(site.folder / "broker", settings.broker_port, users, acl, settings.broker_host,
+                           settings.broker_tls_cert, settings.broker_tls_key)
+        mosquitto = Mosquitto(conf, settings.broker_port, settings.broker_host, settings.broker_tls_cert,
+                              settings.broker_tls_key).start()
     fleet = SiteFleet(site, service.binding, settings.broker_host, settings.broker_port, mosquitto,
-                      settings.offline_after_s).start()
+                      settings.offline_after_s, settings.broker_ca).start()
     return fleet, mosquitto
 
 
@@ -73,6 +80,9 @@ def serve(site: Site, service: VerificationService, host: str = "127.0.0.1", por
                     "and --tls-key", host)
     scheme = "https" if settings.tls else "http"
     log.info("site %s at %s://%s:%d/ (API docs at /docs)", site.site_id, scheme, host, port)
+    # uvicorn stops on SIGTERM and then raises the signal again with the handler it found: make that one end
+    # the process through the `finally` below (fleet service and broker stopped, exit 130), not abruptly
+    signal.signal(signal.SIGTERM, _interrupt)
     grpc_server = None
     if grpc_port is not None:
         from facegate.edge.site.grpc_service import start

@@ -59,6 +59,9 @@ class Settings:
     broker_host: str = "127.0.0.1"    # the MQTT broker doors connect to (told to them at registration)
     broker_port: int = 1883
     offline_after_s: float = 60.0     # a door silent this long shows as offline
+    broker_tls_cert: str | None = None  # the broker's TLS listener (with --run-broker): certificate and key
+    broker_tls_key: str | None = None
+    broker_ca: str | None = None      # the authority the site's own MQTT client checks the broker against
 
 
 class BodyLimit:
