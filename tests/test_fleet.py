@@ -79,8 +79,7 @@ class SiteUnderTest:
         self.start_site()
 
     def start_site(self) -> None:
-        self.fleet = SiteFleet(self.site, self.service.binding, "127.0.0.1", self.mqtt_port, self.broker,
-                               offline_after_s=5).start()
+        self.fleet = SiteFleet(self.site, self.service.binding, "127.0.0.1", self.mqtt_port, self.broker).start()
         assert self.fleet.wait_connected()
         self.web = Web(create_app(self.site, self.service, self.settings, fleet=self.fleet), self.web_port).start()
 

@@ -33,18 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facegate.edge.bench.site import http_once
+from facegate.edge.bench.loopback import free_port, http_once
 
 log = logging.getLogger(__name__)
 
 PASSWORD = "bench-password-not-secret"
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SimDoor:
@@ -205,7 +198,7 @@ def bench_fleet(doors: int = 200, enrolments: int = 5, ingest_s: float = 10.0, b
             door = events.add_door(site.store, f"door {i:04d}", "lobby" if i % 2 else "")
             tokens.append(provisioning.create_registration(site.store, door))
         site.close()
-        web_port, mqtt_port = _free_port(), _free_port()
+        web_port, mqtt_port = free_port(), free_port()
         cmd = [sys.executable, "-m", "facegate.apps.cli", "site", "serve", "--data", str(root / "site"), "--port",
                str(web_port), "--mqtt-port", str(mqtt_port), "--run-broker", "--no-liveness"]
         proc = subprocess.Popen(cmd, stdout=open(root / "serve.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facegate.edge.bench.loopback import free_port, http_once, http_request
+
 log = logging.getLogger(__name__)
 
 PASSWORD = "bench-password-not-secret"
@@ -68,31 +70,6 @@ def _start_server(folder: Path, port: int, log_path: Path) -> subprocess.Popen:
             time.sleep(0.2)
     proc.terminate()
     raise RuntimeError("the site server did not answer within 120 s")
-
-
-async def http_once(port: int, head: bytes, body: bytes) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        return await http_request(reader, writer, head, body)
-    finally:
-        writer.close()
-
-
-async def http_request(reader, writer, head: bytes, body: bytes) -> tuple[int, bytes]:
-    writer.write(head + body)
-    await writer.drain()
-    status = await reader.readline()
-    if not status:
-        raise ConnectionError("the server closed the connection")
-    length = 0
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b""):
-            break
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    return int(status.split()[1]), await reader.readexactly(length)
 
 
 def _post(path: str, token: str, body: bytes, content_type: str) -> bytes:
@@ -164,7 +141,7 @@ def bench_site(sizes=(1_000, 10_000, 100_000), clients: int = 16, seconds: float
             token = accounts.create_token(site.store, "bench", ["verify", "verify:embedding"])
             populate_s = time.perf_counter() - t0
             site.close()
-            listen = port or _free_port()
+            listen = port or free_port()
             proc = _start_server(root / "site", listen, root / "serve.log")
             rng = np.random.default_rng(1)
             picks = rng.choice(size, size=min(size, 512), replace=False)
@@ -200,13 +177,6 @@ def bench_site(sizes=(1_000, 10_000, 100_000), clients: int = 16, seconds: float
             shutil.rmtree(root, ignore_errors=True)
     return {"clients": clients, "seconds": seconds, "image_clients": image_clients, "cpus": os.cpu_count(),
             "dim": binding.dim, "model": binding.name, "rows": rows}
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def markdown(result: dict) -> str:

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import cv2
 
 from facegate.edge.bench.frames import door_frame
+from facegate.edge.bench.loopback import free_port
 from facegate.edge.images import list_images
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,6 @@ def _proc_stats(pid: int) -> dict:
     fields = {line.split(":")[0]: line.split(":")[1].split() for line in status.splitlines() if ":" in line}
     return {"rss_mb": int(fields["VmRSS"][0]) / 1024, "hwm_mb": int(fields["VmHWM"][0]) / 1024,
             "threads": int(fields["Threads"][0]), "fds": len(os.listdir(f"/proc/{pid}/fd"))}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, data: bytes | None = None) -> tuple[int, bytes]:
@@ -99,7 +93,7 @@ path = "{workdir / 'audit' / 'audit.jsonl'}"
 max_bytes = 65536
 keep = 3
 [http]
-port = {_free_port()}
+port = {free_port()}
 [liveness]
 enabled = false      # the frames are photos pasted on a wall, which liveness (rightly) refuses
 [pipeline]

@@ -12,7 +12,6 @@ import json
 import logging
 import queue
 import threading
-import time
 
 import numpy as np
 
@@ -50,12 +49,10 @@ class SiteFleet:
     """The site's fleet service (start / stop), beside the web server in `facegate site serve`."""
 
     def __init__(self, site, binding: ModelBinding, broker_host: str, broker_port: int,
-                 mosquitto: broker_files.Mosquitto | None = None, offline_after_s: float = 60.0,
-                 ca_file: str | None = None) -> None:
+                 mosquitto: broker_files.Mosquitto | None = None, ca_file: str | None = None) -> None:
         self.site, self.store, self.binding = site, site.store, binding
         self.broker_host, self.broker_port = broker_host, broker_port
         self.mosquitto = mosquitto
-        self.offline_after_s = offline_after_s
         self.ca_file = ca_file                 # the broker's TLS certificate authority (None: plain MQTT on loopback)
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -214,12 +211,3 @@ class SiteFleet:
                            (group, version, generation, announcement["sha256"], text, blob, now()))
         log.info("gallery snapshot %s v%d: %d people", group, version, len(keep))
         return text
-
-    def door_state(self) -> list[dict]:
-        """Doors with online/offline (silent for more than offline_after_s) and their confirmed versions."""
-        t = time.time()
-        out = []
-        for d in events.list_doors(self.store):
-            d["online"] = d["last_heartbeat"] is not None and t - d["last_heartbeat"] <= self.offline_after_s
-            out.append(d)
-        return out

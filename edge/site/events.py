@@ -38,9 +38,15 @@ def add_door(store: SiteStore, name: str, door_group: str = "") -> str:
     return door_id
 
 
-def list_doors(store: SiteStore) -> list[dict]:
-    return store.query("SELECT id, name, door_group, created, last_heartbeat, gallery_version, model, liveness_mode, "
-                       "status, revoked, acked_seq FROM doors ORDER BY name")
+def list_doors(store: SiteStore, offline_after_s: float | None = None) -> list[dict]:
+    """Every door; with `offline_after_s`, each marked `online` unless silent for longer than that."""
+    doors = store.query("SELECT id, name, door_group, created, last_heartbeat, gallery_version, model, liveness_mode, "
+                        "status, revoked, acked_seq FROM doors ORDER BY name")
+    if offline_after_s is not None:
+        t = now()
+        for d in doors:
+            d["online"] = d["last_heartbeat"] is not None and t - d["last_heartbeat"] <= offline_after_s
+    return doors
 
 
 def heartbeat(store: SiteStore, door_id: str, body: dict) -> None:

@@ -55,7 +55,7 @@ def start_fleet(site: Site, service: VerificationService, settings: Settings, ru
         mosquitto = Mosquitto(conf, settings.broker_port, settings.broker_host, settings.broker_tls_cert,
                               settings.broker_tls_key).start()
     fleet = SiteFleet(site, service.binding, settings.broker_host, settings.broker_port, mosquitto,
-                      settings.offline_after_s, settings.broker_ca).start()
+                      settings.broker_ca).start()
     return fleet, mosquitto
 
 

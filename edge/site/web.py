@@ -362,10 +362,7 @@ def create_app(site: Site, service: VerificationService, settings: Settings | No
 
     # -- doors and events ------------------------------------------------------------------------
     def doors_page_context() -> dict:
-        t = time.time()
-        doors = events.list_doors(store)
-        for d in doors:
-            d["online"] = d["last_heartbeat"] is not None and t - d["last_heartbeat"] <= settings.offline_after_s
+        doors = events.list_doors(store, settings.offline_after_s)
         latest = {r["door_group"]: r["version"] for r in store.query(
             "SELECT door_group, MAX(version) AS version FROM snapshots GROUP BY door_group")}
         return {"doors": doors, "alarms": events.alarms(store), "latest": latest,
