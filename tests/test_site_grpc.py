@@ -80,14 +80,9 @@ def test_refusals_are_statuses_not_tracebacks(served, case, code):
 
 
 def test_committed_stubs_match_the_proto(tmp_path):
-    """Regenerated in a fresh interpreter: protoc's compiler in a process that already loaded TensorFlow's
-    protobuf crashes (a segfault seen in the full suite)."""
-    import subprocess
-    import sys
+    """Also where TensorFlow is loaded (the full suite): protoc runs in its own interpreter."""
     pytest.importorskip("grpc_tools", reason="regenerating needs grpcio-tools (dev extra)")
-    from facegate.edge.site.grpc_stubs import GENERATED, HERE
-    subprocess.run([sys.executable, "-m", "facegate.edge.site.grpc_stubs", "--out", str(tmp_path)], check=True,
-                   capture_output=True)
-    for name in GENERATED:
-        stale = f"{name} is stale: python -m facegate.edge.site.grpc_stubs"
-        assert (tmp_path / name).read_bytes() == (HERE / name).read_bytes(), stale
+    from facegate.edge.site.grpc_stubs import HERE, generate
+    for path in generate(tmp_path):
+        stale = f"{path.name} is stale: python -m facegate.edge.site.grpc_stubs"
+        assert path.read_bytes() == (HERE / path.name).read_bytes(), stale

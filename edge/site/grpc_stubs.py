@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,14 +22,15 @@ GENERATED = ("verification_pb2.py", "verification_pb2_grpc.py")
 
 
 def generate(out: Path) -> list[Path]:
-    """Compile the proto; the two generated files, written into `out`."""
-    from grpc_tools import protoc
+    """Compile the proto; the two generated files, written into `out`. protoc runs in its own interpreter:
+    in a process that has loaded TensorFlow's protobuf, grpc_tools' compiler crashes (segfault)."""
     with tempfile.TemporaryDirectory() as tmp:
         virtual = "facegate/edge/site"
-        code = protoc.main(["protoc", f"--proto_path={virtual}={PROTO.parent}", f"--python_out={tmp}",
-                            f"--grpc_python_out={tmp}", f"{virtual}/{PROTO.name}"])
-        if code != 0:
-            raise SystemExit(f"protoc failed ({code})")
+        done = subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"--proto_path={virtual}={PROTO.parent}",
+                               f"--python_out={tmp}", f"--grpc_python_out={tmp}", f"{virtual}/{PROTO.name}"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"protoc failed ({done.returncode}): {done.stderr.strip()}")
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for name in GENERATED:
