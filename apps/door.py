@@ -77,7 +77,7 @@ def cmd_sync(args) -> int:
     """The fleet agent beside the door loop: until SIGTERM/SIGINT."""
     import signal
 
-    from facegate.edge.fleet.agent import DoorAgent, FleetCredentials
+    from facegate.edge.fleet.agent import DoorAgent, FleetCredentials, binding_in_use
     from facegate.edge.gallery.records import ModelBinding
     from facegate.edge.registry import get_embedder
     cfg = load_door_config(args.config)
@@ -85,8 +85,9 @@ def cmd_sync(args) -> int:
     if fleet is None:
         raise ConfigError("no fleet credentials: give --fleet or set [fleet] credentials in door.toml")
     creds = FleetCredentials.load(fleet)
-    binding = ModelBinding.for_embedder(get_embedder(cfg.pipeline.embedder))
     state = cfg.fleet.state_path(cfg.audit.path)
+    binding = binding_in_use(Path(cfg.gallery.path), ModelBinding.for_embedder(get_embedder(cfg.pipeline.embedder)),
+                             state / "models")
     agent = DoorAgent(creds, Path(cfg.audit.path), Path(cfg.gallery.path), state, binding,
                       heartbeat_s=args.heartbeat, status={"liveness_mode": cfg.liveness.mode if cfg.liveness.enabled
                                                           else "off"}).start()

@@ -74,6 +74,21 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_model(args) -> int:
+    from facegate.edge.fleet.models import prepare_rollout
+    from facegate.edge.site.folder import open_site
+    site = open_site(args.data, args.db)
+    try:
+        manifest = prepare_rollout(site, args.embedder, progress=print)
+        site.trail.record("cli", "model-rollout", model=manifest["model"]["name"],
+                          sha256=manifest["model"]["sha256"][:16], rollout=manifest["version"])
+    finally:
+        site.close()
+    print(f"rollout {manifest['version']}: doors move to {manifest['model']['name']} as they sync (serve the site with "
+          "--mqtt-port); serve it with --embedder for the API once every door has moved")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("site", help="the site server: web admin for people, doors and events, and the verification API")
     ssub = s.add_subparsers(dest="site_cmd", required=True)
@@ -110,3 +125,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--retry-far", default="1e-2", help="retry band down to this FAR (default 1e-2)")
     v.add_argument("--no-liveness", action="store_true", help="do not check liveness on uploaded images (warned)")
     v.set_defaults(func=cmd_serve)
+    m = ssub.add_parser("model", help="move the site's doors to another embedding model: re-embed everyone from their "
+                        "sealed crops, keep the bundle, announce it to the doors")
+    m.add_argument("--data", type=Path, required=True, help="the site folder")
+    m.add_argument("--embedder", required=True, help="committed name or .tflite/.onnx file with its card")
+    m.add_argument("--db", default=None, help="the PostgreSQL URL the site was created with (default: its SQLite)")
+    m.set_defaults(func=cmd_model)

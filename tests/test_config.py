@@ -64,7 +64,7 @@ RANGED = list(_ranged(DoorConfig))
 
 def test_the_schema_covers_every_section():
     sections = {path[0] for path, _ in KEYS}
-    assert sections == {"door", "camera", "relay", "gallery", "audit", "http", "display", "pipeline", "liveness"}
+    assert sections == {"door", "camera", "relay", "gallery", "audit", "http", "display", "pipeline", "liveness", "fleet"}
     assert len(KEYS) >= 50 and len(RANGED) >= 25
 
 

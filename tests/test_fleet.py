@@ -474,3 +474,62 @@ def test_the_broker_speaks_tls_when_given_a_certificate(tmp_path):
         fleet.stop()
         broker.stop()
         site.close()
+
+
+def test_model_rollout_moves_the_door_with_its_gallery(site, tmp_path, lfw_images, pipeline):
+    """`site model` re-embeds from sealed crops; the door installs the signed bundle, takes the new model's
+    snapshot, and its loop swaps embedder and gallery together; the person is still recognised."""
+    from facegate.edge.door.relay import DoorLock, make_relay
+    from facegate.edge.door.unit import ChallengeSettings, DoorApp, DoorSettings, RemoteCommands
+    from facegate.edge.fleet.models import prepare_rollout
+    from facegate.edge.gallery import Matcher
+    from facegate.edge.images import load_rgb
+    from facegate.edge.registry import MODELS_DIR, get_embedder
+    target = MODELS_DIR / "facenet-student" / "facenet-student_int8.tflite"
+    creds = register_door(site.web.url, site.add_door("front")[1], tmp_path / "door")
+    photos = [(p.name, p.read_bytes()) for p in lfw_images["Aaron_Peirsol"][:2]]
+    pid = people.enrol(site.site.store, site.site.sealer, site.service.binding, "Aaron",
+                       people.assess_photos(site.service.pipeline(), photos, check_liveness=False))
+    agent, audit = door_agent(site, creds, tmp_path / "door")
+    try:
+        store = GalleryStore(tmp_path / "door" / "gallery.fgg", KeySource.from_keyfile(creds.gallery_key_file))
+        wait_for(lambda: store.exists() and pid in store.load().people)
+        remote = RemoteCommands(tmp_path / "door" / "state", creds.site_public_key, creds.site_id, creds.door_id,
+                                ChallengeSettings(0.25, 8.0))
+        app = DoorApp(DoorSettings(), pipeline, Matcher(store.load(), 0.5, 0.4), DoorLock(make_relay("mock", 17, True, None)),
+                      audit, remote=remote, gallery_store=store)
+        manifest = prepare_rollout(site.site, str(target), progress=lambda m: None)
+        new = get_embedder(target)
+        assert manifest["model"]["sha256"] == new.card.sha256 != pipeline.embedder.card.sha256
+        rows = site.site.store.query("SELECT COUNT(*) AS n FROM templates WHERE model_sha256=?", (new.card.sha256,))
+        assert rows[0]["n"] == 2
+        wait_for(lambda: agent.binding.sha256 == new.card.sha256, 30)             # bundle installed, snapshot taken
+        assert (tmp_path / "door" / "state" / "models" / new.card.sha256 / target.name).exists()
+        assert app.reload_gallery_if_changed(100.0) is True
+        assert app.pipeline.embedder.card.sha256 == new.card.sha256
+        assert app.matcher.gallery.binding.sha256 == new.card.sha256
+        probe = app.pipeline.embed(load_rgb(lfw_images["Aaron_Peirsol"][2])).vector   # a photo never enrolled
+        assert app.matcher.identify(probe).person_id == pid                        # still recognised, new model
+        assert '"model_switch"' in audit.path.read_text()
+        wait_for(lambda: site.site.store.one("SELECT model FROM doors WHERE id=?", (creds.door_id,))["model"] == new.card.name)
+    finally:
+        agent.stop()
+
+
+def test_a_gallery_for_a_model_that_is_not_installed_is_not_used(site, tmp_path, pipeline):
+    """A gallery of another model without its installed bundle: the door keeps its gallery and model."""
+    from facegate.edge.door.relay import DoorLock, make_relay
+    from facegate.edge.door.unit import ChallengeSettings, DoorApp, DoorSettings, RemoteCommands
+    from facegate.edge.gallery import Matcher, ModelBinding
+    key = KeySource("raw", b"k" * 32)
+    store = GalleryStore(tmp_path / "g.fgg", key)
+    store.create(ModelBinding.for_embedder(pipeline.embedder))
+    remote = RemoteCommands(tmp_path / "state", "", "s", "d", ChallengeSettings(0.25, 8.0))
+    app = DoorApp(DoorSettings(), pipeline, Matcher(store.load(), 0.5, 0.4), DoorLock(make_relay("mock", 17, True, None)),
+                  AuditLog(tmp_path / "a.jsonl"), remote=remote, gallery_store=store)
+    other = ModelBinding("other-model", "ab" * 32, 128)
+    (tmp_path / "g.fgg").unlink()
+    GalleryStore(tmp_path / "g.fgg", key).create(other)
+    assert app.reload_gallery_if_changed(100.0) is False
+    assert app.pipeline.embedder is pipeline.embedder and app.matcher.gallery.binding.name != "other-model"
+    assert "not installed on this door" in (tmp_path / "a.jsonl").read_text()

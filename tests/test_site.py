@@ -86,7 +86,7 @@ def person_id_of(client: TestClient, name: str) -> str:
 def test_store_migrates_and_refuses_a_newer_schema(tmp_path):
     store = SiteStore(f"sqlite:///{tmp_path / 's.db'}")
     assert store.schema_version() == 0
-    assert store.migrate() == 2 and store.schema_version() == 2
+    assert store.migrate() == 3 and store.schema_version() == 3
     assert store.one("PRAGMA journal_mode")["journal_mode"] == "wal"
     assert store.one("PRAGMA foreign_keys")["foreign_keys"] == 1
     store.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
@@ -397,7 +397,7 @@ def test_door_events_are_deduplicated_filtered_and_exported(admin, site):
 def test_postgresql_store_runs_the_same_site(tmp_path, service):
     with postgresql() as url:
         site = init_site(tmp_path / "pgsite", "admin", PASSWORD, db_url=url)
-        assert site.store.dialect == "postgresql" and site.store.schema_version() == 2
+        assert site.store.dialect == "postgresql" and site.store.schema_version() == 3
         assert "facegate@127.0.0.1" in (site.folder / "site.json").read_text()
         rng = np.random.default_rng(0)
         vectors = rng.normal(size=(3, service.binding.dim)).astype(np.float32)

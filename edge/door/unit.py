@@ -32,7 +32,7 @@ from facegate.edge.door.relay import DoorLock, make_relay
 from facegate.edge.door.sdnotify import notify, watchdog_interval
 from facegate.edge.door.tracking import IoUTracker, view_quality
 from facegate.edge.durable import atomic_write
-from facegate.edge.errors import AuditError, FacegateError, PersonNotFoundError
+from facegate.edge.errors import AuditError, FacegateError, ModelError, PersonNotFoundError
 from facegate.edge.face.liveness import LivenessChecker, refused_as_attack
 from facegate.edge.face.pipeline import Pipeline
 from facegate.edge.gallery import GalleryStore, KeySource, ModelBinding
@@ -106,6 +106,7 @@ class RemoteCommands:
         from facegate.edge.fleet.commands import CommandSpool
         self.spool = CommandSpool(Path(state_dir) / "commands")
         self.public_key, self.site, self.door, self.challenge = public_key, site, door, challenge
+        self.state_dir = Path(state_dir)
         self._lockdown_file = Path(state_dir) / "lockdown"
 
     def lockdown_on(self) -> bool:
@@ -126,6 +127,7 @@ class DoorApp:
                  gallery_store: GalleryStore | None = None, remote: "RemoteCommands | None" = None) -> None:
         self.settings = settings
         self.remote = remote              # signed commands from the site, spooled by the sync agent
+        self.far = ("1e-3", "1e-2")       # the card FARs the thresholds come from (a model switch re-reads them)
         self._remote_checked = 0.0
         self.lockdown = remote.lockdown_on() if remote is not None else False
         # the gallery file the door re-reads when the fleet agent swaps in a new snapshot (atomic rename)
@@ -171,9 +173,15 @@ class DoorApp:
         else:
             log.warning("liveness is disabled for this door ([liveness] enabled = false): a printed photo or a "
                         "phone showing an enrolled face will open it")
-        pipeline = Pipeline.from_config(cfg.pipeline, liveness=liveness)
+        pipeline_cfg = cfg.pipeline
         key = KeySource.from_keyfile(cfg.gallery.key_file) if cfg.gallery.key_file else KeySource.from_env()
         store = GalleryStore(cfg.gallery.path, key)
+        if cfg.fleet.credentials and store.exists():     # after a rollout the gallery names the model to run
+            from facegate.edge.fleet.models import installed
+            moved = installed(cfg.fleet.state_path(cfg.audit.path) / "models", store.header()["model"]["sha256"])
+            if moved is not None:
+                pipeline_cfg = replace(pipeline_cfg, embedder=str(moved))
+        pipeline = Pipeline.from_config(pipeline_cfg, liveness=liveness)
         gallery = store.load(expect=ModelBinding.for_embedder(pipeline.embedder))
         accept, retry = thresholds_from_card(pipeline.embedder.card.thresholds, cfg.gallery.far, cfg.gallery.retry_far)
         relay = make_relay(cfg.relay.kind, cfg.relay.pin, cfg.relay.active_high, cfg.relay.state_file)
@@ -188,8 +196,10 @@ class DoorApp:
             creds = FleetCredentials.load(Path(cfg.fleet.credentials))
             remote = RemoteCommands(cfg.fleet.state_path(cfg.audit.path), creds.site_public_key, creds.site_id,
                                     creds.door_id, ChallengeSettings(cfg.liveness.turn_yaw, cfg.liveness.challenge_s))
-        return cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit, challenge=challenge,
-                   gallery_store=store, remote=remote)
+        app = cls(cfg.door, pipeline, Matcher(gallery, accept, retry), lock, audit, challenge=challenge,
+                  gallery_store=store, remote=remote)
+        app.far = (cfg.gallery.far, cfg.gallery.retry_far)
+        return app
 
     def apply_remote_commands(self, now: float) -> int:
         """Verify and carry out the spooled site commands (at most once a second); how many were applied.
@@ -243,6 +253,9 @@ class DoorApp:
             return False
         self._gallery_stamp = stamp
         try:
+            model = self._gallery_store.header()["model"]
+            if model["sha256"] != self.matcher.gallery.binding.sha256:
+                return self._switch_model(model)             # a rollout: embedder and gallery change together
             gallery = self._gallery_store.load(expect=self.matcher.gallery.binding)
         except FacegateError as exc:
             log.error("the new gallery file does not open (%s); the door keeps the one in use", exc)
@@ -252,6 +265,26 @@ class DoorApp:
         self._record("gallery_reload", generation=int(self._gallery_store.header().get("generation", 0)),
                      people=len(gallery.people), templates=int(len(gallery.templates)))
         log.info("gallery reloaded: %d people", len(gallery.people))
+        return True
+
+    def _switch_model(self, model: dict) -> bool:
+        """The new gallery belongs to another model (a site rollout): load that model from the bundles the
+        agent installed, and swap embedder, thresholds and gallery at once; without it, keep everything."""
+        from facegate.edge.fleet.models import installed
+        from facegate.edge.registry import get_embedder
+        path = installed(self.remote.state_dir / "models", model["sha256"]) if self.remote is not None else None
+        if path is None:
+            raise ModelError(f"the new gallery is for model {model.get('name')}, which is not installed on this door")
+        config = self.pipeline.config
+        embedder = get_embedder(path, threads=config.threads, backend=config.backend)
+        binding = ModelBinding.for_embedder(embedder)
+        accept, retry = thresholds_from_card(embedder.card.thresholds, *self.far)
+        gallery = self._gallery_store.load(expect=binding)
+        self.pipeline = Pipeline(self.pipeline.detector, embedder, config, self.pipeline.liveness)
+        self.matcher = Matcher(gallery, accept, retry, self.matcher.margin)
+        self._record("model_switch", model=binding.name, sha256=binding.sha256[:16], people=len(gallery.people),
+                     generation=int(self._gallery_store.header().get("generation", 0)))
+        log.info("moved to model %s with %d people", binding.name, len(gallery.people))
         return True
 
     # -- inputs ---------------------------------------------------------------------------------

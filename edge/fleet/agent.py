@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from facegate.edge.durable import atomic_write
-from facegate.edge.errors import SiteError
+from facegate.edge.errors import FacegateError, SiteError
 from facegate.edge.fleet import snapshots, topics
 from facegate.edge.fleet.commands import CommandSpool
 from facegate.edge.fleet.outbox import Outbox
@@ -91,7 +91,10 @@ class DoorAgent:
         self._wake = threading.Event()
         self._connected = threading.Event()
         self._announcement: dict | None = None
+        self._bundle: dict | None = None                  # a model bundle announced by the site (rollout)
+        self.target: ModelBinding | None = None           # the model the site moves this door to, once installed
         self._retry: tuple[dict, float] | None = None     # an announcement whose download failed, and when to retry
+        self._last_announcement: dict | None = None
         self._lock = threading.Lock()
         self.last_decision: dict | None = None
         self.refused: list[str] = []          # why snapshots were refused (logged and kept for the status)
@@ -132,7 +135,8 @@ class DoorAgent:
             log.error("the broker refused the door: %s", reason)
             return
         client.subscribe([(self._topic("ack"), 1), (self._topic("commands"), 1),
-                          (topics.gallery_topic(self.creds.site_id, self.creds.door_group or None), 1)])
+                          (topics.gallery_topic(self.creds.site_id, self.creds.door_group or None), 1),
+                          (topics.model_topic(self.creds.site_id), 1)])
         self._sent_upto = self.outbox.acked        # resend whatever was in flight before
         self._wake.set()
 
@@ -153,6 +157,10 @@ class DoorAgent:
         elif message.topic.endswith("/gallery"):
             with self._lock:
                 self._announcement = body
+            self._wake.set()
+        elif message.topic == topics.model_topic(self.creds.site_id):
+            with self._lock:
+                self._bundle = body
             self._wake.set()
 
     # -- the loop -------------------------------------------------------------------------------
@@ -181,6 +189,10 @@ class DoorAgent:
             try:
                 with self._lock:
                     announcement, self._announcement = self._announcement, None
+                    bundle, self._bundle = self._bundle, None
+                if bundle is not None:
+                    self.install_bundle(bundle)
+                    announcement = announcement or self._last_announcement   # its snapshot may be waiting
                 if announcement is None and self._retry is not None and time.monotonic() >= self._retry[1]:
                     announcement = self._retry[0]              # the site was unreachable: try again
                 if announcement is not None:
@@ -216,14 +228,46 @@ class DoorAgent:
         self._client.publish(self._topic("heartbeat"), json.dumps(beat), qos=0)
 
     # -- gallery snapshots ----------------------------------------------------------------------
+    def choose(self, announcement: dict) -> tuple[dict, ModelBinding]:
+        """Of a group announcement (one snapshot per model in use), the snapshot to take: the rollout's model
+        once its bundle is installed here, else the model this door runs."""
+        listed = announcement.get("snapshots") if isinstance(announcement, dict) else None
+        candidates = listed if isinstance(listed, list) else [announcement]
+        for binding in ([self.target] if self.target is not None else []) + [self.binding]:
+            for item in candidates:
+                if isinstance(item, dict) and item.get("model_sha256") == binding.sha256:
+                    return item, binding
+        return (candidates[0] if candidates and isinstance(candidates[0], dict) else {}), self.binding
+
+    def install_bundle(self, bundle: dict) -> bool:
+        """Verify and install an announced model bundle (it is used once its snapshot arrives)."""
+        from facegate.edge.fleet import models
+        try:
+            binding, manifest = models.verify(bundle, self.creds.site_public_key, self.creds.site_id)
+            if binding.sha256 != self.binding.sha256:
+                models.install(manifest, self.state_dir / "models", self._download_model)
+                self.target = binding
+                log.info("model %s installed; the door switches with its first gallery", binding.name)
+            return True
+        except snapshots.SnapshotRefused as exc:
+            log.warning("model bundle refused: %s", exc)
+            self.refused.append(str(exc))
+        except (OSError, SiteError) as exc:
+            log.warning("model bundle not fetched (%s); retrying in %g s", exc, RETRY_S)
+            with self._lock:
+                self._bundle = self._bundle or bundle
+        return False
+
     def apply_announcement(self, announcement: dict) -> bool:
         """Verify, fetch, check and swap in an announced snapshot; False (logged, kept in `refused`) if refused."""
+        self._last_announcement = announcement
+        chosen, binding = self.choose(announcement)
         try:
-            manifest = snapshots.verify_announcement(announcement, self.creds.site_public_key, self.creds.site_id,
+            manifest = snapshots.verify_announcement(chosen, self.creds.site_public_key, self.creds.site_id,
                                                      topics.group_name(self.creds.door_group or None),
                                                      self.gallery_version)
             blob = self._download(manifest.version)
-            gallery = snapshots.check_file(blob, manifest, self.gallery_key, self.binding)
+            gallery = snapshots.check_file(blob, manifest, self.gallery_key, binding)
         except snapshots.SnapshotRefused as exc:
             if "not newer" not in str(exc):        # the retained announcement of the version in use: normal
                 log.warning("gallery snapshot refused: %s", exc)
@@ -237,6 +281,9 @@ class DoorAgent:
         atomic_write(self.gallery_path, blob)                   # the door loop sees a whole new file
         atomic_write(self._state_file, json.dumps({"version": manifest.version}).encode())
         self.gallery_version = manifest.version
+        if binding.sha256 != self.binding.sha256:               # the gallery decides the model the door runs
+            log.info("door moves to model %s with gallery %d", binding.name, manifest.version)
+            self.binding, self.target = binding, None
         log.info("gallery snapshot %d in use: %d people", manifest.version, len(gallery.people))
         if self._connected.is_set():
             self._client.publish(self._topic("confirm"), json.dumps({"door": self.creds.door_id,
@@ -244,11 +291,31 @@ class DoorAgent:
         return True
 
     def _download(self, version: int) -> bytes:
-        url = f"{self.creds.site_url.rstrip('/')}/v1/door/gallery/{version}"
+        return self._get(f"/v1/door/gallery/{version}", snapshots.MAX_SNAPSHOT_BYTES)
+
+    def _download_model(self, sha256: str, name: str) -> bytes:
+        return self._get(f"/v1/door/model/{sha256}/{name}", 1 << 30)
+
+    def _get(self, path: str, limit: int) -> bytes:
+        url = f"{self.creds.site_url.rstrip('/')}{path}"
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.creds.api_token}"})
         context = ssl.create_default_context(cafile=self.creds.ca_file) if url.startswith("https") else None
         try:
-            with urllib.request.urlopen(request, timeout=30, context=context) as response:
-                return response.read(snapshots.MAX_SNAPSHOT_BYTES + 1)
+            with urllib.request.urlopen(request, timeout=60, context=context) as response:
+                return response.read(limit + 1)
         except urllib.error.HTTPError as exc:
-            raise SiteError(f"the site answered {exc.code} for snapshot {version}") from exc
+            raise SiteError(f"the site answered {exc.code} for {path}") from exc
+
+
+def binding_in_use(gallery_path: Path, configured: ModelBinding, models_dir: Path) -> ModelBinding:
+    """The model the door runs: the one its gallery file was made for when that model is installed here
+    (after a rollout), else the configured one."""
+    from facegate.edge.fleet.models import installed
+    from facegate.edge.gallery.fileformat import read_header
+    try:
+        model = read_header(Path(gallery_path).read_bytes())[0]["model"]
+    except (OSError, FacegateError):
+        return configured
+    if model["sha256"] != configured.sha256 and installed(models_dir, model["sha256"]) is not None:
+        return ModelBinding(**model)
+    return configured

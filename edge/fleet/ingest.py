@@ -17,7 +17,7 @@ import numpy as np
 
 from facegate.edge.errors import FacegateError
 from facegate.edge.fleet import broker as broker_files
-from facegate.edge.fleet import provisioning, snapshots, topics
+from facegate.edge.fleet import models, provisioning, snapshots, topics
 from facegate.edge.gallery.records import Gallery, ModelBinding
 from facegate.edge.site import events, people
 from facegate.edge.site.store import now
@@ -59,7 +59,8 @@ class SiteFleet:
         self._connected = threading.Event()
         self._client = self._make_client()
         self._thread = threading.Thread(target=self._run, name="site-fleet", daemon=True)
-        self._published_generation: dict[str, int] = {}
+        self._published_generation: dict[str, tuple] = {}
+        self._published_model: int | None = None
 
     # -- broker accounts --------------------------------------------------------------------------
     def sync_broker(self) -> None:
@@ -92,6 +93,7 @@ class SiteFleet:
         client.subscribe([(t, 1) for t in topics.site_subscriptions(self.site.site_id)])
         self._connected.set()
         self._published_generation.clear()           # re-announce (retained anyway; cheap)
+        self._published_model = None
 
     def start(self) -> "SiteFleet":
         self._client.connect_async(self.broker_host, self.broker_port, keepalive=15)
@@ -177,28 +179,53 @@ class SiteFleet:
         rows = self.store.query("SELECT DISTINCT door_group FROM doors WHERE revoked IS NULL")
         return sorted({topics.group_name(r["door_group"] or None) for r in rows})
 
+    def models(self) -> list[ModelBinding]:
+        """The models doors may run: the site's, and the one a rollout moves them to."""
+        target = models.rollout(self.store)
+        out = [self.binding]
+        if target is not None and target["model"]["sha256"] != self.binding.sha256:
+            out.append(ModelBinding(**target["model"]))
+        return out
+
     def publish_snapshots(self) -> list[tuple[str, int]]:
-        """Build and announce a new snapshot for every door group whose people changed; what was announced."""
+        """Build and announce a new snapshot for every door group (and model in use) whose people changed;
+        what was built. One retained announcement per group lists the snapshot of each model."""
         generation = self.store.counter("people_generation")
+        in_use = self.models()
+        key = (generation, tuple(b.sha256 for b in in_use))
         done = []
         for group in self.door_groups():
-            if self._published_generation.get(group) == generation:
+            if self._published_generation.get(group) == key:
                 continue
-            last = self.store.one("SELECT version, people_generation, announcement FROM snapshots WHERE door_group=? "
-                                  "ORDER BY version DESC LIMIT 1", (group,))
-            if last is not None and last["people_generation"] == generation:
-                announcement = last["announcement"]
-            else:
-                version = (last["version"] if last else 0) + 1
-                announcement = self._build(group, version, generation)
-                done.append((group, version))
+            announcements = []
+            for binding in in_use:
+                last = self.store.one("SELECT version, people_generation, announcement FROM snapshots WHERE door_group=? "
+                                      "AND (model_sha256=? OR model_sha256 IS NULL) ORDER BY version DESC LIMIT 1",
+                                      (group, binding.sha256))
+                if last is not None and last["people_generation"] == generation:
+                    announcements.append(json.loads(last["announcement"]))
+                    continue
+                top = self.store.one("SELECT MAX(version) AS v FROM snapshots WHERE door_group=?", (group,))["v"] or 0
+                announcements.append(json.loads(self._build(group, top + 1, generation, binding)))
+                done.append((group, top + 1))
             self._client.publish(topics.gallery_topic(self.site.site_id, None if group == topics.ALL_DOORS_GROUP
-                                                      else group), announcement, qos=1, retain=True)
-            self._published_generation[group] = generation
+                                                      else group), json.dumps({"snapshots": announcements}),
+                                 qos=1, retain=True)
+            self._published_generation[group] = key
+        self.publish_model()
         return done
 
-    def _build(self, group: str, version: int, generation: int) -> str:
-        everyone = people.gallery(self.store, self.site.sealer, self.binding)
+    def publish_model(self) -> None:
+        """Announce the rollout's signed model bundle (retained), once per rollout and connection."""
+        target = models.rollout(self.store)
+        if target is None or self._published_model == target["version"]:
+            return
+        self._client.publish(topics.model_topic(self.site.site_id),
+                             json.dumps(models.sign(self.site.signing_key, self.site.site_id, target)), qos=1, retain=True)
+        self._published_model = target["version"]
+
+    def _build(self, group: str, version: int, generation: int, binding: ModelBinding) -> str:
+        everyone = people.gallery(self.store, self.site.sealer, binding)
         if group == topics.ALL_DOORS_GROUP:
             keep = set(everyone.person_order)
         else:
@@ -207,7 +234,7 @@ class SiteFleet:
                                              self.site.site_id, group, version)
         text = json.dumps(announcement, sort_keys=True)
         self.store.execute("INSERT INTO snapshots (door_group, version, people_generation, sha256, announcement, data, "
-                           "created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (group, version, generation, announcement["sha256"], text, blob, now()))
-        log.info("gallery snapshot %s v%d: %d people", group, version, len(keep))
+                           "created, model_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (group, version, generation, announcement["sha256"], text, blob, now(), binding.sha256))
+        log.info("gallery snapshot %s v%d (%s): %d people", group, version, binding.name, len(keep))
         return text

@@ -7,6 +7,7 @@ own door topics and its group's gallery announcements; the site reads and writes
     facegate/<site>/door/<door>/ack         site -> door  highest event sequence stored (retained)
     facegate/<site>/door/<door>/commands    site -> door  signed commands
     facegate/<site>/group/<group>/gallery   site -> doors the group's snapshot announcement (retained)
+    facegate/<site>/model                   site -> doors the model bundle to move to (retained)
 """
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ def gallery_topic(site: str, door_group: str | None) -> str:
     return f"{PREFIX}/{_checked(site, 'site id')}/group/{group_name(door_group)}/gallery"
 
 
+def model_topic(site: str) -> str:
+    return f"{PREFIX}/{_checked(site, 'site id')}/model"
+
+
 def site_subscriptions(site: str) -> list[str]:
     return [f"{PREFIX}/{_checked(site, 'site id')}/door/+/{leaf}" for leaf in DOOR_PUBLISHES]
 
@@ -56,6 +61,7 @@ def acl(site: str, site_user: str, doors: list[tuple[str, str | None]]) -> str:
              "# every door: its own topics only (%u is the door's username, which is its door id)"]
     lines += [f"pattern write {PREFIX}/{site}/door/%u/{leaf}" for leaf in DOOR_PUBLISHES]
     lines += [f"pattern read {PREFIX}/{site}/door/%u/{leaf}" for leaf in DOOR_READS]
+    lines += [f"pattern read {model_topic(site)}"]
     lines += ["", f"user {_checked(site_user, 'site user')}", f"topic readwrite {PREFIX}/{site}/#"]
     for door, group in doors:
         lines += ["", f"user {_checked(door, 'door id')}", f"topic read {gallery_topic(site, group)}"]

@@ -75,6 +75,9 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE alarms (id {pk}, door_id TEXT NOT NULL REFERENCES doors(id) ON DELETE CASCADE, kind TEXT NOT NULL,
             seq {bigint}, detail TEXT NOT NULL, created {real} NOT NULL)""",
     ],
+    [   # 3: model rollout: a door group's snapshots are made for each model in use
+        "ALTER TABLE snapshots ADD COLUMN model_sha256 TEXT",
+    ],
 ]
 
 

@@ -29,7 +29,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facegate.edge.errors import FacegateError, ImageError, SiteRequestError
-from facegate.edge.fleet import provisioning
+from facegate.edge.fleet import models, provisioning
 from facegate.edge.fleet.ingest import snapshot_data
 from facegate.edge.site import accounts, events, people
 from facegate.edge.site.accounts import Account, ApiClient, Session
@@ -564,6 +564,15 @@ def create_app(site: Site, service: VerificationService, settings: Settings | No
         data = snapshot_data(store, door["door_group"] or None, version) if door else None
         if data is None:
             raise SiteRequestError(f"no snapshot version {version} for this door's group", 404)
+        return Response(data, media_type="application/octet-stream")
+
+    @app.get("/v1/door/model/{sha256}/{name}", summary="A door downloads a file of the model bundle it moves to")
+    async def api_door_model(request: Request, sha256: str, name: str) -> Response:
+        _client(request, "door")
+        try:
+            data = await run_in_threadpool(models.site_file, site, sha256, name)
+        except FacegateError as exc:
+            raise SiteRequestError(str(exc), 404) from exc
         return Response(data, media_type="application/octet-stream")
 
     @app.post("/v1/door/events", summary="A door reports audit entries (deduplicated by door and seq)")
