@@ -132,17 +132,21 @@ def test_registration_is_one_time_and_revocation_is_immediate(site, tmp_path):
     assert (tmp_path / "door" / "gallery.key").read_bytes() == site.site.gallery_key
     with pytest.raises(Exception, match="already used"):
         register_door(site.web.url, token, tmp_path / "again")
-    c, reason = client(creds.broker_username, creds.broker_password, site.mqtt_port)
+    connected, reason = client(creds.broker_username, creds.broker_password, site.mqtt_port,
+                               client_id=creds.door_id)
     assert not reason.is_failure
-    c.disconnect()
+    connected.reconnect_delay_set(0.1, 0.5)
     head = {"Authorization": f"Bearer {creds.api_token}"}
     assert httpx.post(site.web.url + "/v1/door/heartbeat", headers=head, json={}).status_code == 200
     provisioning.revoke(site.site.store, door)
-    site.fleet.sync_broker()
+    site.fleet.sync_broker(revoked=True)
     assert httpx.post(site.web.url + "/v1/door/heartbeat", headers=head, json={}).status_code == 401
-    time.sleep(0.3)                                          # mosquitto re-reads its files on SIGHUP
+    time.sleep(2.0)                                           # the open session ended; reconnecting is refused
+    assert not connected.is_connected()
+    connected.loop_stop()
     _, reason = client(creds.broker_username, creds.broker_password, site.mqtt_port)
     assert reason.is_failure                                  # "not authorised"
+    assert site.fleet.wait_connected()                        # the site itself is back on the broker
 
 
 def test_a_door_publishes_and_reads_only_its_own_topics(site, tmp_path):

@@ -63,14 +63,21 @@ class SiteFleet:
         self._published_model: int | None = None
 
     # -- broker accounts --------------------------------------------------------------------------
-    def sync_broker(self) -> None:
-        """Rewrite the broker's password file and ACL from the store, and have mosquitto reload them."""
+    def sync_broker(self, revoked: bool = False) -> None:
+        """Rewrite the broker's password file and ACL from the store, and have mosquitto reload them. After a
+        revocation mosquitto is restarted instead: a reload does not end connections already open, and a
+        revoked door must lose its session at once (the others reconnect within seconds; their queued
+        messages are in the broker's persistence)."""
         if self.mosquitto is None:
             return
         users, acl = provisioning.broker_accounts(self.store, self.site)
         broker_files.write_files(self.mosquitto.conf.parent, self.broker_port, users, acl, self.broker_host,
                                  self.mosquitto.tls_cert, self.mosquitto.tls_key)
-        self.mosquitto.reload()
+        if revoked:
+            self.mosquitto.stop()
+            self.mosquitto.start()
+        else:
+            self.mosquitto.reload()
 
     # -- MQTT -------------------------------------------------------------------------------------
     def _make_client(self):

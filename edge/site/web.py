@@ -390,7 +390,7 @@ def create_app(site: Site, service: VerificationService, settings: Settings | No
         await _form(request, session)
         provisioning.revoke(store, door_id)
         if fleet is not None:
-            fleet.sync_broker()
+            await run_in_threadpool(fleet.sync_broker, True)
         record(session.account, "door-revoke", door=door_id)
         return RedirectResponse("/doors", status_code=303)
 
