@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facegate.edge.downloads import sha256_of
 from facegate.edge.durable import atomic_write
 from facegate.edge.errors import ModelError, SiteError
 from facegate.edge.fleet.snapshots import SnapshotRefused
@@ -38,14 +39,6 @@ log = logging.getLogger(__name__)
 META_KEY = "model_rollout"
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def model_files(spec: str) -> Path:
@@ -96,7 +89,7 @@ def prepare_rollout(site, spec: str, progress: Callable[[str], None] = log.info)
     files = []
     for f in (path, path.with_name(path.name + ".json")):
         shutil.copyfile(f, folder / f.name)
-        files.append({"name": f.name, "sha256": _sha256(f), "size": f.stat().st_size})
+        files.append({"name": f.name, "sha256": sha256_of(f), "size": f.stat().st_size})
     previous = json.loads(store.get_meta(META_KEY) or "{}")
     manifest = {"version": int(previous.get("version", 0)) + 1, "model": asdict(binding), "files": files,
                 "model_file": path.name}
@@ -148,7 +141,7 @@ def install(announcement: dict, models_dir: Path, download: Callable[[str, str],
     folder.mkdir(parents=True, exist_ok=True)
     for f in announcement["files"]:
         target = folder / f["name"]
-        if target.exists() and _sha256(target) == f["sha256"]:
+        if target.exists() and sha256_of(target) == f["sha256"]:
             continue
         data = download(binding.sha256, f["name"])
         if len(data) != f["size"] or hashlib.sha256(data).hexdigest() != f["sha256"]:
@@ -165,7 +158,7 @@ def installed(models_dir: Path, sha256: str) -> Path | None:
     if not (folder / "ready").exists():
         return None
     for f in sorted(folder.iterdir()):
-        if f.suffix in (".tflite", ".onnx") and f.with_name(f.name + ".json").exists() and _sha256(f) == sha256:
+        if f.suffix in (".tflite", ".onnx") and f.with_name(f.name + ".json").exists() and sha256_of(f) == sha256:
             return f
     return None
 

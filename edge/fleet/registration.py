@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from facegate.edge.durable import atomic_write
 from facegate.edge.errors import SiteError
 from facegate.edge.fleet.agent import FleetCredentials
 
@@ -40,9 +40,7 @@ def register_door(site_url: str, token: str, out: Path, ca_file: Path | None = N
         raise SiteError(f"cannot reach the site at {site_url}: {getattr(exc, 'reason', exc)}") from exc
     out.mkdir(parents=True, exist_ok=True)
     key_path = out / "gallery.key"
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(base64.b64decode(body.pop("gallery_key")))
+    atomic_write(key_path, base64.b64decode(body.pop("gallery_key")))      # 0600, fsynced
     creds = FleetCredentials(**body, gallery_key_file=str(key_path), ca_file=str(ca_file) if ca_file else None)
     creds.save(out / "fleet.json")
     return creds

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from facegate.edge.errors import NoFaceError, SiteRequestError
+from facegate.edge.errors import GalleryError, NoFaceError, SiteRequestError
 from facegate.edge.gallery.matching import Matcher, MatchResult
 from facegate.edge.gallery.records import ModelBinding
 from facegate.edge.images import decode_rgb
@@ -108,14 +108,10 @@ class VerificationService:
 
     # -- answers ---------------------------------------------------------------------------------
     def verify(self, probe: np.ndarray, person: str, door_group: str | None = None) -> MatchResult:
-        matcher = self.matcher()
         try:
-            return matcher.verify(probe, person, door_group=door_group)
-        except Exception as exc:
-            from facegate.edge.errors import GalleryError
-            if isinstance(exc, GalleryError):
-                raise SiteRequestError(str(exc), 404) from exc
-            raise
+            return self.matcher().verify(probe, person, door_group=door_group)
+        except GalleryError as exc:          # no such person, or a name several people share
+            raise SiteRequestError(str(exc), 404) from exc
 
     def submit_identify(self, probe: np.ndarray, door_group: str | None = None) -> Future:
         """1:N, answered (a Future of MatchResult) together with whatever other requests are waiting."""

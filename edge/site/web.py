@@ -499,11 +499,8 @@ def create_app(site: Site, service: VerificationService, settings: Settings | No
             if "verify:embedding" not in client.scopes:
                 raise SiteRequestError("this token may not send embeddings (needs scope 'verify:embedding'); "
                                        "send an image instead", 403)
-            try:
-                body = await request.json()
-            except ValueError as exc:
-                raise SiteRequestError("the body is not valid JSON", 400) from exc
-            if not isinstance(body, dict) or "embedding" not in body:
+            body = await _json(request)
+            if "embedding" not in body:
                 raise SiteRequestError("send {\"embedding\": [...]} or a multipart form with an image", 422)
             return service.probe_from_list(body["embedding"]), body, None
         if kind.startswith("multipart/form-data"):
