@@ -356,6 +356,9 @@ def test_site_commands_reach_the_door_loop_signed_once_and_audited(site, tmp_pat
         assert deliver("lockdown")[1] == 1 and app.lockdown and remote.lockdown_on()
         assert app._handle(DoorEvent("accept", "abc123abc123", 0.9), clock["t"]) is False and relay._locked
         assert deliver("liveness", "challenge")[1] == 1 and app.challenge is not None
+        # the heartbeat reports what the door runs now, not its door.toml
+        wait_for(lambda: site.site.store.one("SELECT liveness_mode, status FROM doors WHERE id=?", (creds.door_id,))
+                 == {"liveness_mode": "challenge", "status": "lockdown"})
         assert deliver("release")[1] == 1 and not app.lockdown and not remote.lockdown_on()
         log_entries = [json.loads(x) for x in (tmp_path / "door" / "audit.jsonl").read_text().splitlines()]
         kinds = [e["event"] for e in log_entries]

@@ -112,6 +112,11 @@ class RemoteCommands:
     def lockdown_on(self) -> bool:
         return self._lockdown_file.exists()
 
+    def publish_state(self, **state) -> None:
+        """What the door runs now (liveness mode, lockdown), for the agent's heartbeat to report."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.state_dir / "door-state.json", json.dumps(state, sort_keys=True).encode())
+
     def set_lockdown(self, on: bool) -> None:
         if on:
             self._lockdown_file.parent.mkdir(parents=True, exist_ok=True)
@@ -234,12 +239,20 @@ class DoorApp:
             self.remote.set_lockdown(self.lockdown)
             self.status["lockdown"] = self.lockdown
             self._record(action, **fields)
-            return 1
-        self.challenge = self.remote.challenge if command["mode"] == "challenge" else None
-        self._challenge = None
-        self.status["liveness_mode"] = command["mode"]
-        self._record("liveness_mode", mode=command["mode"], **fields)
+        else:
+            self.challenge = self.remote.challenge if command["mode"] == "challenge" else None
+            self._challenge = None
+            self.status["liveness_mode"] = command["mode"]
+            self._record("liveness_mode", mode=command["mode"], **fields)
+        self.remote.publish_state(liveness_mode=self.liveness_mode, lockdown=self.lockdown)
         return 1
+
+    @property
+    def liveness_mode(self) -> str:
+        """'off', 'passive' or 'challenge': what this door checks now (a site command can change it)."""
+        if self.challenge is not None:
+            return "challenge"
+        return "passive" if self.liveness is not None else "off"
 
     def reload_gallery_if_changed(self, now: float) -> bool:
         """Swap in the gallery file if it was replaced (at most once a second): the fleet agent renames a

@@ -220,11 +220,20 @@ class DoorAgent:
         if decisions:
             self.last_decision = {"event": decisions[-1]["event"], "time": decisions[-1]["time"]}
 
+    def _door_state(self) -> dict:
+        """The door loop's own report (liveness mode, lockdown) when a site command changed it."""
+        try:
+            state = json.loads((self.state_dir / "door-state.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
     def _heartbeat(self) -> None:
-        beat = {"door": self.creds.door_id, "gallery_version": self.gallery_version, "model": self.binding.name,
+        beat = {**self.status, **self._door_state(),
+                "door": self.creds.door_id, "gallery_version": self.gallery_version, "model": self.binding.name,
                 "last_decision": self.last_decision,
                 "uptime_s": round(time.time() - self.started), "acked": self.outbox.acked,
-                "pending": max(0, self.outbox.tail_seq() - self.outbox.acked), **self.status}
+                "pending": max(0, self.outbox.tail_seq() - self.outbox.acked)}
         self._client.publish(self._topic("heartbeat"), json.dumps(beat), qos=0)
 
     # -- gallery snapshots ----------------------------------------------------------------------

@@ -159,7 +159,7 @@ class SiteFleet:
                                  qos=1, retain=True)
         elif leaf == "heartbeat":
             events.heartbeat(self.store, door_id, {k: body.get(k) for k in ("gallery_version", "model", "liveness_mode")}
-                             | {"status": "online"})
+                             | {"status": "lockdown" if body.get("lockdown") is True else "online"})
         elif leaf == "confirm":
             version = body.get("gallery_version")
             if type(version) is int:
