@@ -18,22 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from facegate.edge.bench.loopback import free_port, http_once
+from facegate.edge.bench.loopback import free_port, http_once, start_site_server, stop_process_group
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +73,10 @@ class SimDoor:
 
     async def apply(self, client, announcement: dict) -> None:
         from facegate.edge.fleet import snapshots
+        from facegate.edge.fleet.agent import pick_snapshot
+        chosen, _ = pick_snapshot(announcement, [self.binding])
         try:
-            manifest = snapshots.verify_announcement(announcement, self.creds["site_public_key"], self.creds["site_id"],
+            manifest = snapshots.verify_announcement(chosen, self.creds["site_public_key"], self.creds["site_id"],
                                                      self.creds["door_group"] or "_all", self.version)
         except snapshots.SnapshotRefused:
             return
@@ -199,10 +197,8 @@ def bench_fleet(doors: int = 200, enrolments: int = 5, ingest_s: float = 10.0, b
             tokens.append(provisioning.create_registration(site.store, door))
         site.close()
         web_port, mqtt_port = free_port(), free_port()
-        cmd = [sys.executable, "-m", "facegate.apps.cli", "site", "serve", "--data", str(root / "site"), "--port",
-               str(web_port), "--mqtt-port", str(mqtt_port), "--run-broker", "--no-liveness"]
-        proc = subprocess.Popen(cmd, stdout=open(root / "serve.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
-        asyncio.run(_wait_http(web_port, proc, root / "serve.log"))
+        proc = start_site_server(root / "site", web_port, root / "serve.log", "--mqtt-port", str(mqtt_port),
+                                 "--run-broker", "--no-liveness")
         creds = [asyncio.run(_register(web_port, t)) for t in tokens]
         progress(f"{doors} doors registered (one-time tokens, broker accounts)")
         site = open_site(root / "site")
@@ -235,28 +231,8 @@ def bench_fleet(doors: int = 200, enrolments: int = 5, ingest_s: float = 10.0, b
         return out
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)        # its mosquitto too, whatever happened
+            stop_process_group(proc)                       # its mosquitto too, whatever happened
         shutil.rmtree(root, ignore_errors=True)
-
-
-async def _wait_http(port: int, proc, log_path: Path) -> None:
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise RuntimeError(f"the site server stopped: {log_path.read_text()[-2000:]}")
-        try:
-            status, _ = await http_once(port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n", b"")
-            if status == 200:
-                return
-        except OSError:
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError("the site server did not start")
 
 
 async def _register(port: int, token: str) -> dict:

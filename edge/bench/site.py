@@ -16,8 +16,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegate.edge.bench.loopback import free_port, http_once, http_request
+from facegate.edge.bench.loopback import free_port, http_request, start_site_server, stop_process_group
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +52,6 @@ def _populate(site, binding, templates: int, seed: int = 0) -> tuple[np.ndarray,
                                 template_rows)
         site.store.bump("people_generation")
     return vectors, owners
-
-
-def _start_server(folder: Path, port: int, log_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "facegate.apps.cli", "site", "serve", "--data", str(folder), "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the site server stopped: {log_path.read_text()[-2000:]}")
-        try:
-            asyncio.run(http_once(port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n", b""))
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("the site server did not answer within 120 s")
 
 
 def _post(path: str, token: str, body: bytes, content_type: str) -> bytes:
@@ -142,7 +124,7 @@ def bench_site(sizes=(1_000, 10_000, 100_000), clients: int = 16, seconds: float
             populate_s = time.perf_counter() - t0
             site.close()
             listen = port or free_port()
-            proc = _start_server(root / "site", listen, root / "serve.log")
+            proc = start_site_server(root / "site", listen, root / "serve.log")
             rng = np.random.default_rng(1)
             picks = rng.choice(size, size=min(size, 512), replace=False)
             requests = []
@@ -169,11 +151,7 @@ def bench_site(sizes=(1_000, 10_000, 100_000), clients: int = 16, seconds: float
                      + (f"; by image {row['image']['per_s']:.1f}/s p50 {row['image']['p50_ms']} ms" if "image" in row else ""))
         finally:
             if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop_process_group(proc)
             shutil.rmtree(root, ignore_errors=True)
     return {"clients": clients, "seconds": seconds, "image_clients": image_clients, "cpus": os.cpu_count(),
             "dim": binding.dim, "model": binding.name, "rows": rows}

@@ -240,13 +240,7 @@ class DoorAgent:
     def choose(self, announcement: dict) -> tuple[dict, ModelBinding]:
         """Of a group announcement (one snapshot per model in use), the snapshot to take: the rollout's model
         once its bundle is installed here, else the model this door runs."""
-        listed = announcement.get("snapshots") if isinstance(announcement, dict) else None
-        candidates = listed if isinstance(listed, list) else [announcement]
-        for binding in ([self.target] if self.target is not None else []) + [self.binding]:
-            for item in candidates:
-                if isinstance(item, dict) and item.get("model_sha256") == binding.sha256:
-                    return item, binding
-        return (candidates[0] if candidates and isinstance(candidates[0], dict) else {}), self.binding
+        return pick_snapshot(announcement, ([self.target] if self.target is not None else []) + [self.binding])
 
     def install_bundle(self, bundle: dict) -> bool:
         """Verify and install an announced model bundle (it is used once its snapshot arrives)."""
@@ -328,3 +322,16 @@ def binding_in_use(gallery_path: Path, configured: ModelBinding, models_dir: Pat
     if model["sha256"] != configured.sha256 and installed(models_dir, model["sha256"]) is not None:
         return ModelBinding(**model)
     return configured
+
+
+def pick_snapshot(announcement: dict, bindings: list[ModelBinding]) -> tuple[dict, ModelBinding]:
+    """From a group announcement (one signed snapshot per model in use), the first one made for one of
+    `bindings` (in order of preference) and that binding; else the first snapshot and the last binding (it
+    is then refused for its model, saying so)."""
+    listed = announcement.get("snapshots") if isinstance(announcement, dict) else None
+    candidates = listed if isinstance(listed, list) else [announcement]
+    for binding in bindings:
+        for item in candidates:
+            if isinstance(item, dict) and item.get("model_sha256") == binding.sha256:
+                return item, binding
+    return (candidates[0] if candidates and isinstance(candidates[0], dict) else {}), bindings[-1]
