@@ -225,6 +225,18 @@ def test_a_gap_and_a_forged_entry_are_alarms(site, tmp_path):
     assert kinds == ["chain-broken"] and events.acked_seq(site.site.store, door) == 4
 
 
+def test_a_broken_link_inside_one_batch_is_one_alarm(site, tmp_path):
+    door, _ = site.add_door("back")
+    log = AuditLog(tmp_path / "b.jsonl", door_id=door)
+    for _ in range(3):
+        log.append("decision", decision="reject", score=0.1)
+    entries = Outbox(tmp_path / "b.jsonl", tmp_path / "state.json").pending()
+    entries[2] = {**entries[2], "prev": "0" * 64}                  # entry 3 does not follow entry 2
+    assert events.ingest(site.site.store, door, entries)["accepted"] == 4
+    alarms = events.alarms(site.site.store, door)
+    assert [(a["kind"], a["seq"]) for a in alarms] == [("chain-broken", 3)]
+
+
 # -- gallery snapshots ----------------------------------------------------------------------------------------------
 def enrol_random(site: SiteUnderTest, name: str, groups: str = "", seed: int = 0) -> tuple[str, np.ndarray]:
     v = np.random.default_rng(seed).normal(size=(2, site.service.binding.dim)).astype(np.float32)

@@ -225,7 +225,8 @@ def bench_fleet(doors: int = 200, enrolments: int = 5, ingest_s: float = 10.0, b
                "ingest_drained_s": result["drained_s"],
                "stored_per_s": round(stored["n"] / max(result["drained_s"], 1e-9), 1),
                "lost": int(lost), "duplicates": int(stored["n"] - stored["u"]), "alarms": alarms,
-               "resent_by_doors": sum(d.resent for d in sims)}
+               "resent_by_doors": sum(d.resent for d in sims),
+               "snapshot_downloads_failed": sum(d.refused for d in sims)}
         progress(f"events: {out['events_sent']} sent, {out['events_stored']} stored ({out['stored_per_s']}/s until all "
                  f"acknowledged), lost {out['lost']}, duplicates {out['duplicates']}, alarms {alarms}")
         return out

@@ -99,14 +99,17 @@ def ingest(store: SiteStore, door_id: str, entries: list) -> dict:
 
 def _check_chain(store: SiteStore, door_id: str, new: list[int]) -> None:
     """Each new entry must link to its stored neighbours (its `prev` is the previous entry's `mac`); a link
-    that does not hold is an alarm: the door's log was edited, or entries were forged or replaced."""
-    for seq in new:
-        rows = {r["seq"]: r for r in store.query("SELECT seq, mac, prev FROM events WHERE door_id=? AND seq BETWEEN ? AND ?",
-                                                 (door_id, seq - 1, seq + 1))}
-        for a, b in ((seq - 1, seq), (seq, seq + 1)):
-            if a in rows and b in rows and rows[a]["mac"] and rows[b]["prev"] and rows[a]["mac"] != rows[b]["prev"]:
-                store.execute("INSERT INTO alarms (door_id, kind, seq, detail, created) VALUES (?, ?, ?, ?, ?)",
-                              (door_id, "chain-broken", b, f"entry {b} does not follow entry {a}", now()))
+    that does not hold is an alarm: the door's log was edited, or entries were forged or replaced. The
+    neighbours of a batch come in one query, and a link between two new entries is judged once."""
+    if not new:
+        return
+    rows = {r["seq"]: r for r in store.query("SELECT seq, mac, prev FROM events WHERE door_id=? AND seq BETWEEN ? AND ?",
+                                             (door_id, min(new) - 1, max(new) + 1))}
+    links = sorted({(s - 1, s) for s in new} | {(s, s + 1) for s in new})
+    for a, b in links:
+        if a in rows and b in rows and rows[a]["mac"] and rows[b]["prev"] and rows[a]["mac"] != rows[b]["prev"]:
+            store.execute("INSERT INTO alarms (door_id, kind, seq, detail, created) VALUES (?, ?, ?, ?, ?)",
+                          (door_id, "chain-broken", b, f"entry {b} does not follow entry {a}", now()))
 
 
 def _advance_ack(store: SiteStore, door_id: str) -> int:
