@@ -101,7 +101,31 @@ def cmd_reembed(args) -> int:
         if crops.shape[1] != embedder.input_size:
             crops = np.stack([cv2.resize(c, (embedder.input_size,) * 2) for c in crops])
         g.replace_templates(embedder.embed(crops), ModelBinding.for_embedder(embedder))
-    print(f"re-embedded {len(crops)} templates with {embedder.name}")
+        if args.template_dtype:
+            g.template_dtype = args.template_dtype
+    print(f"re-embedded {len(crops)} templates with {embedder.name} (stored as {g.template_dtype})")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    """Store the templates in another precision (smaller file, and int8 galleries rank with the integer
+    product). Going up in precision gains nothing back, so that is refused unless asked for."""
+    from facegate.edge.gallery.fileformat import template_bytes
+    order = {"int8": 0, "float16": 1, "float32": 2}
+    with _store(args).transaction() as g:
+        old = g.template_dtype
+        if old == args.template_dtype:
+            print(f"{args.gallery} already stores {old} templates; nothing changed")
+            return 0
+        if order[args.template_dtype] > order[old] and not args.allow_widening:
+            raise GalleryError(f"the templates are stored as {old}: storing them as {args.template_dtype} "
+                               "recovers no precision. Re-embed from kept crops (`facegate gallery reembed`) or "
+                               "pass --allow-widening to convert anyway")
+        g.template_dtype = args.template_dtype
+        n, dim = len(g.templates), g.binding.dim
+    print(f"{args.gallery}: {n} templates {old} -> {args.template_dtype} "
+          f"({template_bytes(old, n, dim) / 1e6:.2f} MB -> {template_bytes(args.template_dtype, n, dim) / 1e6:.2f} MB "
+          "of templates)")
     return 0
 
 
@@ -153,3 +177,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rb.add_argument("--embedder", default=None, help="model file with card (default: the runtime default)")
     re_ = gallery_parser("reembed", "recompute every template with a new model from the kept crops", cmd_reembed)
     re_.add_argument("--embedder", required=True, help="new embedding model file with card")
+    re_.add_argument("--template-dtype", choices=["float32", "float16", "int8"], default=None,
+                     help="store the new templates in this precision (default: as before)")
+    cv = gallery_parser("convert", "store the templates as float32, float16 or int8 (per-template scale)", cmd_convert)
+    cv.add_argument("--template-dtype", choices=["float32", "float16", "int8"], required=True)
+    cv.add_argument("--allow-widening", action="store_true", help="convert to a wider type anyway (no precision is "
+                    "recovered)")

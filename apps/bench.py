@@ -89,14 +89,21 @@ def cmd_embedder(args) -> int:
 
 def cmd_gallery(args) -> int:
     from facegate.edge.bench.gallery import bench_gallery
-    result = bench_gallery(sizes=tuple(args.sizes), repeats=args.repeats, batch=args.batch)
-    print(f"{result['dim']}-D float32 templates, unit length; median of {result['repeats']} (p90)")
-    print(f"| templates (2 per person) | identify: 1 probe, top-5 people | {result['batch']} probes in one call |")
-    print("|---|---|---|")
-    for n, ms in result["identify_ms"].items():
-        print(f"| {int(n):,} | {ms} ms ({result['identify_p90_ms'][n]}) | {result['identify_batch_ms'][n]} ms |")
-    print(f"\nopen (decrypt + load) 10k people / 20k templates ({result['file_mb_10k_people']} MB): "
-          f"{result['open_ms_10k_people']} ms; enrol into 1k people: {result['enroll_per_s_1k_people']} per s")
+    result = bench_gallery(sizes=tuple(args.sizes), repeats=args.repeats, batch=args.batch,
+                           storages=tuple(args.storage), progress=not args.no_progress)
+    print(f"{result['dim']}-D unit templates, two per person; median of {result['repeats']} (p90); int8 galleries "
+          "rank with the integer product and rescore the candidates exactly")
+    print(f"| templates | storage | templates' size | identify: 1 probe, top-5 people | {result['batch']} probes "
+          "in one call |")
+    print("|---|---|---|---|---|")
+    for n in (str(s) for s in args.sizes):
+        for dtype in result["storages"]:
+            print(f"| {int(n):,} | {dtype} | {result['template_mb'][dtype][n]} MB | {result['identify_ms'][dtype][n]} ms "
+                  f"({result['identify_p90_ms'][dtype][n]}) | {result['identify_batch_ms'][dtype][n]} ms |")
+    for dtype in result["storages"]:
+        print(f"{dtype}: file of 10k people / 20k templates {result['file_mb_10k_people'][dtype]} MB, open (decrypt + "
+              f"load) {result['open_ms_10k_people'][dtype]} ms")
+    print(f"enrol into 1k people: {result['enroll_per_s_1k_people']} per s")
     return _write(result, args.out)
 
 
@@ -218,6 +225,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     g.add_argument("--repeats", type=int, default=50)
     g.add_argument("--batch", type=int, default=16, help="probes per call in the batched identify column")
+    g.add_argument("--storage", nargs="+", choices=["float32", "float16", "int8"],
+                   default=["float32", "float16", "int8"], help="template storages to compare")
+    g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=cmd_gallery)
     d = bs.add_parser("detector", help="full cascade + door speed features per detector set, format, threads")
     d.add_argument("--detector", nargs="+", default=["mtcnn-teacher", "mtcnn-student"])

@@ -25,7 +25,7 @@ COMMAND_GROUPS: tuple[str, ...] = (
     "demo",        # demo: the README's main job
     "enroll",      # enroll
     "match",       # verify, identify
-    "admin",       # gallery ls|rm|rename|rekey|export|import|check|reembed|keygen
+    "admin",       # gallery ls|rm|rename|rekey|export|import|check|reembed|convert|rebind|keygen
     "door",        # door run
     "audit",       # audit verify
     "detect",      # detect

@@ -199,7 +199,8 @@ def _add_embedder(ds) -> None:
     e.add_argument("--width", type=float, default=1.0, help="channel multiplier of the student")
     e.add_argument("--depth", type=float, default=1.0, help="block-repeat multiplier of the student")
     e.add_argument("--loss", action="append", metavar="NAME=WEIGHT",
-                   help="loss weights, e.g. --loss triplet=0.5 (cosine, l2, relational, triplet)")
+                   help="loss weights, e.g. --loss triplet=0.5 (cosine, l2, relational; identity labels: triplet, "
+                        "contrastive, center, arcface)")
     e.add_argument("--init", type=Path, default=None, help="start from these student weights (same --student "
                    "kind), e.g. the committed convert/students/weights/facenet-student.keras with --student peer "
                    "(used when --out has no checkpoint; skips the closed-form head fit)")

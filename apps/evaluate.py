@@ -53,6 +53,27 @@ def cmd_verification(args) -> int:
     return 0
 
 
+def cmd_templates(args) -> int:
+    from facegate.convert.datasets import celeba_images, lfw_dir
+    from facegate.convert.evaluate.faces import FaceFinder
+    from facegate.convert.evaluate.templates import default_sets, evaluate_storage
+    from facegate.edge.registry import get_embedder
+    lfw = Path(args.lfw_dir) if args.lfw_dir else lfw_dir()
+    celeba = None if args.no_celeba else (Path(args.celeba) if args.celeba else celeba_images())
+    sets = default_sets(lfw, celeba, args.per_identity, args.max_pairs)
+    embedder = get_embedder(args.model, threads=args.threads)
+    finder = FaceFinder(detector_from_args(args), use_cache=not args.no_cache)
+    out = args.out or Path("runs") / "eval" / "templates"
+    r = evaluate_storage(embedder, finder, sets, out, args.command_line, use_cache=not args.no_cache,
+                         progress=not args.no_progress)
+    for name, s in r["sets"].items():
+        for dtype, row in s["storages"].items():
+            print(f"{name} {dtype}: accuracy {100 * row['accuracy_mean']:.3f}% ({row['accuracy_loss_pt']:+.3f} pt vs "
+                  f"float32), {r['bytes_per_template'][dtype]} bytes per template")
+    print(f"results: {out / 'template_storage.json'}")
+    return 0
+
+
 def cmd_wider(args) -> int:
     from facegate.convert.datasets import wider_dir
     from facegate.convert.evaluate.wider import evaluate_wider
@@ -166,6 +187,17 @@ def _add_pair_tasks(evs) -> None:
         p.set_defaults(func=cmd_verification)
 
 
+def _add_templates(evs) -> None:
+    t = evs.add_parser("templates", help="accuracy of float32 / float16 / int8 template storage on LFW and celeba_dev")
+    add_eval_args(t)
+    t.add_argument("--lfw-dir", default=None, help="folder with pairs.txt and images/ (default ../shared/datasets/lfw)")
+    t.add_argument("--celeba", default=None, help="identity folders (default ../shared/datasets/celeba_dev/images)")
+    t.add_argument("--no-celeba", action="store_true", help="LFW only")
+    t.add_argument("--per-identity", type=int, default=10, help="images per celeba identity")
+    t.add_argument("--max-pairs", type=int, default=None, help="fold-balanced subset of each pair set (quick runs)")
+    t.set_defaults(func=cmd_templates)
+
+
 def _add_wider(evs) -> None:
     wider = evs.add_parser("wider", help="WIDER FACE easy/medium/hard AP and detector timing")
     wider.add_argument("--holdout-every", type=int, default=0,
@@ -221,10 +253,11 @@ def _add_pad(evs) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("eval", help="measure models: lfw, pairs, wider, lfw-detect, celebrity5, pad")
+    ev = sub.add_parser("eval", help="measure models: lfw, pairs, templates, wider, lfw-detect, celebrity5, pad")
     evs = ev.add_subparsers(dest="eval_task", required=True)
     _add_pair_tasks(evs)
     _add_wider(evs)
+    _add_templates(evs)
     _add_lfw_detect(evs)
     _add_celebrity5(evs)
     _add_pad(evs)

@@ -8,11 +8,17 @@ from facegate.apps.cli import main
 
 def test_bench_gallery_small(tmp_path, capsys):
     out = tmp_path / "g.json"
-    assert main(["bench", "gallery", "--sizes", "200", "2000", "--out", str(out)]) == 0
+    assert main(["bench", "gallery", "--sizes", "200", "5000", "--out", str(out), "--no-progress"]) == 0
     r = json.loads(out.read_text())
-    assert set(r["identify_ms"]) == {"200", "2000"} and all(v > 0 for v in r["identify_ms"].values())
-    assert r["file_mb_10k_people"] > 5 and r["enroll_per_s_1k_people"] > 0
-    assert "| 2,000 |" in capsys.readouterr().out
+    for dtype in ("float32", "float16", "int8"):
+        assert set(r["identify_ms"][dtype]) == {"200", "5000"} and all(v > 0 for v in r["identify_ms"][dtype].values())
+    # the int8 file is the smallest: codes and a scale per template instead of four bytes a number
+    files = r["file_mb_10k_people"]
+    assert files["float32"] > 5 and files["int8"] < files["float16"] < files["float32"]
+    assert r["template_mb"]["int8"]["5000"] == round(5000 * (128 + 4) / 1e6, 2)
+    assert r["enroll_per_s_1k_people"] > 0
+    printed = capsys.readouterr().out
+    assert "| 5,000 | int8 |" in printed and "| 200 | float16 |" in printed
 
 
 def test_bench_detector_compares_sets_in_one_run(tmp_path, capsys):

@@ -25,7 +25,8 @@ from facegate.edge.face.embed import normalise
 log = logging.getLogger(__name__)
 
 NORMALISATION = "mean127.5_div128"
-DEFAULT_WEIGHTS = {"cosine": 1.0, "l2": 0.5, "relational": 1.0, "triplet": 0.0}
+DEFAULT_WEIGHTS = {"cosine": 1.0, "l2": 0.5, "relational": 1.0, "triplet": 0.0, "contrastive": 0.0, "center": 0.0,
+                   "arcface": 0.0}
 
 
 @dataclass
@@ -97,7 +98,7 @@ def draw_identity_faces(people: list[list[int]], count: int, rng: np.random.Gene
 
 
 def batch_indices(ids: np.ndarray, batch: int, rng: np.random.Generator, identity_batches: bool) -> list[np.ndarray]:
-    """One epoch of batches. With `identity_batches` (triplet loss on) half of each batch is drawn as
+    """One epoch of batches. With `identity_batches` (an identity loss on) half of each batch is drawn as
     identities x 4 images so positives exist; the rest is uniform."""
     order = rng.permutation(len(ids))
     batches = [order[i:i + batch] for i in range(0, len(order) - batch + 1, batch)]
@@ -190,7 +191,11 @@ class Trainer:
             opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
             self.optimizer = keras.optimizers.LossScaleOptimizer(opt) if gpus else opt
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-            self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch)
+            from facegate.convert.distill.losses import IdentityTerms
+            self.identity = IdentityTerms(int(self.ids.max()) + 1 if (self.ids >= 0).any() else 1,
+                                          int(train.targets.shape[1]), seed=cfg.seed)
+            self.ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch,
+                                            identity=self.identity)
         self.manager = tf.train.CheckpointManager(self.ckpt, cfg.out / "checkpoints", max_to_keep=2)
         self._step = self._make_step()
 
@@ -229,7 +234,9 @@ class Trainer:
         tf = self.tf
         cfg = self.cfg
         rng = np.random.default_rng(cfg.seed * 1000 + epoch)
-        batches = batch_indices(self.ids, cfg.batch, rng, bool(cfg.weights.get("triplet")))[: self.steps_per_epoch]
+        from facegate.convert.distill.losses import IDENTITY_LOSSES
+        identity_batches = any(cfg.weights.get(name) for name in IDENTITY_LOSSES)
+        batches = batch_indices(self.ids, cfg.batch, rng, identity_batches)[: self.steps_per_epoch]
         while len(batches) < self.steps_per_epoch:   # tiny sets: repeat
             batches += batch_indices(self.ids, min(cfg.batch, len(self.ids)), rng, False)
         batches = batches[: self.steps_per_epoch]
@@ -252,15 +259,19 @@ class Trainer:
         tf = self.tf
         from facegate.convert.distill.losses import distill_losses
         weights = {k: float(v) for k, v in self.cfg.weights.items()}
+        # ArcFace's identity weights train with the student; nothing else of IdentityTerms is trained
+        variables = list(self.model.trainable_variables)
+        if weights.get("arcface"):
+            variables.append(self.identity.arc_weights)
 
         def replica_step(x, t, y):
             with tf.GradientTape() as tape:
                 raw = tf.cast(self.model(x, training=True), tf.float32)
-                parts = distill_losses(raw, t, y, weights, self.cfg.triplet_margin)
+                parts = distill_losses(raw, t, y, weights, self.cfg.triplet_margin, identity=self.identity)
                 loss = parts["total"] / self.strategy.num_replicas_in_sync
                 scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
-            grads = tape.gradient(scaled, self.model.trainable_variables)
-            self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+            grads = tape.gradient(scaled, variables)
+            self.optimizer.apply_gradients(zip(grads, variables))
             return parts
 
         @tf.function

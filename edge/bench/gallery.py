@@ -1,4 +1,5 @@
-"""Gallery speed: 1:N identify at growing sizes, open (decrypt + load) time, enrol throughput."""
+"""Gallery speed: 1:N identify at growing sizes per template storage, open (decrypt + load) time and file
+size, enrol throughput."""
 from __future__ import annotations
 
 import secrets
@@ -7,46 +8,72 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from facegate.edge.timing import median_ms, sample_seconds, spread_ms
 
+STORAGES = ("float32", "float16", "int8")
 
-def bench_gallery(dim: int = 128, sizes=(1_000, 10_000, 100_000), repeats: int = 50, batch: int = 16) -> dict:
-    """1:N at each size (one probe, and a batch of `batch` probes in one matrix product), then open time
-    and enrol throughput on a real encrypted file."""
-    from facegate.edge.gallery import GalleryStore, KeySource, Matcher, ModelBinding
+
+def _gallery(binding, n: int, dtype: str, rng: np.random.Generator):
+    """n unit templates, two per person, as a loaded gallery of `dtype` holds them."""
+    from facegate.edge.gallery.int8_scoring import quantize_rows
     from facegate.edge.gallery.records import Gallery, Person
+    g = Gallery(binding, dtype)
+    people = n // 2
+    g.person_order = [f"{i:012x}" for i in range(people)]
+    g.people = {pid: Person(pid, f"person {pid}") for pid in g.person_order}
+    v = rng.normal(size=(n, binding.dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    if dtype == "float16":
+        v = v.astype(np.float16).astype(np.float32)
+    elif dtype == "int8":
+        codes, scales = quantize_rows(v)
+        v = codes * scales[:, None]
+    g.templates = v
+    g.owners = np.repeat(np.arange(people), 2)
+    return g
+
+
+def bench_gallery(dim: int = 128, sizes=(1_000, 10_000, 100_000), repeats: int = 50, batch: int = 16,
+                  storages=STORAGES, progress: bool = True) -> dict:
+    """1:N at each size and template storage (one probe, and a batch of `batch` probes in one matrix
+    product; int8 galleries rank with the integer product), then file size, open time and enrol
+    throughput on real encrypted files."""
+    from facegate.edge.gallery import GalleryStore, KeySource, Matcher, ModelBinding
+    from facegate.edge.gallery.fileformat import template_bytes
 
     rng = np.random.default_rng(0)
     binding = ModelBinding("bench", "00" * 32, dim)
-    out: dict = {"identify_ms": {}, "identify_p90_ms": {}, "identify_batch_ms": {}, "batch": batch,
-                 "repeats": repeats, "dim": dim}
-    for n in sizes:
-        g = Gallery(binding)
-        people = n // 2  # two templates per person
-        g.person_order = [f"{i:012x}" for i in range(people)]
-        g.people = {pid: Person(pid, f"person {pid}") for pid in g.person_order}
-        v = rng.normal(size=(n, dim)).astype(np.float32)
-        g.templates = v / np.linalg.norm(v, axis=1, keepdims=True)
-        g.owners = np.repeat(np.arange(people), 2)
-        m = Matcher(g, 0.5)
-        probe = g.templates[n // 3]
-        spread = spread_ms(sample_seconds(lambda: m.identify(probe, top_k=5), repeats))
-        out["identify_ms"][str(n)] = spread["median_ms"]
-        out["identify_p90_ms"][str(n)] = spread["p90_ms"]
-        probes = g.templates[rng.integers(0, n, size=batch)]
-        batched = spread_ms(sample_seconds(lambda: m.identify_many(probes, top_k=5), max(5, repeats // 5)))
-        out["identify_batch_ms"][str(n)] = batched["median_ms"]
+    out: dict = {"identify_ms": {}, "identify_p90_ms": {}, "identify_batch_ms": {}, "matcher_build_s": {},
+                 "template_mb": {}, "batch": batch, "repeats": repeats, "dim": dim, "storages": list(storages)}
+    for dtype in storages:
+        for key in ("identify_ms", "identify_p90_ms", "identify_batch_ms", "matcher_build_s", "template_mb"):
+            out[key][dtype] = {}
+    for n in tqdm(sizes, desc="bench gallery", unit="size", disable=not progress):
+        for dtype in storages:
+            g = _gallery(binding, n, dtype, rng)
+            t0 = time.perf_counter()
+            m = Matcher(g, 0.5)
+            out["matcher_build_s"][dtype][str(n)] = round(time.perf_counter() - t0, 3)
+            probe = g.templates[n // 3]
+            reps = repeats if n < 1_000_000 else max(5, repeats // 5)
+            spread = spread_ms(sample_seconds(lambda: m.identify(probe, top_k=5), reps))
+            out["identify_ms"][dtype][str(n)] = spread["median_ms"]
+            out["identify_p90_ms"][dtype][str(n)] = spread["p90_ms"]
+            probes = g.templates[rng.integers(0, n, size=batch)]
+            batched = spread_ms(sample_seconds(lambda: m.identify_many(probes, top_k=5), max(5, reps // 5)))
+            out["identify_batch_ms"][dtype][str(n)] = batched["median_ms"]
+            out["template_mb"][dtype][str(n)] = round(template_bytes(dtype, n, dim) / 1e6, 2)
+            m = g = None        # free the 1M-template copies before the next storage is built
+    out["file_mb_10k_people"], out["open_ms_10k_people"] = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         key = KeySource("raw", secrets.token_bytes(32))
-        store = GalleryStore(Path(tmp) / "g.fgg", key)
-        g = store.create(binding)
-        with store.transaction() as g:
-            for i in range(10_000):
-                p = g.add_person(f"person {i}")
-                g.add_templates(p.id, rng.normal(size=(2, dim)))
-        out["file_mb_10k_people"] = round(store.path.stat().st_size / 1e6, 2)
-        out["open_ms_10k_people"] = median_ms(lambda: GalleryStore(store.path, key).load(), 5)
+        for dtype in storages:
+            store = GalleryStore(Path(tmp) / f"g-{dtype}.fgg", key)
+            store.save(_gallery(binding, 20_000, dtype, rng))
+            out["file_mb_10k_people"][dtype] = round(store.path.stat().st_size / 1e6, 2)
+            out["open_ms_10k_people"][dtype] = median_ms(lambda: GalleryStore(store.path, key).load(), 5)
         small = GalleryStore(Path(tmp) / "small.fgg", key)
         small.create(binding)
         with small.transaction() as g:

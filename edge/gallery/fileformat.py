@@ -1,4 +1,4 @@
-"""Gallery file format v1: an authenticated plaintext header and one AES-256-GCM encrypted body.
+"""Gallery file format v2 (v1 still opens): an authenticated plaintext header and one AES-256-GCM encrypted body.
 
     offset  size  content
     0       8     magic b"FGGALLRY"
@@ -9,11 +9,15 @@
     56+H    ...   AES-GCM(key, nonce, body, aad = everything before the nonce) ciphertext and 16-byte tag
 
 The body is `u32 json length | JSON (people, owners, template layout, crop offsets) | template bytes
-| crop bytes`. The key check value (HMAC of a constant) tells a wrong key apart from a tampered
-file without revealing anything about the key; the header MAC (HMAC of the other header fields under
-the key) tells an edited key check value apart from a wrong key. Every header field is checked for type
-and range (:func:`validate_header`) before any key derivation: a crafted header cannot crash the reader
-or make it spend seconds and gigabytes in scrypt.
+| crop bytes`. Templates are stored as float32, float16 or int8 (header `template_dtype`); format 2
+stores int8 templates with one float32 scale per template after the codes (each template uses the
+whole int8 range), format 1 with the fixed scale 1/127. Galleries are written in format 2.
+
+The key check value (HMAC of a constant) tells a wrong key apart from a tampered file without
+revealing anything about the key; the header MAC (HMAC of the other header fields under the key) tells
+an edited key check value apart from a wrong key. Every header field is checked for type and range
+(:func:`validate_header`) before any key derivation: a crafted header cannot crash the reader or make it
+spend seconds and gigabytes in scrypt.
 """
 from __future__ import annotations
 
@@ -30,10 +34,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from facegate.edge.errors import GalleryCorruptError, WrongKeyError
+from facegate.edge.gallery.int8_scoring import quantize_rows
 from facegate.edge.gallery.records import TEMPLATE_DTYPES, Gallery, ModelBinding, Person
 
 MAGIC = b"FGGALLRY"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 NONCE_BYTES = 12
 #: scrypt cost bounds for a gallery header: memory 128*n*r <= 32 MiB and work n*r*p <= 2**18 (the default,
 #: n=2**15 r=8 p=1, ~0.1 s here, estimated ~0.5 s on a Pi 4); anything dearer is a crafted header, not a gallery
@@ -48,20 +54,41 @@ def key_check(key: bytes) -> str:
     return base64.b64encode(hmac.new(key, b"facegate-gallery-key-check-v1", hashlib.sha256).digest()[:16]).decode()
 
 
+def template_bytes(dtype: str, n: int, dim: int, fmt: int = FORMAT_VERSION) -> int:
+    """Bytes that n templates of `dim` take in a body of format `fmt`."""
+    if dtype == "int8":
+        return n * dim + (4 * n if fmt >= 2 else 0)
+    return n * dim * {"float32": 4, "float16": 2}[dtype]
+
+
 def _encode_templates(t: np.ndarray, dtype: str) -> bytes:
     if dtype == "float32":
         return t.astype("<f4").tobytes()
     if dtype == "float16":
         return t.astype("<f2").tobytes()
-    return np.clip(np.round(t * 127.0), -127, 127).astype(np.int8).tobytes()  # unit vectors: |v_i| <= 1
+    codes, scales = quantize_rows(t)
+    return codes.tobytes() + scales.astype("<f4").tobytes()
 
 
-def _decode_templates(buf: bytes, dtype: str, n: int, dim: int) -> np.ndarray:
+def _decode_templates(buf: bytes, dtype: str, n: int, dim: int, fmt: int) -> np.ndarray:
     if dtype == "float32":
         return np.frombuffer(buf, "<f4").reshape(n, dim).astype(np.float32)
     if dtype == "float16":
         return np.frombuffer(buf, "<f2").reshape(n, dim).astype(np.float32)
-    return np.frombuffer(buf, np.int8).reshape(n, dim).astype(np.float32) / 127.0
+    codes = np.frombuffer(buf, np.int8, count=n * dim).reshape(n, dim).astype(np.float32)
+    if fmt < 2:
+        return codes / 127.0
+    scales = np.frombuffer(buf, "<f4", offset=n * dim, count=n)
+    if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
+        raise ValueError("an int8 template scale is not a positive number")
+    return codes * scales[:, None].astype(np.float32)
+
+
+def as_stored(templates: np.ndarray, dtype: str) -> np.ndarray:
+    """The templates as a gallery of `dtype` gives them back after writing and reading (what its scores
+    are computed from)."""
+    t = np.asarray(templates, np.float32)
+    return _decode_templates(_encode_templates(t, dtype), dtype, len(t), t.shape[1], FORMAT_VERSION)
 
 
 def encode_body(g: Gallery) -> bytes:
@@ -78,7 +105,7 @@ def encode_body(g: Gallery) -> bytes:
     return struct.pack(">I", len(mjson)) + mjson + tbytes + crops
 
 
-def decode_body(body: bytes, binding: ModelBinding, dtype: str, keep_crops: bool) -> Gallery:
+def decode_body(body: bytes, binding: ModelBinding, dtype: str, keep_crops: bool, fmt: int = FORMAT_VERSION) -> Gallery:
     """The gallery from a decrypted body, every count and offset checked against the others (a body
     is authenticated, but a bug or an old writer must not produce a gallery whose rows point nowhere)."""
     if len(body) < 4:
@@ -95,14 +122,13 @@ def decode_body(body: bytes, binding: ModelBinding, dtype: str, keep_crops: bool
         g.people[person.id] = person
         g.person_order.append(person.id)
     n, nbytes = meta["templates"]["count"], meta["templates"]["bytes"]
-    itemsize = {"float32": 4, "float16": 2, "int8": 1}[dtype]
-    if not isinstance(n, int) or n < 0 or nbytes != n * binding.dim * itemsize or len(meta["owners"]) != n:
+    if not isinstance(n, int) or n < 0 or nbytes != template_bytes(dtype, n, binding.dim, fmt) or len(meta["owners"]) != n:
         raise ValueError("template count, size and owners do not agree")
     start = 4 + mlen
     stop = start + nbytes
     if stop > len(body):
         raise ValueError("templates run past the end of the body")
-    g.templates = _decode_templates(body[start:stop], dtype, n, binding.dim)
+    g.templates = _decode_templates(body[start:stop], dtype, n, binding.dim, fmt)
     g.owners = np.array(meta["owners"], np.int64)
     if n and (g.owners.min() < 0 or g.owners.max() >= len(g.person_order)):
         raise ValueError("a template belongs to nobody")
@@ -182,7 +208,7 @@ def validate_header(header: dict) -> None:
     unknown = set(header) - HEADER_FIELDS - {"header_mac"}
     missing = HEADER_FIELDS - set(header)
     if unknown or missing:
-        raise GalleryCorruptError(f"gallery header fields do not fit format {FORMAT_VERSION} "
+        raise GalleryCorruptError(f"gallery header fields do not fit format {header.get('format')} "
                                   f"(missing: {sorted(missing) or '-'}, unknown: {sorted(unknown) or '-'})")
     validate_kdf(header["kdf"])
     _b64(header["key_check"], "key_check", range(16, 17))
@@ -233,7 +259,7 @@ def read_header(blob: bytes) -> tuple[dict, bytes, bytes]:
         header = json.loads(raw, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as exc:      # bad JSON or UTF-8, a duplicated key, absurd nesting
         raise GalleryCorruptError(f"gallery header is corrupted ({exc})") from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION or isinstance(header["format"], bool):
+    if not isinstance(header, dict) or header.get("format") not in READABLE_FORMATS or isinstance(header["format"], bool):
         raise GalleryCorruptError(f"unsupported gallery format {header.get('format') if isinstance(header, dict) else '?'}")
     validate_header(header)
     return header, blob[:end], blob[end:]
@@ -262,6 +288,6 @@ def unpack(blob: bytes, key_for) -> tuple[Gallery, dict]:
         raise GalleryCorruptError("gallery file failed its integrity check: it was modified or truncated. "
                                   "Restore it from a backup or an exported bundle.") from exc
     try:
-        return decode_body(body, binding, header["template_dtype"], header["keep_crops"]), header
+        return decode_body(body, binding, header["template_dtype"], header["keep_crops"], header["format"]), header
     except BODY_ERRORS as exc:
         raise GalleryCorruptError(f"gallery body cannot be decoded: {exc}") from exc

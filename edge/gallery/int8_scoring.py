@@ -1,0 +1,121 @@
+"""1:N scores over int8 templates with ONNX Runtime's integer matrix product.
+
+A float32 gallery of a million 128-D templates is 512 MB that every probe streams through; int8 codes
+are a quarter of that, but numpy has no fast int8 product. ONNX Runtime's `MatMulInteger` has one
+(VNNI / AVX2 on x86, SDOT on ARM), and it is fastest when the templates are a constant it can pack
+once: the probe is the left operand (uint8 with zero point 128), the templates' transpose the right
+(int8). The integer scores only choose candidates; the candidates' scores are then recomputed exactly
+from the stored codes and the float probe (:meth:`Int8Scorer.rescore`), so decisions use the same
+numbers as the float path on the same int8 gallery and a kernel's rounding or saturation (AVX2
+without VNNI saturates some u8 x s8 pair sums) can at worst hide a candidate, never change a score.
+
+The ONNX graph is one node; it is written here with a few lines of protobuf encoding so that the edge
+runtime needs no `onnx` package.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_FLOAT, _UINT8, _INT8 = 1, 2, 3          # onnx.TensorProto data types
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, value: bytes | int | str) -> bytes:
+    """One protobuf field: varint (wire type 0) for ints, length-delimited (2) for bytes and text."""
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    data = value.encode() if isinstance(value, str) else value
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _tensor(name: str, dtype: int, dims: tuple[int, ...], raw: bytes) -> bytes:
+    return b"".join(_field(1, d) for d in dims) + _field(2, dtype) + _field(8, name) + _field(9, raw)
+
+
+def _value_info(name: str, dtype: int, dims: tuple[int | str, ...]) -> bytes:
+    shape = b"".join(_field(1, _field(1, d) if isinstance(d, int) else _field(2, d)) for d in dims)
+    return _field(1, name) + _field(2, _field(1, _field(1, dtype) + _field(2, shape)))
+
+
+def _node(op: str, inputs: tuple[str, ...], output: str, attributes: bytes = b"") -> bytes:
+    return b"".join(_field(1, i) for i in inputs) + _field(2, output) + _field(4, op) + attributes
+
+
+def matmul_integer_model(codes: np.ndarray, scales: np.ndarray) -> bytes:
+    """ONNX model bytes: Y[float, (m, n)] = ((A[uint8, (m, dim)] - 128) @ codes.T) * scales, codes int8
+    (n, dim), one scale per template (the probe's own scale is the same for a whole row, so it is left
+    out: it changes no ranking)."""
+    n, dim = codes.shape
+    to_float = _field(5, _field(1, "to") + _field(3, 1) + _field(20, 2))      # AttributeProto: to = FLOAT
+    graph = (_field(1, _node("MatMulInteger", ("A", "B", "a_zero"), "Yi"))
+             + _field(1, _node("Cast", ("Yi",), "Yf", to_float))
+             + _field(1, _node("Mul", ("Yf", "S"), "Y"))
+             + _field(2, "int8_scores")
+             + _field(5, _tensor("B", _INT8, (dim, n), np.ascontiguousarray(codes.T).tobytes()))
+             + _field(5, _tensor("a_zero", _UINT8, (), bytes([128])))
+             + _field(5, _tensor("S", _FLOAT, (n,), np.asarray(scales, "<f4").tobytes()))
+             + _field(11, _value_info("A", _UINT8, ("m", dim)))
+             + _field(12, _value_info("Y", _FLOAT, ("m", n))))
+    opset = _field(1, "") + _field(2, 17)
+    return _field(1, 8) + _field(7, graph) + _field(8, opset)
+
+
+def quantize_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 codes, float32 scale per row) with value = code * scale; each row uses all of [-127, 127]."""
+    v = np.asarray(vectors, np.float32)
+    peak = np.abs(v).max(axis=1) if len(v) else np.zeros(0, np.float32)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    codes = np.clip(np.round(v / scale[:, None]), -127, 127).astype(np.int8)
+    return codes, scale
+
+
+class Int8Scorer:
+    """Approximate scores of probes against int8 templates (one ONNX Runtime session per gallery
+    snapshot), and their exact rescoring."""
+
+    def __init__(self, codes: np.ndarray, scales: np.ndarray, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        self.codes = np.ascontiguousarray(codes, np.int8)
+        self.scales = np.asarray(scales, np.float32)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(matmul_integer_model(self.codes, self.scales), options,
+                                             providers=["CPUExecutionProvider"])
+
+    def ranking_scores(self, units: np.ndarray) -> np.ndarray:
+        """(m, n) scores that rank templates as the cosines do, each row scaled by its probe's own
+        constant: enough to choose candidates, which :meth:`rescore` then scores exactly."""
+        units = np.atleast_2d(np.asarray(units, np.float32))
+        peak = np.maximum(np.abs(units).max(axis=1), 1e-12)
+        a = (np.clip(np.round(units * (127.0 / peak)[:, None]), -127, 127) + 128).astype(np.uint8)
+        return self._session.run(None, {"A": a})[0]
+
+    def rescore(self, unit: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact scores of the float probe against the stored codes of `rows`."""
+        return (self.codes[rows].astype(np.float32) * self.scales[rows, None]) @ unit
+
+
+def available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+__all__ = ["Int8Scorer", "available", "matmul_integer_model", "quantize_rows"]
