@@ -40,8 +40,9 @@ def cmd_keygen(args) -> int:
 
 def cmd_ls(args) -> int:
     g = _store(args).load()
+    reduced = f", PCA-reduced to {g.projection.dims}" if g.projection is not None else ""
     print(f"{len(g.people)} people, {len(g.templates)} templates, model {g.binding.name} "
-          f"({g.binding.dim}-D, {g.template_dtype})")
+          f"({g.binding.dim}-D, {g.template_dtype}{reduced})")
     now = dt.datetime.now()
     for pid in g.person_order:
         p = g.people[pid]
@@ -100,7 +101,13 @@ def cmd_reembed(args) -> int:
                                        cv2.COLOR_BGR2RGB) for c in g.crops])
         if crops.shape[1] != embedder.input_size:
             crops = np.stack([cv2.resize(c, (embedder.input_size,) * 2) for c in crops])
-        g.replace_templates(embedder.embed(crops), ModelBinding.for_embedder(embedder))
+        projection = None
+        if args.pca:
+            from facegate.edge.gallery.projection import Projection
+            projection = Projection.load(args.pca)
+        elif g.projection is not None:
+            print("the old model's PCA projection is dropped (give --pca with one fitted on the new model)")
+        g.replace_templates(embedder.embed(crops), ModelBinding.for_embedder(embedder), projection)
         if args.template_dtype:
             g.template_dtype = args.template_dtype
     print(f"re-embedded {len(crops)} templates with {embedder.name} (stored as {g.template_dtype})")
@@ -108,24 +115,32 @@ def cmd_reembed(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    """Store the templates in another precision (smaller file, and int8 galleries rank with the integer
-    product). Going up in precision gains nothing back, so that is refused unless asked for."""
+    """Store the templates in another precision and/or PCA-reduced (smaller file; int8 galleries rank with
+    the integer product). Going up in precision, or back from PCA, gains nothing back: refused unless asked
+    (precision) or impossible without the crops (PCA)."""
     from facegate.edge.gallery.fileformat import template_bytes
+    from facegate.edge.gallery.projection import Projection
+    if not args.template_dtype and not args.pca:
+        raise GalleryError("give --template-dtype and/or --pca")
     order = {"int8": 0, "float16": 1, "float32": 2}
+    projection = Projection.load(args.pca) if args.pca else None
     with _store(args).transaction() as g:
-        old = g.template_dtype
-        if old == args.template_dtype:
-            print(f"{args.gallery} already stores {old} templates; nothing changed")
-            return 0
-        if order[args.template_dtype] > order[old] and not args.allow_widening:
-            raise GalleryError(f"the templates are stored as {old}: storing them as {args.template_dtype} "
+        old, old_dim = g.template_dtype, g.template_dim
+        new = args.template_dtype or old
+        if order[new] > order[old] and not args.allow_widening:
+            raise GalleryError(f"the templates are stored as {old}: storing them as {new} "
                                "recovers no precision. Re-embed from kept crops (`facegate gallery reembed`) or "
                                "pass --allow-widening to convert anyway")
-        g.template_dtype = args.template_dtype
-        n, dim = len(g.templates), g.binding.dim
-    print(f"{args.gallery}: {n} templates {old} -> {args.template_dtype} "
-          f"({template_bytes(old, n, dim) / 1e6:.2f} MB -> {template_bytes(args.template_dtype, n, dim) / 1e6:.2f} MB "
-          "of templates)")
+        if projection is not None:
+            g.set_projection(projection)
+        g.template_dtype = new
+        n = len(g.templates)
+        if (new, g.template_dim) == (old, old_dim):
+            print(f"{args.gallery} already stores {old} templates of {old_dim} numbers; nothing changed")
+            return 0
+    print(f"{args.gallery}: {n} templates {old} x {old_dim} -> {new} x {g.template_dim} "
+          f"({template_bytes(old, n, old_dim) / 1e6:.2f} MB -> {template_bytes(new, n, g.template_dim) / 1e6:.2f} MB "
+          "of templates)" + ("; matched with the projection's own thresholds" if projection is not None else ""))
     return 0
 
 
@@ -179,7 +194,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     re_.add_argument("--embedder", required=True, help="new embedding model file with card")
     re_.add_argument("--template-dtype", choices=["float32", "float16", "int8"], default=None,
                      help="store the new templates in this precision (default: as before)")
-    cv = gallery_parser("convert", "store the templates as float32, float16 or int8 (per-template scale)", cmd_convert)
-    cv.add_argument("--template-dtype", choices=["float32", "float16", "int8"], required=True)
+    re_.add_argument("--pca", type=Path, default=None, help="PCA projection fitted on the new model")
+    cv = gallery_parser("convert", "store the templates as float32, float16 or int8 (per-template scale), and/or "
+                        "PCA-reduced", cmd_convert)
+    cv.add_argument("--template-dtype", choices=["float32", "float16", "int8"], default=None)
+    cv.add_argument("--pca", type=Path, default=None, help="PCA projection beside the embedder (<model>.pca<N>.npz, "
+                    "from `facegate calibrate pca`)")
     cv.add_argument("--allow-widening", action="store_true", help="convert to a wider type anyway (no precision is "
                     "recovered)")

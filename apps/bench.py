@@ -87,6 +87,15 @@ def cmd_embedder(args) -> int:
     return _write({"embedders": rows}, args.out)
 
 
+def _storage(text: str) -> str:
+    from facegate.edge.bench.gallery import parse_storage
+    try:
+        parse_storage(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
+
+
 def cmd_gallery(args) -> int:
     from facegate.edge.bench.gallery import bench_gallery
     result = bench_gallery(sizes=tuple(args.sizes), repeats=args.repeats, batch=args.batch,
@@ -225,8 +234,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     g.add_argument("--repeats", type=int, default=50)
     g.add_argument("--batch", type=int, default=16, help="probes per call in the batched identify column")
-    g.add_argument("--storage", nargs="+", choices=["float32", "float16", "int8"],
-                   default=["float32", "float16", "int8"], help="template storages to compare")
+    g.add_argument("--storage", nargs="+", type=_storage, default=["float32", "float16", "int8"],
+                   help="template storages to compare: float32, float16, int8, each optionally PCA-reduced "
+                   "(int8+pca64)")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=cmd_gallery)
     d = bs.add_parser("detector", help="full cascade + door speed features per detector set, format, threads")

@@ -52,6 +52,41 @@ def _add_thresholds(cals) -> None:
     th.set_defaults(func=cmd_thresholds)
 
 
+def cmd_pca(args) -> int:
+    from facegate.calibration.pca import fit_pca
+    from facegate.convert.datasets import celeba_images, lfw_dir
+    r = fit_pca(args.model, args.dims, Path(args.data) if args.data else celeba_images(),
+                None if args.no_lfw else (Path(args.lfw_dir) if args.lfw_dir else lfw_dir()),
+                per_identity=args.per_identity, hold_out_every=args.hold_out_every, fars=args.fars, out=args.out,
+                command=args.command_line, progress=not args.no_progress)
+    print(f"{r['dims']} of the embedder's dimensions keep {100 * r['variance_kept']:.1f}% of the variance of "
+          f"{r['faces']} faces")
+    for far, v in r["thresholds"].items():
+        full = r["full_dimension"].get(far, {})
+        print(f"FAR {far}: threshold {v['threshold']:.4f} (TAR {100 * v['tar']:.2f}%; full dimension: TAR "
+              f"{100 * full.get('tar', float('nan')):.2f}%)")
+    print(f"written to {r['path']}; use it with `facegate gallery convert --pca {r['path']}`")
+    return 0
+
+
+def _add_pca(cals) -> None:
+    pc = cals.add_parser("pca", help="a PCA projection for reduced gallery templates, with its own thresholds, "
+                         "written beside the embedder")
+    pc.add_argument("--model", default=None, help="embedder (committed name or model file; default: the runtime's)")
+    pc.add_argument("--dims", type=int, default=64, help="dimensions kept")
+    pc.add_argument("--data", type=Path, default=None, help="identity folders to fit on and calibrate with "
+                    "(default: ../shared/datasets/celeba_dev/images)")
+    pc.add_argument("--lfw-dir", type=Path, default=None, help="LFW folder: its people outside pairs.txt are added "
+                    "to the fit (default ../shared/datasets/lfw)")
+    pc.add_argument("--no-lfw", action="store_true", help="fit on --data alone")
+    pc.add_argument("--per-identity", type=int, default=10, help="images per identity from --data")
+    pc.add_argument("--hold-out-every", type=int, default=8, help="1 in N identities calibrates, the rest fit")
+    pc.add_argument("--fars", type=float, nargs="+", default=[1e-2, 1e-3, 1e-4])
+    pc.add_argument("--out", type=Path, default=None, help="default: <model>.pca<dims>.npz beside the model")
+    pc.add_argument("--no-progress", action="store_true")
+    pc.set_defaults(func=cmd_pca)
+
+
 def _add_detector(cals) -> None:
     de = cals.add_parser("detector", help="search a detector set's cascade thresholds (P, R, O) on the WIDER "
                          "images it trained on; prints what to pass to `distill export-detector --thresholds`")
@@ -117,4 +152,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     cals = cal.add_subparsers(dest="calibrate_cmd", required=True)
     _add_thresholds(cals)
     _add_detector(cals)
+    _add_pca(cals)
     _add_liveness(cals)

@@ -64,8 +64,9 @@ def cmd_templates(args) -> int:
     embedder = get_embedder(args.model, threads=args.threads)
     finder = FaceFinder(detector_from_args(args), use_cache=not args.no_cache)
     out = args.out or Path("runs") / "eval" / "templates"
+    from facegate.edge.gallery.projection import Projection
     r = evaluate_storage(embedder, finder, sets, out, args.command_line, use_cache=not args.no_cache,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, projections=[Projection.load(p) for p in args.pca])
     for name, s in r["sets"].items():
         for dtype, row in s["storages"].items():
             print(f"{name} {dtype}: accuracy {100 * row['accuracy_mean']:.3f}% ({row['accuracy_loss_pt']:+.3f} pt vs "
@@ -195,6 +196,8 @@ def _add_templates(evs) -> None:
     t.add_argument("--no-celeba", action="store_true", help="LFW only")
     t.add_argument("--per-identity", type=int, default=10, help="images per celeba identity")
     t.add_argument("--max-pairs", type=int, default=None, help="fold-balanced subset of each pair set (quick runs)")
+    t.add_argument("--pca", type=Path, action="append", default=[], help="also PCA-reduced templates with this "
+                   "projection (`facegate calibrate pca`); repeatable")
     t.set_defaults(func=cmd_templates)
 
 

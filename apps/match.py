@@ -13,7 +13,7 @@ from facegate.apps.common import (
 )
 from facegate.edge.errors import EXIT_OK, EXIT_REJECT, EXIT_RETRY
 from facegate.edge.gallery import Decision, GalleryStore, Matcher, ModelBinding
-from facegate.edge.gallery.matching import thresholds_from_card
+from facegate.edge.gallery.matching import gallery_thresholds
 from facegate.edge.images import load_rgb
 
 EXIT_BY_DECISION = {Decision.ACCEPT: EXIT_OK, Decision.RETRY: EXIT_RETRY, Decision.REJECT: EXIT_REJECT}
@@ -21,7 +21,7 @@ EXIT_BY_DECISION = {Decision.ACCEPT: EXIT_OK, Decision.RETRY: EXIT_RETRY, Decisi
 
 def _matcher(args, pipe) -> Matcher:
     gallery = GalleryStore(args.gallery, gallery_key(args)).load(expect=ModelBinding.for_embedder(pipe.embedder))
-    accept, retry = thresholds_from_card(pipe.embedder.card.thresholds, args.far, args.retry_far)
+    accept, retry = gallery_thresholds(gallery, pipe.embedder.card.thresholds, args.far, args.retry_far)
     return Matcher(gallery, accept, retry)
 
 

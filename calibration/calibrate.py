@@ -10,25 +10,10 @@ from facegate.calibration.thresholds import DEFAULT_FARS, calibrate, identity_pa
 from facegate.convert.datasets import celeba_images
 from facegate.convert.evaluate.embeddings import embed_files
 from facegate.convert.evaluate.faces import FaceFinder
-from facegate.convert.evaluate.pairs import read_pairs
+from facegate.convert.evaluate.pairs import identity_images, read_pairs
 from facegate.edge.cards import load_card, write_card
 from facegate.edge.errors import DatasetError
-from facegate.edge.images import list_images
 from facegate.edge.registry import get_embedder, load_detector
-
-
-def identity_images(folder: Path, per_identity: int) -> tuple[list[Path], list[str]]:
-    if not folder.is_dir():
-        raise DatasetError(f"calibration folder not found: {folder}")
-    paths, labels = [], []
-    for person in sorted(p for p in folder.iterdir() if p.is_dir()):
-        imgs = list_images(person)[:per_identity]
-        if len(imgs) >= 2:
-            paths += imgs
-            labels += [person.name] * len(imgs)
-    if len(set(labels)) < 2:
-        raise DatasetError(f"need at least two identity folders with 2+ images under {folder}")
-    return paths, labels
 
 
 def calibrate_card(model: Path, data: Path | None = None, pairs: Path | None = None, root: Path | None = None,

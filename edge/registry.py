@@ -93,6 +93,17 @@ EMBEDDERS: dict[str, str] = {"facenet-student": COMMITTED_EMBEDDERS[0]}
 PROVIDER_GROUP = "facegate.embedders"
 
 
+def embedder_path(spec: str | Path | None = None) -> Path | None:
+    """The model file an embedder spec names (None, a committed name or a .tflite/.onnx path), or None for a
+    provider's model (the teacher, .keras files) that is not one file here."""
+    if spec is None or str(spec) == "":
+        return default_embedder_path()
+    if str(spec) in EMBEDDERS:
+        return MODELS_DIR / EMBEDDERS[str(spec)]
+    path = Path(spec)
+    return path if path.suffix in (".tflite", ".onnx") or path.is_dir() else None
+
+
 def get_embedder(spec: str | Path | None = None, threads: int | None = None, backend: str | None = None) -> Embedder:
     """The one way to obtain an embedder, by name or path (like insightface's ``get_model``).
 

@@ -144,7 +144,7 @@ def test_gallery_convert_cli(tmp_path):
     size32 = store.path.stat().st_size
     r = _cli("gallery", "convert", "--gallery", str(store.path), "--key-file", str(keyfile), "--template-dtype", "int8")
     assert r.returncode == 0, r.stderr
-    assert "float32 -> int8" in r.stdout
+    assert "float32 x 16 -> int8 x 16" in r.stdout
     assert read_header(store.path.read_bytes())[0]["template_dtype"] == "int8"
     # the file shrinks by the templates' bytes (and the header's three letters "float32" -> "int8")
     assert size32 - store.path.stat().st_size == 60 * 16 * 4 - template_bytes("int8", 60, 16) + 3

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from facegate.edge.errors import DatasetError
+from facegate.edge.images import list_images
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,18 @@ def check_images_exist(pairs: list[Pair]) -> None:
     missing = sorted({str(p) for pair in pairs for p in (pair.a, pair.b) if not p.exists()})
     if missing:
         raise DatasetError(f"{len(missing)} images named in the pairs file are missing, e.g. {missing[0]}")
+
+
+def identity_images(folder: Path, per_identity: int) -> tuple[list[Path], list[str]]:
+    """Up to `per_identity` images of every identity folder that has two or more (where pairs exist)."""
+    if not folder.is_dir():
+        raise DatasetError(f"identity folder not found: {folder}")
+    paths, labels = [], []
+    for person in sorted(p for p in folder.iterdir() if p.is_dir()):
+        imgs = list_images(person)[:per_identity]
+        if len(imgs) >= 2:
+            paths += imgs
+            labels += [person.name] * len(imgs)
+    if len(set(labels)) < 2:
+        raise DatasetError(f"need at least two identity folders with 2+ images under {folder}")
+    return paths, labels

@@ -1,6 +1,7 @@
 """What a gallery's template storage costs in accuracy: LFW View 2 and celeba_dev pairs scored with the
-enrolled side stored as float32, float16 or int8 (per-template scale) and the probe in float, as the
-door and the site score them (the int8 integer product only picks candidates; their scores are these).
+enrolled side stored as float32, float16 or int8 (per-template scale), optionally PCA-reduced, and the
+probe in float (projected the same way), as the door and the site score them (the int8 integer product
+only picks candidates; their scores are these).
 """
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from facegate.calibration.calibrate import identity_images
 from facegate.convert.evaluate.embeddings import embed_files
 from facegate.convert.evaluate.faces import FaceFinder
 from facegate.convert.evaluate.metrics import verification_summary
-from facegate.convert.evaluate.pairs import Pair, check_images_exist
+from facegate.convert.evaluate.pairs import Pair, check_images_exist, identity_images
 from facegate.convert.evaluate.report import write_outputs
 from facegate.edge.face.embed import Embedder
 from facegate.edge.gallery.fileformat import as_stored, template_bytes
+from facegate.edge.gallery.projection import Projection
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +45,39 @@ def identity_pairs(paths: list[Path], labels: list[str], folds: int = 10, seed: 
     return pairs
 
 
-def storage_scores(pairs: list[Pair], vectors: dict[Path, np.ndarray], dtype: str) -> np.ndarray:
-    """Each pair's score with its first image enrolled (stored as `dtype`) and its second as the probe."""
-    enrolled = as_stored(np.stack([vectors[p.a] for p in pairs]), dtype)
+def storage_scores(pairs: list[Pair], vectors: dict[Path, np.ndarray], dtype: str,
+                   projection: Projection | None = None) -> np.ndarray:
+    """Each pair's score with its first image enrolled (stored as `dtype`, PCA-reduced with `projection`)
+    and its second as the probe."""
+    enrolled = np.stack([vectors[p.a] for p in pairs])
     probes = np.stack([vectors[p.b] for p in pairs])
+    if projection is not None:
+        enrolled, probes = projection.apply(enrolled), projection.apply(probes)
+    enrolled = as_stored(enrolled / np.linalg.norm(enrolled, axis=1, keepdims=True), dtype)
     probes = probes / np.linalg.norm(probes, axis=1, keepdims=True)
     return np.sum(enrolled * probes, axis=1)
 
 
+def storages(projections: list[Projection]) -> dict[str, tuple[str, Projection | None]]:
+    """label -> (dtype, projection): the three precisions, then float32 and int8 of each projection."""
+    out: dict[str, tuple[str, Projection | None]] = {d: (d, None) for d in STORAGES}
+    for projection in projections:
+        for dtype in ("float32", "int8"):
+            out[f"{dtype}+pca{projection.dims}"] = (dtype, projection)
+    return out
+
+
 def evaluate_storage(embedder: Embedder, finder: FaceFinder, sets: dict[str, list[Pair]], out_dir: Path,
-                     command: str, use_cache: bool = True, progress: bool = True) -> dict:
+                     command: str, use_cache: bool = True, progress: bool = True,
+                     projections: list[Projection] | None = None) -> dict:
     """Accuracy, TAR at FAR 1e-3 and the loss against float32 for every storage on every pair set."""
+    dim = int(embedder.card.embedding_dim or 0)
+    kinds = storages(projections or [])
     result: dict = {"task": "template_storage", "model": embedder.name, "identity": embedder.identity,
-                    "command": command, "dim": embedder.card.embedding_dim, "sets": {},
-                    "bytes_per_template": {d: template_bytes(d, 1, int(embedder.card.embedding_dim or 0))
-                                           for d in STORAGES}}
+                    "command": command, "dim": dim, "sets": {},
+                    "bytes_per_template": {label: template_bytes(dtype, 1, projection.dims if projection else dim)
+                                           for label, (dtype, projection) in kinds.items()},
+                    "projections": {f"pca{p.dims}": {"sha256": p.sha256, **p.info} for p in projections or []}}
     for name, pairs in sets.items():
         check_images_exist(pairs)
         run = embed_files([p for pair in pairs for p in (pair.a, pair.b)], embedder, finder, use_cache=use_cache,
@@ -66,11 +85,11 @@ def evaluate_storage(embedder: Embedder, finder: FaceFinder, sets: dict[str, lis
         same = np.array([p.same for p in pairs])
         folds = np.array([p.fold for p in pairs])
         rows = {}
-        for dtype in STORAGES:
-            s = verification_summary(storage_scores(pairs, run.vectors, dtype), same, folds)
-            rows[dtype] = {"accuracy_mean": s["accuracy_mean"], "accuracy_std": s["accuracy_std"],
+        for label, (dtype, projection) in kinds.items():
+            s = verification_summary(storage_scores(pairs, run.vectors, dtype, projection), same, folds)
+            rows[label] = {"accuracy_mean": s["accuracy_mean"], "accuracy_std": s["accuracy_std"],
                            "tar_at_far_1e-3": s["tar_at_far_1e-3"], "roc_auc": s["roc_auc"], "eer": s["eer"]}
-        for dtype in STORAGES:
+        for dtype in kinds:
             rows[dtype]["accuracy_loss_pt"] = round(100 * (rows["float32"]["accuracy_mean"]
                                                            - rows[dtype]["accuracy_mean"]), 4)
         result["sets"][name] = {"pairs": len(pairs), "same_pairs": int(same.sum()),

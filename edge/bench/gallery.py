@@ -15,15 +15,30 @@ from facegate.edge.timing import median_ms, sample_seconds, spread_ms
 STORAGES = ("float32", "float16", "int8")
 
 
-def _gallery(binding, n: int, dtype: str, rng: np.random.Generator):
-    """n unit templates, two per person, as a loaded gallery of `dtype` holds them."""
+def parse_storage(storage: str) -> tuple[str, int | None]:
+    """"int8" -> ("int8", None); "int8+pca64" -> ("int8", 64)."""
+    dtype, _, pca = storage.partition("+pca")
+    if dtype not in STORAGES or (pca and not pca.isdigit()):
+        raise ValueError(f"template storage {storage!r}: one of {', '.join(STORAGES)}, optionally +pcaN (int8+pca64)")
+    return dtype, int(pca) if pca else None
+
+
+def _gallery(binding, n: int, storage: str, rng: np.random.Generator):
+    """n unit templates, two per person, as a loaded gallery of `storage` holds them (PCA: a random
+    orthonormal projection, which costs what a fitted one does)."""
     from facegate.edge.gallery.int8_scoring import quantize_rows
+    from facegate.edge.gallery.projection import Projection
     from facegate.edge.gallery.records import Gallery, Person
+    dtype, dims = parse_storage(storage)
     g = Gallery(binding, dtype)
+    if dims:
+        q, _ = np.linalg.qr(rng.normal(size=(binding.dim, dims)))
+        g.projection = Projection(np.zeros(binding.dim, np.float32), q.T.astype(np.float32), binding.sha256,
+                                  {"1e-3": 0.5})
     people = n // 2
     g.person_order = [f"{i:012x}" for i in range(people)]
     g.people = {pid: Person(pid, f"person {pid}") for pid in g.person_order}
-    v = rng.normal(size=(n, binding.dim)).astype(np.float32)
+    v = rng.normal(size=(n, g.template_dim)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     if dtype == "float16":
         v = v.astype(np.float16).astype(np.float32)
@@ -47,6 +62,8 @@ def bench_gallery(dim: int = 128, sizes=(1_000, 10_000, 100_000), repeats: int =
     binding = ModelBinding("bench", "00" * 32, dim)
     out: dict = {"identify_ms": {}, "identify_p90_ms": {}, "identify_batch_ms": {}, "matcher_build_s": {},
                  "template_mb": {}, "batch": batch, "repeats": repeats, "dim": dim, "storages": list(storages)}
+    for storage in storages:
+        parse_storage(storage)
     for dtype in storages:
         for key in ("identify_ms", "identify_p90_ms", "identify_batch_ms", "matcher_build_s", "template_mb"):
             out[key][dtype] = {}
@@ -56,15 +73,17 @@ def bench_gallery(dim: int = 128, sizes=(1_000, 10_000, 100_000), repeats: int =
             t0 = time.perf_counter()
             m = Matcher(g, 0.5)
             out["matcher_build_s"][dtype][str(n)] = round(time.perf_counter() - t0, 3)
-            probe = g.templates[n // 3]
+            # the probe is an embedding of the model: a PCA gallery projects it on every call
+            probe = rng.normal(size=binding.dim).astype(np.float32) if g.projection is not None else g.templates[n // 3]
             reps = repeats if n < 1_000_000 else max(5, repeats // 5)
             spread = spread_ms(sample_seconds(lambda: m.identify(probe, top_k=5), reps))
             out["identify_ms"][dtype][str(n)] = spread["median_ms"]
             out["identify_p90_ms"][dtype][str(n)] = spread["p90_ms"]
-            probes = g.templates[rng.integers(0, n, size=batch)]
+            probes = (rng.normal(size=(batch, binding.dim)).astype(np.float32) if g.projection is not None
+                      else g.templates[rng.integers(0, n, size=batch)])
             batched = spread_ms(sample_seconds(lambda: m.identify_many(probes, top_k=5), max(5, reps // 5)))
             out["identify_batch_ms"][dtype][str(n)] = batched["median_ms"]
-            out["template_mb"][dtype][str(n)] = round(template_bytes(dtype, n, dim) / 1e6, 2)
+            out["template_mb"][dtype][str(n)] = round(template_bytes(parse_storage(dtype)[0], n, g.template_dim) / 1e6, 2)
             m = g = None        # free the 1M-template copies before the next storage is built
     out["file_mb_10k_people"], out["open_ms_10k_people"] = {}, {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,7 +36,7 @@ from facegate.edge.errors import AuditError, FacegateError, ModelError, PersonNo
 from facegate.edge.face.liveness import LivenessChecker, refused_as_attack
 from facegate.edge.face.pipeline import Pipeline
 from facegate.edge.gallery import GalleryStore, KeySource, ModelBinding
-from facegate.edge.gallery.matching import Decision, Matcher, MatchResult, thresholds_from_card
+from facegate.edge.gallery.matching import Decision, Matcher, MatchResult, gallery_thresholds
 from facegate.edge.registry import load_liveness
 
 if TYPE_CHECKING:  # the schema imports DoorSettings from here
@@ -188,7 +188,8 @@ class DoorApp:
                 pipeline_cfg = replace(pipeline_cfg, embedder=str(moved))
         pipeline = Pipeline.from_config(pipeline_cfg, liveness=liveness)
         gallery = store.load(expect=ModelBinding.for_embedder(pipeline.embedder))
-        accept, retry = thresholds_from_card(pipeline.embedder.card.thresholds, cfg.gallery.far, cfg.gallery.retry_far)
+        accept, retry = gallery_thresholds(gallery, pipeline.embedder.card.thresholds, cfg.gallery.far,
+                                           cfg.gallery.retry_far)
         relay = make_relay(cfg.relay.kind, cfg.relay.pin, cfg.relay.active_high, cfg.relay.state_file)
         lock = DoorLock(relay, cfg.door.pulse_seconds)
         audit = AuditLog(cfg.audit.path, door_id=cfg.door.id or None, max_bytes=cfg.audit.max_bytes, keep=cfg.audit.keep,
@@ -274,7 +275,9 @@ class DoorApp:
             log.error("the new gallery file does not open (%s); the door keeps the one in use", exc)
             self._record("gallery_reload_failed", reason=str(exc)[:200])
             return False
-        self.matcher = Matcher(gallery, self.matcher.accept, self.matcher.retry, self.matcher.margin)
+        # a gallery converted to PCA-reduced templates (or back) brings other thresholds
+        accept, retry = gallery_thresholds(gallery, self.pipeline.embedder.card.thresholds, *self.far)
+        self.matcher = Matcher(gallery, accept, retry, self.matcher.margin)
         self._record("gallery_reload", generation=int(self._gallery_store.header().get("generation", 0)),
                      people=len(gallery.people), templates=int(len(gallery.templates)))
         log.info("gallery reloaded: %d people", len(gallery.people))
@@ -291,8 +294,8 @@ class DoorApp:
         config = self.pipeline.config
         embedder = get_embedder(path, threads=config.threads, backend=config.backend)
         binding = ModelBinding.for_embedder(embedder)
-        accept, retry = thresholds_from_card(embedder.card.thresholds, *self.far)
         gallery = self._gallery_store.load(expect=binding)
+        accept, retry = gallery_thresholds(gallery, embedder.card.thresholds, *self.far)
         self.pipeline = Pipeline(self.pipeline.detector, embedder, config, self.pipeline.liveness)
         self.matcher = Matcher(gallery, accept, retry, self.matcher.margin)
         self._record("model_switch", model=binding.name, sha256=binding.sha256[:16], people=len(gallery.people),

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def subset(gallery: Gallery, keep: set[str]) -> Gallery:
     """The people of `keep` with their templates (order kept)."""
-    out = Gallery(gallery.binding, gallery.template_dtype)
+    out = Gallery(gallery.binding, gallery.template_dtype, projection=gallery.projection)
     out.person_order = [pid for pid in gallery.person_order if pid in keep]
     out.people = {pid: gallery.people[pid] for pid in out.person_order}
     new_index = {pid: i for i, pid in enumerate(out.person_order)}

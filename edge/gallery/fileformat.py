@@ -11,7 +11,9 @@
 The body is `u32 json length | JSON (people, owners, template layout, crop offsets) | template bytes
 | crop bytes`. Templates are stored as float32, float16 or int8 (header `template_dtype`); format 2
 stores int8 templates with one float32 scale per template after the codes (each template uses the
-whole int8 range), format 1 with the fixed scale 1/127. Galleries are written in format 2.
+whole int8 range), format 1 with the fixed scale 1/127. Format 2 templates can be PCA-reduced: the
+header names the projection (dims, sha256), the body holds it (:mod:`~facegate.edge.gallery.projection`).
+Galleries are written in format 2.
 
 The key check value (HMAC of a constant) tells a wrong key apart from a tampered file without
 revealing anything about the key; the header MAC (HMAC of the other header fields under the key) tells
@@ -33,8 +35,9 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from facegate.edge.errors import GalleryCorruptError, WrongKeyError
+from facegate.edge.errors import GalleryCorruptError, GalleryError, WrongKeyError
 from facegate.edge.gallery.int8_scoring import quantize_rows
+from facegate.edge.gallery.projection import Projection
 from facegate.edge.gallery.records import TEMPLATE_DTYPES, Gallery, ModelBinding, Person
 
 MAGIC = b"FGGALLRY"
@@ -46,8 +49,10 @@ NONCE_BYTES = 12
 SCRYPT_MAX_MEMORY = 32 * 1024 * 1024
 SCRYPT_MAX_WORK = 2 ** 18
 #: what a body that does not decode raises; unpack() reports each as GalleryCorruptError
-BODY_ERRORS = (ValueError, KeyError, TypeError, IndexError, struct.error, RecursionError)
+BODY_ERRORS = (ValueError, KeyError, TypeError, IndexError, struct.error, RecursionError, GalleryError)
 HEADER_FIELDS = {"format", "kdf", "key_check", "model", "template_dtype", "keep_crops", "generation"}
+#: format 2 also names the PCA projection its templates are reduced with (null: none)
+HEADER_FIELDS_V2 = HEADER_FIELDS | {"projection"}
 
 
 def key_check(key: bytes) -> str:
@@ -100,12 +105,15 @@ def encode_body(g: Gallery) -> bytes:
         "templates": {"count": int(len(g.templates)), "bytes": len(tbytes)},
         "crop_lengths": crop_lengths if g.keep_crops else [],
     }
+    if g.projection is not None:
+        meta["projection"] = g.projection.to_record()
     mjson = json.dumps(meta, separators=(",", ":")).encode()
     crops = b"".join(c for c in g.crops if c is not None)
     return struct.pack(">I", len(mjson)) + mjson + tbytes + crops
 
 
-def decode_body(body: bytes, binding: ModelBinding, dtype: str, keep_crops: bool, fmt: int = FORMAT_VERSION) -> Gallery:
+def decode_body(body: bytes, binding: ModelBinding, dtype: str, keep_crops: bool, fmt: int = FORMAT_VERSION,
+                projection: dict | None = None) -> Gallery:
     """The gallery from a decrypted body, every count and offset checked against the others (a body
     is authenticated, but a bug or an old writer must not produce a gallery whose rows point nowhere)."""
     if len(body) < 4:
@@ -115,6 +123,14 @@ def decode_body(body: bytes, binding: ModelBinding, dtype: str, keep_crops: bool
     if not isinstance(meta, dict) or not isinstance(meta.get("people"), list) or not isinstance(meta.get("owners"), list):
         raise ValueError("body index is not a gallery index")
     g = Gallery(binding, dtype, keep_crops)
+    if projection is not None:         # the header names one: the body must hold exactly that one
+        g.projection = Projection.from_record(meta.get("projection"))
+        if g.projection.sha256 != projection["sha256"] or g.projection.dims != projection["dims"] or \
+                g.projection.input_dim != binding.dim:
+            raise ValueError("the body's PCA projection is not the one the header names")
+    elif "projection" in meta:
+        raise ValueError("the body holds a PCA projection the header does not name")
+    dim = g.template_dim
     for p in meta["people"]:
         person = Person(**p)
         if not isinstance(person.id, str) or not isinstance(person.name, str) or person.id in g.people:
@@ -122,13 +138,13 @@ def decode_body(body: bytes, binding: ModelBinding, dtype: str, keep_crops: bool
         g.people[person.id] = person
         g.person_order.append(person.id)
     n, nbytes = meta["templates"]["count"], meta["templates"]["bytes"]
-    if not isinstance(n, int) or n < 0 or nbytes != template_bytes(dtype, n, binding.dim, fmt) or len(meta["owners"]) != n:
+    if not isinstance(n, int) or n < 0 or nbytes != template_bytes(dtype, n, dim, fmt) or len(meta["owners"]) != n:
         raise ValueError("template count, size and owners do not agree")
     start = 4 + mlen
     stop = start + nbytes
     if stop > len(body):
         raise ValueError("templates run past the end of the body")
-    g.templates = _decode_templates(body[start:stop], dtype, n, binding.dim, fmt)
+    g.templates = _decode_templates(body[start:stop], dtype, n, dim, fmt)
     g.owners = np.array(meta["owners"], np.int64)
     if n and (g.owners.min() < 0 or g.owners.max() >= len(g.person_order)):
         raise ValueError("a template belongs to nobody")
@@ -156,7 +172,8 @@ def header_mac(key: bytes, header: dict) -> str:
 def make_header(g: Gallery, kdf: dict, key: bytes, generation: int) -> dict:
     header = {"format": FORMAT_VERSION, "kdf": kdf, "key_check": key_check(key),
               "model": asdict(g.binding), "template_dtype": g.template_dtype, "keep_crops": g.keep_crops,
-              "generation": generation}
+              "generation": generation,
+              "projection": None if g.projection is None else {"dims": g.projection.dims, "sha256": g.projection.sha256}}
     header["header_mac"] = header_mac(key, header)
     return header
 
@@ -205,8 +222,9 @@ def validate_kdf(kdf) -> None:
 
 def validate_header(header: dict) -> None:
     """Every field's type and range, so that no later step meets a value it cannot handle."""
-    unknown = set(header) - HEADER_FIELDS - {"header_mac"}
-    missing = HEADER_FIELDS - set(header)
+    fields = HEADER_FIELDS_V2 if header.get("format") == 2 else HEADER_FIELDS
+    unknown = set(header) - fields - {"header_mac"}
+    missing = fields - set(header)
     if unknown or missing:
         raise GalleryCorruptError(f"gallery header fields do not fit format {header.get('format')} "
                                   f"(missing: {sorted(missing) or '-'}, unknown: {sorted(unknown) or '-'})")
@@ -228,6 +246,12 @@ def validate_header(header: dict) -> None:
     if not isinstance(header["keep_crops"], bool):
         raise GalleryCorruptError("gallery header field keep_crops must be true or false")
     _int(header["generation"], "generation", 0, 2 ** 63)
+    projection = header.get("projection")
+    if projection is not None:
+        if not isinstance(projection, dict) or set(projection) != {"dims", "sha256"}:
+            raise GalleryCorruptError("gallery header field projection must be null or hold dims and sha256")
+        _int(projection["dims"], "projection.dims", 1, model["dim"])
+        _hex64(projection["sha256"], "projection.sha256")
 
 
 def pack(g: Gallery, kdf: dict, key: bytes, generation: int) -> bytes:
@@ -288,6 +312,7 @@ def unpack(blob: bytes, key_for) -> tuple[Gallery, dict]:
         raise GalleryCorruptError("gallery file failed its integrity check: it was modified or truncated. "
                                   "Restore it from a backup or an exported bundle.") from exc
     try:
-        return decode_body(body, binding, header["template_dtype"], header["keep_crops"], header["format"]), header
+        return decode_body(body, binding, header["template_dtype"], header["keep_crops"], header["format"],
+                           header.get("projection")), header
     except BODY_ERRORS as exc:
         raise GalleryCorruptError(f"gallery body cannot be decoded: {exc}") from exc

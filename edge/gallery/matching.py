@@ -50,12 +50,27 @@ class MatchResult:
 
 def thresholds_from_card(thresholds: dict[str, float], far: str = "1e-3", retry_far: str = "1e-2") -> tuple[float, float]:
     """(accept, retry) thresholds from a card's FAR-keyed table."""
+    if not thresholds:
+        raise ModelError("the model card has no thresholds. Calibrate it with `facegate calibrate thresholds`.")
     if far not in thresholds:
         raise ModelError(f"the model card has no threshold for FAR {far}; it has: {', '.join(thresholds) or 'none'}. "
                          "Calibrate it with `facegate calibrate thresholds`.")
     accept = float(thresholds[far])
     retry = float(thresholds.get(retry_far, accept))
     return accept, min(retry, accept)
+
+
+def gallery_thresholds(gallery: Gallery, card_thresholds: dict[str, float], far: str = "1e-3",
+                       retry_far: str = "1e-2") -> tuple[float, float]:
+    """(accept, retry) for matching against `gallery`: its PCA projection's own table when its templates
+    are reduced (cosines in the reduced space are other numbers), else the embedder card's."""
+    if gallery.projection is not None:
+        if far not in gallery.projection.thresholds:
+            raise ModelError(f"this gallery's PCA projection has no threshold for FAR {far}; it has: "
+                             f"{', '.join(gallery.projection.thresholds) or 'none'}. Fit it again with "
+                             "`facegate calibrate pca`.")
+        return thresholds_from_card(gallery.projection.thresholds, far, retry_far)
+    return thresholds_from_card(card_thresholds, far, retry_far)
 
 
 class Matcher:
@@ -87,7 +102,12 @@ class Matcher:
             self._int8 = int8_scoring.Int8Scorer(*int8_scoring.quantize_rows(self._matrix))
 
     def _unit_probe(self, probe: np.ndarray) -> np.ndarray:
+        """The probe as a unit vector in the gallery's template space (an embedding of the model is
+        projected when the templates are PCA-reduced)."""
         probe = np.asarray(probe, np.float32).reshape(-1)
+        projection = self.gallery.projection
+        if projection is not None and probe.shape[0] == projection.input_dim:
+            return projection.apply(probe)[0]
         if probe.shape[0] != self._matrix.shape[1]:
             raise GalleryError(f"probe has {probe.shape[0]} dimensions, gallery templates {self._matrix.shape[1]}")
         return probe / max(float(np.linalg.norm(probe)), 1e-10)

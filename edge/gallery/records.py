@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facegate.edge.errors import CardChangedError, GalleryError, ModelMismatchError, PersonNotFoundError
+from facegate.edge.gallery.projection import Projection
 
 _log = logging.getLogger(__name__)
 
@@ -78,17 +79,51 @@ class Person:
 class Gallery:
     """People and templates; every mutation keeps `templates`, `owners` and `crops` aligned."""
 
-    def __init__(self, binding: ModelBinding, template_dtype: str = "float32", keep_crops: bool = False) -> None:
+    def __init__(self, binding: ModelBinding, template_dtype: str = "float32", keep_crops: bool = False,
+                 projection: Projection | None = None) -> None:
         if template_dtype not in TEMPLATE_DTYPES:
             raise GalleryError(f"template dtype must be one of {TEMPLATE_DTYPES}")
         self.binding = binding
         self.template_dtype = template_dtype
         self.keep_crops = keep_crops
+        self.projection: Projection | None = None
         self.people: dict[str, Person] = {}
         self.templates = np.zeros((0, binding.dim), np.float32)   # unit vectors, float32 in memory
         self.owners = np.zeros(0, np.int64)                        # index into person_order
         self.person_order: list[str] = []
         self.crops: list[bytes | None] = []                        # JPEG bytes per template
+        if projection is not None:
+            self.set_projection(projection)
+
+    # -- template space -------------------------------------------------------------------------
+    @property
+    def template_dim(self) -> int:
+        """Numbers per stored template: the embedder's dimension, or the PCA projection's."""
+        return self.projection.dims if self.projection is not None else self.binding.dim
+
+    def set_projection(self, projection: Projection) -> None:
+        """Store every template PCA-reduced from now on (the current templates are projected; a gallery
+        already projected cannot be projected again: its full templates are gone)."""
+        if self.projection is not None:
+            if self.projection.sha256 == projection.sha256:
+                return
+            raise GalleryError("this gallery's templates are already PCA-reduced with another projection; "
+                               "re-embed from kept crops (`facegate gallery reembed`) to change it")
+        if projection.model_sha256 != self.binding.sha256 or projection.input_dim != self.binding.dim:
+            raise GalleryError(f"this PCA projection was fitted on another model's embeddings; fit one for "
+                               f"{self.binding.name} with `facegate calibrate pca`")
+        self.templates = projection.apply(self.templates) if len(self.templates) else \
+            np.zeros((0, projection.dims), np.float32)
+        self.projection = projection
+
+    def to_template_space(self, vectors: np.ndarray) -> np.ndarray:
+        """Embeddings (n, model dim) as this gallery stores them: projected when it has a projection."""
+        v = np.asarray(vectors, np.float32).reshape(-1, self.binding.dim)
+        return self.projection.apply(v) if self.projection is not None else v
+
+    def empty_like(self) -> "Gallery":
+        """A gallery of the same model, storage and projection, with nobody in it."""
+        return Gallery(self.binding, self.template_dtype, self.keep_crops, self.projection)
 
     # -- people -----------------------------------------------------------------------------
     def find(self, name_or_id: str) -> Person:
@@ -120,8 +155,11 @@ class Gallery:
         self.person_order.append(pid)
         return person
 
-    def add_templates(self, person_id: str, vectors: np.ndarray, crops: list[bytes] | None = None) -> None:
-        vectors = np.asarray(vectors, np.float32).reshape(-1, self.binding.dim)
+    def add_templates(self, person_id: str, vectors: np.ndarray, crops: list[bytes] | None = None,
+                      projected: bool = False) -> None:
+        """Add embeddings of the model (or, with `projected`, templates already in this gallery's space)."""
+        vectors = (np.asarray(vectors, np.float32).reshape(-1, self.template_dim) if projected
+                   else self.to_template_space(vectors))
         if person_id not in self.people:
             raise PersonNotFoundError(f"no person with id {person_id}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -161,10 +199,15 @@ class Gallery:
     def owner_ids(self) -> list[str]:
         return [self.person_order[i] for i in self.owners]
 
-    def replace_templates(self, vectors: np.ndarray, binding: ModelBinding) -> None:
-        """Swap every template for one of a new model (re-embedding from kept crops)."""
+    def replace_templates(self, vectors: np.ndarray, binding: ModelBinding,
+                          projection: Projection | None = None) -> None:
+        """Swap every template for one of a new model (re-embedding from kept crops); a projection of the
+        old model is dropped, `projection` (fitted on the new one) applied."""
         if len(vectors) != len(self.templates):
             raise GalleryError("re-embedding must produce one template per stored crop")
         self.binding = binding
+        self.projection = None
         v = np.asarray(vectors, np.float32)
         self.templates = v / np.linalg.norm(v, axis=1, keepdims=True)
+        if projection is not None:
+            self.set_projection(projection)

@@ -192,6 +192,10 @@ class GalleryStore:
         incoming = GalleryStore(src, bundle_key).load()
         added = []
         with self.transaction(expect=incoming.binding) as gallery:
+            theirs, ours = incoming.projection, gallery.projection
+            if (theirs and theirs.sha256) != (ours and ours.sha256):
+                raise GalleryError("the bundle's templates are stored in another space (PCA projection or none) "
+                                   "than this gallery's; convert one of them first (nothing was imported)")
             names = {p.name for p in gallery.people.values()}
             clash = [p.name for p in incoming.people.values() if p.name in names]
             if clash:
@@ -205,7 +209,7 @@ class GalleryStore:
                 crops = [c for c, s in zip(incoming.crops, sel) if s] if gallery.keep_crops else None
                 if gallery.keep_crops and any(c is None for c in crops):
                     raise GalleryError("the bundle has no face crops but this gallery keeps them")
-                gallery.add_templates(person.id, incoming.templates[sel], crops)
+                gallery.add_templates(person.id, incoming.templates[sel], crops, projected=True)
                 added.append(src_p.name)
         return added
 
@@ -219,4 +223,5 @@ class GalleryStore:
             raise GalleryCorruptError("a template belongs to no person")
         return {"people": len(gallery.people), "templates": n, "model": gallery.binding.name,
                 "dim": gallery.binding.dim, "template_dtype": gallery.template_dtype,
+                "pca_dims": gallery.projection.dims if gallery.projection is not None else None,
                 "keeps_crops": gallery.keep_crops, "generation": self._generation}
