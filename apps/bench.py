@@ -59,12 +59,13 @@ def cmd_pipeline(args) -> int:
 def cmd_detector(args) -> int:
     from facegate.edge.bench.detector import bench_detectors
     photo = _default_photo(args.photo)
-    rows = bench_detectors(photo, args.detector, args.format, args.threads, args.repeats, args.min_face)
-    print(f"| detector | format | threads | full cascade (in nets) | chained pyramid (in nets) | fast path | ROI "
-          f"| max_faces=1 |  (640x480, min face {args.min_face:g})")
-    print("|---|---|---|---|---|---|---|---|")
+    rows = bench_detectors(photo, args.detector, args.format, args.threads, args.repeats, args.min_face,
+                           backends=args.backend)
+    print(f"| detector | format | backend | threads | full cascade (in nets) | chained pyramid (in nets) | fast path "
+          f"| ROI | max_faces=1 |  (640x480, min face {args.min_face:g})")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['detector']} | {r['format']} | {r['threads'] or 'default'} | {r['full_ms']} ms "
+        print(f"| {r['detector']} | {r['format']} | {r['backend']} | {r['threads'] or 'default'} | {r['full_ms']} ms "
               f"({r['full_nets_ms']}) | {r['chained_pyramid_ms']} ms ({r['chained_nets_ms']}) | "
               f"{r['fast_path_ms']} ms | {r.get('roi_ms', '-')} ms | {r.get('max_faces1_ms', '-')} ms |")
     if args.plot:
@@ -78,7 +79,8 @@ def cmd_detector(args) -> int:
 def cmd_embedder(args) -> int:
     from facegate.edge.bench.pipeline import bench_embedders
     from facegate.edge.registry import default_embedder_path
-    rows = bench_embedders(args.embedder or [str(default_embedder_path())], args.threads, args.repeats)
+    rows = bench_embedders(args.embedder or [str(default_embedder_path())], args.threads, args.repeats,
+                           backends=args.backend)
     print("| embedder | backend | threads | size | embed one face |")
     print("|---|---|---|---|---|")
     for r in rows:
@@ -94,6 +96,13 @@ def _storage(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
     return text
+
+
+def _add_backend_arg(p: argparse.ArgumentParser) -> None:
+    from facegate.edge.backends import known_backends
+    p.add_argument("--backend", nargs="+", choices=["auto", *known_backends()], default=None,
+                   help="runtimes to compare, each on the files it runs (auto: a file's default; e.g. auto "
+                   "onnxruntime-openvino puts LiteRT, ORT CPU and ORT OpenVINO side by side)")
 
 
 def cmd_gallery(args) -> int:
@@ -247,11 +256,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--photo", type=Path, default=None)
     d.add_argument("--repeats", type=int, default=30)
     d.add_argument("--plot", type=Path, default=None, help="also draw where each frame's time goes (PNG)")
+    _add_backend_arg(d)
     d.set_defaults(func=cmd_detector)
     e = bs.add_parser("embedder", help="one-face latency per embedder file and thread count, in one run")
     e.add_argument("--embedder", action="append", default=None, help="embedder file(s) with cards (repeatable)")
     e.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     e.add_argument("--repeats", type=int, default=30)
+    _add_backend_arg(e)
     e.set_defaults(func=cmd_embedder)
     lv = bs.add_parser("liveness", help="liveness check latency per committed set and thread count")
     lv.add_argument("--set", nargs="+", default=["minifasnet-fp16", "minifasnet-int8", "minifasnet-fp32"])

@@ -35,7 +35,27 @@ def test_bench_detector_compares_sets_in_one_run(tmp_path, capsys):
         assert all(r[f"chained_{n}_ms"] > 0 for n in ("pnet", "rnet", "onet"))
         assert r["chained_pnet_ms"] + r["chained_rnet_ms"] + r["chained_onet_ms"] == \
             pytest.approx(r["chained_nets_ms"], rel=0.3)
-    assert "| mtcnn-student | tflite | 1 |" in capsys.readouterr().out
+    assert "| mtcnn-student | tflite | litert | 1 |" in capsys.readouterr().out
+
+
+def test_bench_embedder_and_detector_put_backends_side_by_side(tmp_path, capsys):
+    """auto (each file's default) beside ORT with OpenVINO asked for: a runtime is only tried on the files
+    it runs, and each row names the runtime that actually ran (CPU where this build has no OpenVINO)."""
+    import onnxruntime as ort
+    student = "edge/models/facenet-student/facenet-student"
+    out = tmp_path / "e.json"
+    assert main(["bench", "embedder", "--embedder", f"{student}_fp16.tflite", "--embedder", f"{student}_fp32.onnx",
+                 "--backend", "auto", "onnxruntime-openvino", "--threads", "1", "--repeats", "2",
+                 "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["embedders"]
+    openvino = "onnxruntime-openvino" if "OpenVINOExecutionProvider" in ort.get_available_providers() else "onnxruntime"
+    assert [(r["embedder"], r["backend"]) for r in rows] == [
+        ("facenet-student_fp16.tflite", "litert"), ("facenet-student_fp32.onnx", "onnxruntime"),
+        ("facenet-student_fp32.onnx", openvino)]
+    out = tmp_path / "d.json"
+    assert main(["bench", "detector", "--detector", "mtcnn-student", "--format", "onnx", "--backend",
+                 "onnxruntime", "onnxruntime-openvino", "--threads", "1", "--repeats", "2", "--out", str(out)]) == 0
+    assert [r["backend"] for r in json.loads(out.read_text())["detectors"]] == ["onnxruntime", openvino]
 
 
 def test_bench_embedder_lists_each_file_and_thread_count(tmp_path):

@@ -18,21 +18,30 @@ BACKENDS_BY_SUFFIX: dict[str, tuple[str, ...]] = {
     ".onnx": ("onnxruntime",),
 }
 
-
-def suffix_for_backend(name: str) -> str:
-    """The model file type a backend runs ('.tflite' for litert and tflite-runtime, '.onnx' for onnxruntime)."""
-    for suffix, names in BACKENDS_BY_SUFFIX.items():
-        if name in names:
-            return suffix
-    raise ModelError(f"unknown backend {name!r}; known: {', '.join(n for ns in BACKENDS_BY_SUFFIX.values() for n in ns)}")
-
-
-#: ONNX Runtime execution providers by board profile name (unavailable ones are skipped)
+#: ONNX Runtime execution providers by name, tried in order (unavailable ones are skipped, CPU is the
+#: fallback). Named as a backend `onnxruntime-<name>` (`[pipeline] backend = "onnxruntime-openvino"`).
 ORT_PROVIDERS = {
     "cpu": ("CPUExecutionProvider",),
+    "openvino": ("OpenVINOExecutionProvider", "CPUExecutionProvider"),
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
     "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
 }
+ORT_BACKENDS = tuple(f"onnxruntime-{name}" for name in ORT_PROVIDERS if name != "cpu")
+
+
+def known_backends() -> list[str]:
+    return [n for ns in BACKENDS_BY_SUFFIX.values() for n in ns] + list(ORT_BACKENDS)
+
+
+def suffix_for_backend(name: str) -> str:
+    """The model file type a backend runs ('.tflite' for litert and tflite-runtime, '.onnx' for onnxruntime
+    with any of its execution providers)."""
+    if name in ORT_BACKENDS:
+        return ".onnx"
+    for suffix, names in BACKENDS_BY_SUFFIX.items():
+        if name in names:
+            return suffix
+    raise ModelError(f"unknown backend {name!r}; known: {', '.join(known_backends())}")
 
 
 def _construct(name: str, path: Path, threads: int | None, providers: str) -> Backend:
@@ -42,12 +51,14 @@ def _construct(name: str, path: Path, threads: int | None, providers: str) -> Ba
     if name == "tflite-runtime":
         from facegate.edge.backends.tflite_runtime import TFLiteRuntimeBackend
         return TFLiteRuntimeBackend(path, threads=threads)
-    if name == "onnxruntime":
+    if name == "onnxruntime" or name in ORT_BACKENDS:
         from facegate.edge.backends.onnxrt import OnnxRuntimeBackend
+        if name != "onnxruntime":
+            providers = name.removeprefix("onnxruntime-")
         if providers not in ORT_PROVIDERS:
             raise ModelError(f"unknown ONNX Runtime providers {providers!r}; known: {', '.join(ORT_PROVIDERS)}")
         return OnnxRuntimeBackend(path, threads=threads, providers=ORT_PROVIDERS[providers])
-    raise ModelError(f"unknown backend {name!r}; known: litert, tflite-runtime, onnxruntime")
+    raise ModelError(f"unknown backend {name!r}; known: {', '.join(known_backends())}")
 
 
 def load_backend(path: str | Path, backend: str | None = None, threads: int | None = None,

@@ -1,6 +1,8 @@
-"""ONNX Runtime backend for .onnx files (CPU by default; CUDA/TensorRT providers on Jetson)."""
+"""ONNX Runtime backend for .onnx files: CPU by default; OpenVINO (x86 laptops and NUCs, from the
+`onnxruntime-openvino` build), CUDA/TensorRT (Jetson) when asked for and installed, else CPU with a warning."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -8,6 +10,18 @@ import numpy as np
 
 from facegate.edge.backends.base import TensorInfo
 from facegate.edge.errors import BackendUnavailableError, ModelError
+
+log = logging.getLogger(__name__)
+
+#: what each provider's short name in a backend name is (the backend reports the provider that runs)
+_PROVIDER_NAMES = {"OpenVINOExecutionProvider": "openvino", "CUDAExecutionProvider": "cuda",
+                   "TensorrtExecutionProvider": "tensorrt"}
+_INSTALL_HINT = {
+    "OpenVINOExecutionProvider": "install the OpenVINO build of ONNX Runtime in place of the plain one: "
+                                 "pip uninstall -y onnxruntime && pip install 'facegate[openvino]'",
+    "CUDAExecutionProvider": "install NVIDIA's onnxruntime-gpu build for this board",
+    "TensorrtExecutionProvider": "install NVIDIA's onnxruntime-gpu build for this board",
+}
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
               "tensor(int8)": "int8", "tensor(int64)": "int64"}
@@ -38,11 +52,31 @@ class OnnxRuntimeBackend:
         opts.log_severity_level = 3
         available = set(ort.get_available_providers())
         chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        if providers[0] not in available:
+            log.warning("%s is not in this ONNX Runtime build (it has %s): %s runs on %s. To use it, %s.",
+                        providers[0], ", ".join(sorted(available)), self.path.name, chosen[0],
+                        _INSTALL_HINT.get(providers[0], "install a build that has it"))
+        options = [self._provider_options(p, threads) for p in chosen]
         try:
-            self._sess = ort.InferenceSession(str(self.path), sess_options=opts, providers=chosen)
+            self._sess = ort.InferenceSession(str(self.path), sess_options=opts, providers=chosen,
+                                              provider_options=options)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
         self._in_names = [i.name for i in self._sess.get_inputs()]
+        self.providers = list(self._sess.get_providers())
+        first = _PROVIDER_NAMES.get(self.providers[0])
+        self.name = f"onnxruntime-{first}" if first else "onnxruntime"
+
+    @staticmethod
+    def _provider_options(provider: str, threads: int | None) -> dict:
+        """OpenVINO on the CPU, in the model's own precision (on CPUs with AMX/AVX512-BF16 its default
+        may compute in bf16, which moves embeddings), with the backend's thread count."""
+        if provider != "OpenVINOExecutionProvider":
+            return {}
+        options = {"device_type": "CPU", "precision": "ACCURACY"}
+        if threads:
+            options["num_of_threads"] = str(threads)
+        return options
 
     @staticmethod
     def _info(arg) -> TensorInfo:

@@ -57,9 +57,10 @@ def timed_detect(det, frame: np.ndarray, repeats: int) -> dict[str, float]:
 
 
 def bench_detectors(photo: Path, detectors: list[str], formats: list[str], threads_list: list[int | None],
-                    repeats: int, min_face: float = 40.0) -> list[dict]:
+                    repeats: int, min_face: float = 40.0, backends: list[str] | None = None) -> list[dict]:
     """Full cascade on a 640x480 door frame for each detector set x format x thread count, in one
     run (speed ratios are only meaningful within a run), plus the door speed features on each."""
+    from facegate.edge.bench.pipeline import runnable
     from facegate.edge.detect import CascadeConfig
     from facegate.edge.detect.face import pick_face
     from facegate.edge.registry import load_detector
@@ -68,11 +69,13 @@ def bench_detectors(photo: Path, detectors: list[str], formats: list[str], threa
     rows = []
     for name in detectors:
         for fmt in formats:
-            for threads in threads_list:
-                det = load_detector(name, fmt=fmt, threads=threads, config=CascadeConfig(min_face_size=min_face))
+            for backend, threads in ((b, t) for b in runnable(f"x.{fmt}", backends) for t in threads_list):
+                det = load_detector(name, fmt=fmt, threads=threads, config=CascadeConfig(min_face_size=min_face),
+                                    backend=backend)
                 faces = det.detect(frame)
                 face = pick_face(faces, frame.shape)
-                row = {"detector": name, "format": fmt, "threads": threads, "faces": len(faces)}
+                row = {"detector": name, "format": fmt, "threads": threads, "faces": len(faces),
+                       "backend": det.pnet.name}
                 for mode, total_key, cascade in (("full", "full_ms", det),
                                                  ("chained", "chained_pyramid_ms", det.with_config(chained_pyramid=True))):
                     split = timed_detect(cascade, frame, repeats)

@@ -68,16 +68,28 @@ def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], thread
     return rows
 
 
-def bench_embedders(embedders: list[str], threads_list: list[int | None], repeats: int) -> list[dict]:
-    """Latency of one face through each embedder file (edge runtime), per thread count, one run."""
-    from facegate.edge.registry import get_embedder
+def runnable(path: str | Path, backends: list[str] | None) -> list[str | None]:
+    """The backends of `backends` that run this file type (None: the file's default backend)."""
+    from facegate.edge.backends import suffix_for_backend
+    if not backends:
+        return [None]
+    suffix = Path(path).suffix.lower()
+    return [None if b == "auto" else b for b in backends if b == "auto" or suffix_for_backend(b) == suffix]
+
+
+def bench_embedders(embedders: list[str], threads_list: list[int | None], repeats: int,
+                    backends: list[str] | None = None) -> list[dict]:
+    """Latency of one face through each embedder file (edge runtime), per backend that runs it ("auto": its
+    default; e.g. onnxruntime and onnxruntime-openvino for .onnx files) and thread count, one run."""
+    from facegate.edge.registry import embedder_path, get_embedder
 
     rows = []
     for path in embedders:
-        for threads in threads_list:
-            emb = get_embedder(path, threads=threads)
+        for backend, threads in ((b, t) for b in runnable(embedder_path(path) or path, backends) for t in threads_list):
+            emb = get_embedder(path, threads=threads, backend=backend)
             crop = np.random.default_rng(0).integers(0, 255, (1, emb.input_size, emb.input_size, 3), dtype=np.uint8)
             rows.append({"embedder": Path(path).name, "backend": emb.backend.name, "threads": threads,
-                         "size_mb": round(Path(path).stat().st_size / 1e6, 2) if Path(path).is_file() else None,
+                         "size_mb": round(file.stat().st_size / 1e6, 2) if (file := embedder_path(path) or Path(path)).is_file()
+                         else None,
                          "embed_ms": median_ms(lambda: emb.embed(crop), repeats)})
     return rows
