@@ -100,6 +100,9 @@ class Matcher:
         self._int8: int8_scoring.Int8Scorer | None = None
         if int8_scorer and len(owners):
             self._int8 = int8_scoring.Int8Scorer(*int8_scoring.quantize_rows(self._matrix))
+            # the codes are the templates now: the float copy would hold four times their memory for nothing
+            self._matrix = np.zeros((0, self._matrix.shape[1]), np.float32)
+        self._count = len(owners)
 
     def _unit_probe(self, probe: np.ndarray) -> np.ndarray:
         """The probe as a unit vector in the gallery's template space (an embedding of the model is
@@ -114,7 +117,7 @@ class Matcher:
 
     def top_people(self, probe: np.ndarray, top_k: int) -> list[tuple[int, float]]:
         """(person index, best cosine) of the `top_k` best-scoring people, best first."""
-        if len(self._matrix) == 0:
+        if self._count == 0:
             return []
         unit = self._unit_probe(probe)
         if self._int8 is not None:
@@ -178,7 +181,7 @@ class Matcher:
         """`identify` for a batch of probes (several faces, several doors' requests): one matrix product
         for all of them, which a server answering many requests wants."""
         probes = np.atleast_2d(np.asarray(probes, np.float32))
-        if len(self._matrix) == 0:
+        if self._count == 0:
             return [self._identity([], when, door_group) for _ in probes]
         units = np.stack([self._unit_probe(p) for p in probes])
         if self._int8 is not None:
