@@ -110,7 +110,7 @@ def cmd_gallery(args) -> int:
     result = bench_gallery(sizes=tuple(args.sizes), repeats=args.repeats, batch=args.batch,
                            storages=tuple(args.storage), progress=not args.no_progress)
     print(f"{result['dim']}-D unit templates, two per person; median of {result['repeats']} (p90); int8 galleries "
-          "rank with the integer product and rescore the candidates exactly")
+          f"rank with ONNX Runtime's {result.get('int8_kernel', 'integer product')} and rescore the candidates exactly")
     print(f"| templates | storage | templates' size | identify: 1 probe, top-5 people | {result['batch']} probes "
           "in one call |")
     print("|---|---|---|---|---|")

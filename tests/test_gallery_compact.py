@@ -105,6 +105,22 @@ def test_integer_ranking_gives_the_float_paths_people_and_scores():
                                                                       abs=1e-5)
 
 
+def test_either_kernel_gives_the_same_people_and_scores(monkeypatch):
+    """The MatMulInteger fallback (an ONNX Runtime without 8-bit MatMulNBits) decides as the default does."""
+    from facegate.edge.gallery import int8_scoring
+    rng = np.random.default_rng(6)
+    g = _big_gallery(rng, 2500)
+    default = Matcher(g, 0.6)
+    assert default._int8.kernel == "MatMulNBits"
+    real = int8_scoring.matmul_nbits_model
+    monkeypatch.setattr(int8_scoring, "matmul_nbits_model", lambda *a: real(*a)[:-40])   # a model ORT refuses
+    fallback = Matcher(g, 0.6)
+    assert fallback._int8.kernel == "MatMulInteger"
+    for probe in g.templates[rng.integers(0, len(g.templates), 10)] + 0.2 * rng.normal(size=(10, 128)):
+        a, b = default.top_people(probe.astype(np.float32), 5), fallback.top_people(probe.astype(np.float32), 5)
+        assert a == b
+
+
 def test_int8_galleries_get_the_integer_scorer_by_default_float_ones_do_not():
     rng = np.random.default_rng(3)
     assert Matcher(_big_gallery(rng, 2500), 0.5)._int8 is not None          # 2500 people, >= 4096 templates
@@ -112,10 +128,12 @@ def test_int8_galleries_get_the_integer_scorer_by_default_float_ones_do_not():
     assert Matcher(_big_gallery(rng, 20), 0.5)._int8 is None                 # small: the float product
 
 
-def test_ranking_scores_follow_the_cosines():
+@pytest.mark.parametrize("kernel", ["MatMulNBits", "MatMulInteger"])
+def test_ranking_scores_follow_the_cosines(kernel):
     rng = np.random.default_rng(4)
     v = unit(rng, 5000, 128)
-    scorer = Int8Scorer(*quantize_rows(v))
+    scorer = Int8Scorer(*quantize_rows(v), kernel=kernel)
+    assert scorer.kernel == kernel
     probe = v[17]
     ranking = scorer.ranking_scores(probe)[0]
     exact = v @ probe

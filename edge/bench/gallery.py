@@ -73,6 +73,8 @@ def bench_gallery(dim: int = 128, sizes=(1_000, 10_000, 100_000), repeats: int =
             t0 = time.perf_counter()
             m = Matcher(g, 0.5)
             out["matcher_build_s"][dtype][str(n)] = round(time.perf_counter() - t0, 3)
+            if m._int8 is not None:
+                out["int8_kernel"] = m._int8.kernel
             # the probe is an embedding of the model: a PCA gallery projects it on every call
             probe = rng.normal(size=binding.dim).astype(np.float32) if g.projection is not None else g.templates[n // 3]
             reps = repeats if n < 1_000_000 else max(5, repeats // 5)
