@@ -133,3 +133,55 @@ def test_eval_lfw_detect_student_against_teacher(tmp_path, lfw_dir):
     assert r["images"] == 30 and r["reference"].startswith("mtcnn-teacher")
     assert r["detection_rate"] >= 0.9 and r["landmark_error_iod_mean"] < 0.1
     assert next(out.glob("*.png")).stat().st_size > 1000
+
+
+def _identity_folder(tmp_path, lfw_dir, people: int = 12, per_person: int = 4):
+    """A folder-per-identity set of LFW people with enough photos (symlinks; nothing copied)."""
+    root = tmp_path / "ids"
+    chosen = [d for d in sorted((lfw_dir / "images").iterdir()) if len(list(d.glob("*.jpg"))) >= per_person][:people]
+    for d in chosen:
+        (root / d.name).mkdir(parents=True)
+        for f in sorted(d.glob("*.jpg"))[:per_person]:
+            (root / d.name / f.name).symlink_to(f)
+    return root
+
+
+def test_identity_pairs_keep_identities_inside_their_fold(tmp_path):
+    from facegate.convert.evaluate.templates import identity_pairs
+    paths = [tmp_path / f"{p}_{i}.jpg" for p in "abcdefghij" for i in range(3)]
+    labels = [p.name[0] for p in paths]
+    pairs = identity_pairs(paths, labels, folds=5)
+    fold_of = {}
+    for pair in pairs:
+        for p in (pair.a, pair.b):
+            assert fold_of.setdefault(p.name[0], pair.fold) == pair.fold
+        assert (pair.a.name[0] == pair.b.name[0]) == pair.same
+    assert sum(p.same for p in pairs) == 10 * 3 == sum(not p.same for p in pairs)
+
+
+def test_calibrate_pca_then_eval_templates_tiny_run(tmp_path, lfw_dir, capsys):
+    import json
+
+    from facegate.edge.gallery.projection import Projection
+    ids = _identity_folder(tmp_path, lfw_dir)
+    out = tmp_path / "student.pca8.npz"
+    assert main(["calibrate", "pca", "--model", "facenet-student", "--dims", "8", "--data", str(ids), "--no-lfw",
+                 "--per-identity", "4", "--hold-out-every", "2", "--fars", "1e-1", "--out", str(out),
+                 "--no-progress"]) == 0
+    p = Projection.load(out)
+    assert p.dims == 8 and p.input_dim == 128 and 0 < p.info["variance_kept"] <= 1
+    assert set(p.thresholds) == {"1e-1"} and 0 < p.thresholds["1e-1"] < 1
+    assert "written to" in capsys.readouterr().out
+    res = tmp_path / "eval"
+    assert main(["eval", "templates", "--lfw-dir", str(lfw_dir), "--celeba", str(ids), "--per-identity", "4",
+                 "--max-pairs", "60", "--pca", str(out), "--model", "facenet-student", "--out", str(res),
+                 "--no-progress"]) == 0
+    r = json.loads((res / "template_storage.json").read_text())
+    assert set(r["sets"]) == {"LFW View 2", "celeba_dev"}
+    rows = r["sets"]["LFW View 2"]["storages"]
+    assert list(rows) == ["float32", "float16", "int8", "float32+pca8", "int8+pca8"]
+    assert r["bytes_per_template"] == {"float32": 512, "float16": 256, "int8": 132, "float32+pca8": 32,
+                                       "int8+pca8": 12}
+    assert rows["float32"]["accuracy_loss_pt"] == 0 and rows["float32"]["accuracy_mean"] > 0.9
+    assert abs(rows["int8"]["accuracy_loss_pt"]) < 5
+    assert (res / "template_storage.md").read_text().count("| LFW View 2") == 5

@@ -29,6 +29,7 @@ def identity_pairs(paths: list[Path], labels: list[str], folds: int = 10, seed: 
     pairs drawn within the same fold (identities are split into folds, so no identity spans two folds)."""
     rng = np.random.default_rng(seed)
     people = sorted(set(labels))
+    folds = max(1, min(folds, len(people) // 2))       # at least two identities per fold for its impostors
     fold_of = {p: i % folds for i, p in enumerate(people)}
     by_person: dict[str, list[Path]] = {}
     for path, label in zip(paths, labels):

@@ -5,9 +5,9 @@ live inside the encrypted body. The plaintext header holds only format, key-deri
 a key check value and the embedding model binding, and it is authenticated.
 """
 from facegate.edge.gallery.keys import KeySource
-from facegate.edge.gallery.matching import Decision, Matcher, MatchResult, thresholds_from_card
+from facegate.edge.gallery.matching import Decision, Matcher, MatchResult, gallery_thresholds, thresholds_from_card
 from facegate.edge.gallery.records import Gallery, ModelBinding, Person
 from facegate.edge.gallery.store import GalleryStore
 
 __all__ = ["Decision", "Gallery", "GalleryStore", "KeySource", "Matcher", "MatchResult", "ModelBinding", "Person",
-           "thresholds_from_card"]
+           "gallery_thresholds", "thresholds_from_card"]

@@ -50,8 +50,6 @@ class MatchResult:
 
 def thresholds_from_card(thresholds: dict[str, float], far: str = "1e-3", retry_far: str = "1e-2") -> tuple[float, float]:
     """(accept, retry) thresholds from a card's FAR-keyed table."""
-    if not thresholds:
-        raise ModelError("the model card has no thresholds. Calibrate it with `facegate calibrate thresholds`.")
     if far not in thresholds:
         raise ModelError(f"the model card has no threshold for FAR {far}; it has: {', '.join(thresholds) or 'none'}. "
                          "Calibrate it with `facegate calibrate thresholds`.")
@@ -109,7 +107,10 @@ class Matcher:
         projected when the templates are PCA-reduced)."""
         probe = np.asarray(probe, np.float32).reshape(-1)
         projection = self.gallery.projection
-        if projection is not None and probe.shape[0] == projection.input_dim:
+        if projection is not None:
+            if probe.shape[0] != projection.input_dim:
+                raise GalleryError(f"probe has {probe.shape[0]} dimensions, the model's embeddings "
+                                   f"{projection.input_dim}")
             return projection.apply(probe)[0]
         if probe.shape[0] != self._matrix.shape[1]:
             raise GalleryError(f"probe has {probe.shape[0]} dimensions, gallery templates {self._matrix.shape[1]}")

@@ -121,10 +121,6 @@ class Gallery:
         v = np.asarray(vectors, np.float32).reshape(-1, self.binding.dim)
         return self.projection.apply(v) if self.projection is not None else v
 
-    def empty_like(self) -> "Gallery":
-        """A gallery of the same model, storage and projection, with nobody in it."""
-        return Gallery(self.binding, self.template_dtype, self.keep_crops, self.projection)
-
     # -- people -----------------------------------------------------------------------------
     def find(self, name_or_id: str) -> Person:
         if name_or_id in self.people:
