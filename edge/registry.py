@@ -62,6 +62,9 @@ def load_liveness(name: str = DEFAULT_LIVENESS, threshold: float | None = None, 
 
 #: committed embedders (the distilled student), the runtime's default in this order of preference
 COMMITTED_EMBEDDERS: tuple[str, ...] = ("facenet-student/facenet-student_fp16.tflite",)  # int8 is slower here: PReLU
+#: the committed student in the file type an ONNX Runtime backend runs (`[pipeline] backend =
+#: "onnxruntime-openvino"` without an `embedder` uses it: the same network, float32)
+COMMITTED_ONNX_EMBEDDER = "facenet-student/facenet-student_fp32.onnx"
 #: where `facegate export --model facenet-teacher` puts the teacher export (pass it with --embedder;
 #: galleries enrolled with it stay usable with the student, which lives in the teacher's space)
 TEACHER_EXPORT = ("exports", "facenet-teacher", "facenet-teacher_fp32.tflite")
@@ -71,10 +74,13 @@ def teacher_export_path() -> Path:
     return cache_dir().joinpath(*TEACHER_EXPORT)
 
 
-def default_embedder_path() -> Path:
+def default_embedder_path(backend: str | None = None) -> Path:
     """The embedder the runtime uses when none is named: the committed distilled student (within
     0.3 pt of the teacher on LFW at a 45th of its size and 7x its speed; its card has the numbers,
-    docs/benchmarks.md). The teacher export stays available with --embedder."""
+    docs/benchmarks.md), as the .onnx file when `backend` runs .onnx files. The teacher export stays
+    available with --embedder."""
+    if backend and suffix_for_backend(backend) == ".onnx" and (MODELS_DIR / COMMITTED_ONNX_EMBEDDER).exists():
+        return MODELS_DIR / COMMITTED_ONNX_EMBEDDER
     for rel in COMMITTED_EMBEDDERS:
         if (MODELS_DIR / rel).exists():
             return MODELS_DIR / rel
@@ -113,7 +119,7 @@ def get_embedder(spec: str | Path | None = None, threads: int | None = None, bac
       from ``facegate.convert`` and need the `convert` extra).
     """
     if spec is None or str(spec) == "":
-        return Embedder.from_file(default_embedder_path(), threads=threads, backend=backend)
+        return Embedder.from_file(default_embedder_path(backend), threads=threads, backend=backend)
     text = str(spec)
     if text in EMBEDDERS:
         return Embedder.from_file(MODELS_DIR / EMBEDDERS[text], threads=threads, backend=backend)

@@ -95,3 +95,13 @@ def test_the_openvino_provider_runs_the_student_like_the_cpu_provider(lfw_dir, t
     ov8 = np.array(got["facenet-student_int8.onnx"]["vectors"])
     # int8: OpenVINO's integer kernels round differently from ORT's; as close to the float model as ORT's int8
     assert np.sum(ov8 * fp32, axis=1).mean() > np.sum(int8_cpu * fp32, axis=1).mean() - 0.01
+
+
+def test_an_onnx_backend_without_an_embedder_runs_the_committed_onnx_student():
+    """`[pipeline] backend = "onnxruntime-openvino"` alone must not try to open the default .tflite file."""
+    from facegate.edge.registry import MODELS_DIR, default_embedder_path, get_embedder
+    assert default_embedder_path().suffix == ".tflite"
+    assert default_embedder_path("onnxruntime-openvino") == MODELS_DIR / "facenet-student/facenet-student_fp32.onnx"
+    emb = get_embedder(None, threads=1, backend="onnxruntime-openvino")
+    assert emb.backend.name.startswith("onnxruntime") and emb.card.name.startswith("facenet-student")
+    assert get_embedder(None, threads=1, backend="litert").backend.name == "litert"
