@@ -8,6 +8,7 @@ and calibrates the thresholds, as `facegate calibrate thresholds` does for the c
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,9 @@ def fit_pca(model: str | Path, dims: int, celeba: Path, lfw_root: Path | None, p
             progress: bool = True) -> dict:
     """Fit, calibrate and write `<model>.pca<dims>.npz`; returns what was done and measured."""
     from facegate.convert.distill.sources import lfw_training_photos
+    beside = embedder_path(model)
+    if out is None and beside is None:
+        raise DatasetError(f"{model} is not one model file: give --out for the projection")
     embedder = get_embedder(model)
     finder = FaceFinder(load_detector())
     paths, labels = identity_images(Path(celeba), per_identity)
@@ -46,21 +50,16 @@ def fit_pca(model: str | Path, dims: int, celeba: Path, lfw_root: Path | None, p
                                 {"model": embedder.name, "fitted_on": f"{len(fit_paths)} faces: CelebA dev "
                                  f"({len(people) - len(held)} identities){' + LFW people outside pairs.txt' if lfw_root else ''}",
                                  "command": command})
-    reduced = projection.apply(np.stack([run.vectors[p] for p in cal_paths]))
-    genuine, impostor = identity_pair_scores(reduced, cal_labels)
+    calibration_vectors = np.stack([run.vectors[p] for p in cal_paths])
+    genuine, impostor = identity_pair_scores(projection.apply(calibration_vectors), cal_labels)
     table = calibrate(genuine, impostor, fars)
     if not table:
         raise DatasetError(f"too few impostor pairs ({len(impostor)}) to calibrate any of the FARs {list(fars)}")
-    full_genuine, full_impostor = identity_pair_scores(np.stack([run.vectors[p] for p in cal_paths]), cal_labels)
-    full_table = calibrate(full_genuine, full_impostor, fars)
-    projection = type(projection)(projection.mean, projection.components, projection.model_sha256,
-                                  {k: v["threshold"] for k, v in table.items()},
-                                  {**projection.info, "calibrated_on": f"{len(cal_paths)} faces of {len(set(cal_labels))} "
-                                   "held-out CelebA dev identities", "calibration": table,
-                                   "full_dimension_calibration": full_table})
-    beside = embedder_path(model)
-    if out is None and beside is None:
-        raise DatasetError(f"{model} is not one model file: give --out for the projection")
+    full_table = calibrate(*identity_pair_scores(calibration_vectors, cal_labels), fars)
+    projection = replace(projection, thresholds={k: v["threshold"] for k, v in table.items()},
+                         info={**projection.info, "calibrated_on": f"{len(cal_paths)} faces of {len(set(cal_labels))} "
+                               "held-out CelebA dev identities", "calibration": table,
+                               "full_dimension_calibration": full_table})
     path = projection.save(out or projection_path(beside, dims))
     return {"path": str(path), "dims": dims, "variance_kept": projection.info["variance_kept"],
             "faces": projection.info["faces"], "thresholds": table, "full_dimension": full_table,

@@ -99,11 +99,11 @@ EMBEDDERS: dict[str, str] = {"facenet-student": COMMITTED_EMBEDDERS[0]}
 PROVIDER_GROUP = "facegate.embedders"
 
 
-def embedder_path(spec: str | Path | None = None) -> Path | None:
-    """The model file an embedder spec names (None, a committed name or a .tflite/.onnx path), or None for a
-    provider's model (the teacher, .keras files) that is not one file here."""
+def embedder_path(spec: str | Path | None = None, backend: str | None = None) -> Path | None:
+    """The model file an embedder spec names (None: the default for `backend`, a committed name or a
+    .tflite/.onnx path), or None for a provider's model (the teacher, .keras files) that is not one file here."""
     if spec is None or str(spec) == "":
-        return default_embedder_path()
+        return default_embedder_path(backend)
     if str(spec) in EMBEDDERS:
         return MODELS_DIR / EMBEDDERS[str(spec)]
     path = Path(spec)
@@ -118,14 +118,10 @@ def get_embedder(spec: str | Path | None = None, threads: int | None = None, bac
     * anything else is offered to the installed providers (``facenet-teacher`` and ``.keras`` files come
       from ``facegate.convert`` and need the `convert` extra).
     """
-    if spec is None or str(spec) == "":
-        return Embedder.from_file(default_embedder_path(backend), threads=threads, backend=backend)
-    text = str(spec)
-    if text in EMBEDDERS:
-        return Embedder.from_file(MODELS_DIR / EMBEDDERS[text], threads=threads, backend=backend)
-    path = Path(text)
-    if path.suffix in (".tflite", ".onnx") or path.is_dir():
+    path = embedder_path(spec, backend)
+    if path is not None:
         return Embedder.from_file(path, threads=threads, backend=backend)
+    text = str(spec)
     missing = []
     for entry in entry_points(group=PROVIDER_GROUP):
         try:

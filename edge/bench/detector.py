@@ -69,7 +69,7 @@ def bench_detectors(photo: Path, detectors: list[str], formats: list[str], threa
     rows = []
     for name in detectors:
         for fmt in formats:
-            for backend, threads in ((b, t) for b in runnable(f"x.{fmt}", backends) for t in threads_list):
+            for backend, threads in ((b, t) for b in runnable(f".{fmt}", backends) for t in threads_list):
                 det = load_detector(name, fmt=fmt, threads=threads, config=CascadeConfig(min_face_size=min_face),
                                     backend=backend)
                 faces = det.detect(frame)

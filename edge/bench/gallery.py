@@ -63,38 +63,37 @@ def bench_gallery(dim: int = 128, sizes=(1_000, 10_000, 100_000), repeats: int =
     out: dict = {"identify_ms": {}, "identify_p90_ms": {}, "identify_batch_ms": {}, "matcher_build_s": {},
                  "template_mb": {}, "batch": batch, "repeats": repeats, "dim": dim, "storages": list(storages)}
     for storage in storages:
-        parse_storage(storage)
-    for dtype in storages:
+        parse_storage(storage)              # a mistyped storage fails before minutes of timing, not after
         for key in ("identify_ms", "identify_p90_ms", "identify_batch_ms", "matcher_build_s", "template_mb"):
-            out[key][dtype] = {}
+            out[key][storage] = {}
     for n in tqdm(sizes, desc="bench gallery", unit="size", disable=not progress):
-        for dtype in storages:
-            g = _gallery(binding, n, dtype, rng)
+        for storage in storages:
+            g = _gallery(binding, n, storage, rng)
             t0 = time.perf_counter()
             m = Matcher(g, 0.5)
-            out["matcher_build_s"][dtype][str(n)] = round(time.perf_counter() - t0, 3)
-            if m._int8 is not None:
-                out["int8_kernel"] = m._int8.kernel
+            out["matcher_build_s"][storage][str(n)] = round(time.perf_counter() - t0, 3)
+            if m.int8_kernel:
+                out["int8_kernel"] = m.int8_kernel
             # the probe is an embedding of the model: a PCA gallery projects it on every call
             probe = rng.normal(size=binding.dim).astype(np.float32) if g.projection is not None else g.templates[n // 3]
             reps = repeats if n < 1_000_000 else max(5, repeats // 5)
             spread = spread_ms(sample_seconds(lambda: m.identify(probe, top_k=5), reps))
-            out["identify_ms"][dtype][str(n)] = spread["median_ms"]
-            out["identify_p90_ms"][dtype][str(n)] = spread["p90_ms"]
+            out["identify_ms"][storage][str(n)] = spread["median_ms"]
+            out["identify_p90_ms"][storage][str(n)] = spread["p90_ms"]
             probes = (rng.normal(size=(batch, binding.dim)).astype(np.float32) if g.projection is not None
                       else g.templates[rng.integers(0, n, size=batch)])
             batched = spread_ms(sample_seconds(lambda: m.identify_many(probes, top_k=5), max(5, reps // 5)))
-            out["identify_batch_ms"][dtype][str(n)] = batched["median_ms"]
-            out["template_mb"][dtype][str(n)] = round(template_bytes(parse_storage(dtype)[0], n, g.template_dim) / 1e6, 2)
+            out["identify_batch_ms"][storage][str(n)] = batched["median_ms"]
+            out["template_mb"][storage][str(n)] = round(template_bytes(g.template_dtype, n, g.template_dim) / 1e6, 2)
             m = g = None        # free the 1M-template copies before the next storage is built
     out["file_mb_10k_people"], out["open_ms_10k_people"] = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         key = KeySource("raw", secrets.token_bytes(32))
-        for dtype in storages:
-            store = GalleryStore(Path(tmp) / f"g-{dtype}.fgg", key)
-            store.save(_gallery(binding, 20_000, dtype, rng))
-            out["file_mb_10k_people"][dtype] = round(store.path.stat().st_size / 1e6, 2)
-            out["open_ms_10k_people"][dtype] = median_ms(lambda: GalleryStore(store.path, key).load(), 5)
+        for storage in storages:
+            store = GalleryStore(Path(tmp) / f"g-{storage}.fgg", key)
+            store.save(_gallery(binding, 20_000, storage, rng))
+            out["file_mb_10k_people"][storage] = round(store.path.stat().st_size / 1e6, 2)
+            out["open_ms_10k_people"][storage] = median_ms(lambda: GalleryStore(store.path, key).load(), 5)
         small = GalleryStore(Path(tmp) / "small.fgg", key)
         small.create(binding)
         with small.transaction() as g:

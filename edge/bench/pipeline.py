@@ -68,13 +68,12 @@ def bench_pipeline(photo: Path, embedders: list[str], formats: list[str], thread
     return rows
 
 
-def runnable(path: str | Path, backends: list[str] | None) -> list[str | None]:
-    """The backends of `backends` that run this file type (None: the file's default backend)."""
+def runnable(suffix: str, backends: list[str] | None) -> list[str | None]:
+    """The backends of `backends` that run files of `suffix` (None: a file's default backend)."""
     from facegate.edge.backends import suffix_for_backend
     if not backends:
         return [None]
-    suffix = Path(path).suffix.lower()
-    return [None if b == "auto" else b for b in backends if b == "auto" or suffix_for_backend(b) == suffix]
+    return [None if b == "auto" else b for b in backends if b == "auto" or suffix_for_backend(b) == suffix.lower()]
 
 
 def bench_embedders(embedders: list[str], threads_list: list[int | None], repeats: int,
@@ -85,11 +84,11 @@ def bench_embedders(embedders: list[str], threads_list: list[int | None], repeat
 
     rows = []
     for path in embedders:
-        for backend, threads in ((b, t) for b in runnable(embedder_path(path) or path, backends) for t in threads_list):
+        file = embedder_path(path) or Path(path)
+        size_mb = round(file.stat().st_size / 1e6, 2) if file.is_file() else None
+        for backend, threads in ((b, t) for b in runnable(file.suffix, backends) for t in threads_list):
             emb = get_embedder(path, threads=threads, backend=backend)
             crop = np.random.default_rng(0).integers(0, 255, (1, emb.input_size, emb.input_size, 3), dtype=np.uint8)
             rows.append({"embedder": Path(path).name, "backend": emb.backend.name, "threads": threads,
-                         "size_mb": round(file.stat().st_size / 1e6, 2) if (file := embedder_path(path) or Path(path)).is_file()
-                         else None,
-                         "embed_ms": median_ms(lambda: emb.embed(crop), repeats)})
+                         "size_mb": size_mb, "embed_ms": median_ms(lambda: emb.embed(crop), repeats)})
     return rows

@@ -102,6 +102,11 @@ class Matcher:
             self._matrix = np.zeros((0, self._matrix.shape[1]), np.float32)
         self._count = len(owners)
 
+    @property
+    def int8_kernel(self) -> str | None:
+        """The ONNX Runtime kernel that ranks this int8 gallery (None: the float product)."""
+        return self._int8.kernel if self._int8 is not None else None
+
     def _unit_probe(self, probe: np.ndarray) -> np.ndarray:
         """The probe as a unit vector in the gallery's template space (an embedding of the model is
         projected when the templates are PCA-reduced)."""
