@@ -273,3 +273,23 @@ def test_keygen_writes_a_private_key_the_door_uses_and_never_overwrites_it(tmp_p
     log.append("accept", person_id="p1")
     assert not default_key_path(tmp_path / "audit.jsonl").exists()
     assert _cli_verify(tmp_path / "audit.jsonl", key_file).returncode == 0
+
+
+def test_entries_from_several_threads_keep_one_chain(tmp_path):
+    """The door records from its loop and from the status server's threads (badge claims) at once: every
+    entry must get its own sequence number and link (a soak once wrote two entries numbered 4)."""
+    import threading
+    log = AuditLog(tmp_path / "audit.jsonl", key=KEY, door_id="front", max_bytes=20_000)
+    start = threading.Barrier(6)
+
+    def write(i: int) -> None:
+        start.wait()
+        for j in range(40):
+            log.append("claim", n=i * 100 + j)
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    r = verify(tmp_path / "audit.jsonl", key=KEY)
+    assert r["entries"] == r["last_seq"] == 241                     # the genesis entry and 240 claims

@@ -34,6 +34,7 @@ import os
 import re
 import secrets
 import socket
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,9 @@ class AuditLog:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.keep = keep
+        # the door writes from its loop and from the status server's threads: one entry at a time, or two
+        # entries would take the same sequence number and link
+        self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.key = key if key is not None else load_or_create_key(key_file or default_key_path(self.path))
         self.door_id = door_id or socket.gethostname()
@@ -375,12 +379,17 @@ class AuditLog:
 
     def append(self, event: str, **fields: Any) -> dict:
         """Write one entry durably (fsync'ed) and move the seal; raises OSError (disk full, read-only)
-        or AuditError, in which case nothing was recorded and the caller must not act on it."""
+        or AuditError, in which case nothing was recorded and the caller must not act on it. Safe to call
+        from several threads."""
         bad = FORBIDDEN_KEYS & set(fields)
         if bad:
             raise AuditError(f"audit entries must not hold {', '.join(sorted(bad))} (personal/biometric data)")
         if RESERVED_KEYS & set(fields):
             raise AuditError(f"audit fields {sorted(RESERVED_KEYS & set(fields))} are reserved")
+        with self._lock:
+            return self._append(event, fields)
+
+    def _append(self, event: str, fields: dict) -> dict:
         if self.path.exists() and self.path.stat().st_size >= self.max_bytes:
             self._rotate()
         entry = {"seq": self._seq + 1, "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
