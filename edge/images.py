@@ -20,6 +20,9 @@ from facegate.edge.errors import ImageError
 MAX_MEGAPIXELS = float(os.environ.get("FACEGATE_MAX_MEGAPIXELS", "40"))
 #: decode JPEGs larger than this many pixels at 1/2, 1/4 or 1/8 scale (faces need no more)
 DECODE_MEGAPIXELS = 8.0
+#: refuse a side longer than this whatever the pixel count (no camera makes a 2,000,000x1 photo, and
+#: OpenCV's decoders assert on sides over 2^20 instead of returning None)
+MAX_SIDE = 65535
 
 
 def image_size(data: bytes | memoryview) -> tuple[int, int] | None:
@@ -27,6 +30,8 @@ def image_size(data: bytes | memoryview) -> tuple[int, int] | None:
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
         return struct.unpack(">II", data[16:24])
     if data[:2] == b"BM" and len(data) >= 26:
+        if int.from_bytes(data[14:18], "little") == 12:          # OS/2 BITMAPCOREHEADER: 16-bit sides
+            return struct.unpack("<HH", data[18:22])
         width, height = struct.unpack("<ii", data[18:26])
         return abs(width), abs(height)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
@@ -96,6 +101,8 @@ def decode_rgb(data: bytes, where: str, max_megapixels: float | None = None) -> 
     if megapixels > limit or min(size) <= 0:
         raise ImageError(f"{where}: {size[0]}x{size[1]} pixels ({megapixels:.0f} MP) is over the {limit:g} MP limit "
                          "for one photo (set FACEGATE_MAX_MEGAPIXELS to change it)")
+    if max(size) > MAX_SIDE:
+        raise ImageError(f"{where}: {size[0]}x{size[1]} pixels is not a photo (a side over {MAX_SIDE} pixels)")
     flags = cv2.IMREAD_COLOR
     if buf[:2].tobytes() == b"\xff\xd8" and megapixels > DECODE_MEGAPIXELS:
         for factor, reduced in ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4),
@@ -103,7 +110,11 @@ def decode_rgb(data: bytes, where: str, max_megapixels: float | None = None) -> 
             flags = reduced
             if megapixels / factor ** 2 <= DECODE_MEGAPIXELS:
                 break
-    bgr = cv2.imdecode(buf, flags)
+    try:
+        bgr = cv2.imdecode(buf, flags)
+    except cv2.error as exc:      # a header the decoder reads differently from ours, refused by its own checks
+        raise ImageError(f"not a readable image (the decoder refused it: {str(exc).strip().splitlines()[-1]}): "
+                         f"{where}") from exc
     if bgr is None:
         raise ImageError(f"not a readable image (corrupt or unsupported format): {where}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)

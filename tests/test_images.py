@@ -7,11 +7,13 @@ import subprocess
 import sys
 import time
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from facegate.edge import images
 from facegate.edge.errors import ImageError
 from facegate.edge.images import image_size, load_rgb
 
@@ -80,3 +82,19 @@ def test_a_jpeg_with_large_metadata_before_its_size_still_loads(tmp_path):
     path.write_bytes(buf.tobytes()[:2] + app + app + buf.tobytes()[2:])
     assert image_size(path.read_bytes()) == (120, 90)
     assert load_rgb(path).shape == (90, 120, 3)
+
+
+def test_a_side_no_camera_makes_is_refused_before_the_decoder_asserts(monkeypatch):
+    """Found by the image fuzz target: a 61-byte BMP claiming 2,097,153x1 pixels (2 MP, under the pixel
+    limit) made OpenCV raise its own assertion instead of returning None."""
+    crash = Path(__file__).parent / "fuzz" / "corpus" / "image" / "crash-bmp-2097153x1.bmp"
+    with pytest.raises(ImageError, match="2097153x1 pixels is not a photo"):
+        load_rgb(crash, max_megapixels=4)
+    monkeypatch.setattr(images, "MAX_SIDE", 1 << 30)       # past our own check, the decoder's refusal is ours too
+    with pytest.raises(ImageError, match="the decoder refused it"):
+        load_rgb(crash, max_megapixels=4)
+
+
+def test_an_os2_bitmap_header_gives_its_16_bit_sides():
+    core = b"BM" + bytes(12) + (12).to_bytes(4, "little") + struct.pack("<HHHH", 640, 480, 1, 24)
+    assert image_size(core) == (640, 480)

@@ -58,6 +58,10 @@ def main() -> None:
     png = bytearray((out["image"] / "tile.png").read_bytes())
     png[16:24] = (12000).to_bytes(4, "big") * 2          # claims 12000x12000 (the CRC no longer matches)
     (out["image"] / "claims-144mp.png").write_bytes(bytes(png))
+    # past crashes, kept as found (each replays in tests/test_fuzz.py)
+    (out["image"] / "crash-bmp-2097153x1.bmp").write_bytes(bytes.fromhex(
+        "424d360300ffffffff0036000000280000020100200001000000100018000"
+        "000000000000000000000000000000000000000007a7a7a7a7a7a7a7a7ae8"))
     shutil.rmtree(work)
 
 
