@@ -18,14 +18,20 @@ def _loss_weights(items: list[str] | None, defaults: dict, command: str) -> dict
 
 def cmd_distill_embedder(args) -> int:
     from facegate.convert.distill.embedder import DEFAULT_WEIGHTS, DistillConfig
+    from facegate.convert.distill.ensemble import parse_ensemble
     from facegate.convert.distill.pipeline import distill_embedder
 
     weights = _loss_weights(args.loss, DEFAULT_WEIGHTS, "embedder")
+    try:
+        ensemble = parse_ensemble(args.ensemble)
+    except ValueError as e:
+        raise UsageError(f"distill embedder: {e}") from None
     cfg = DistillConfig(out=args.out, epochs=args.epochs, batch=args.batch_size, lr=args.lr, width=args.width,
                         depth=args.depth, weights=weights, augment_strength=args.augment, seed=args.seed,
                         max_minutes=args.max_minutes, steps_per_epoch=args.steps_per_epoch, init=args.init,
                         student=args.student, head_views=args.head_views, head_relational=args.head_relational,
-                        head_peer_mix=args.head_peer_mix, head_steps=args.head_steps, progress=not args.no_progress)
+                        head_peer_mix=args.head_peer_mix, head_steps=args.head_steps, ensemble=ensemble,
+                        progress=not args.no_progress)
     r = distill_embedder(cfg, args.data, args.teacher, args.max_images, args.hold_out_every, resume=not args.restart,
                          targets_cache=args.targets_cache)
     _report(r, ("epoch", "val_cosine_mean", "val_pair_accuracy", "val_teacher_pair_accuracy"), args.out)
@@ -196,6 +202,10 @@ def _add_embedder(ds) -> None:
     e.add_argument("--head-peer-mix", type=float, default=0.5, help="peer: share of the pretrained peer's "
                    "similarities in the refinement's target (the rest: the teacher's)")
     e.add_argument("--head-steps", type=int, default=3000, help="peer: refinement steps on the cached features")
+    e.add_argument("--ensemble", default=None, metavar="MEMBERS", help="relational targets from the mean cosine of "
+                   "these networks, e.g. teacher,peer,dlib (dlib: the peers extra, conversion time only); used by "
+                   "the head refinement (instead of --head-peer-mix) and the relational loss; the cosine terms "
+                   "keep the teacher's coordinates")
     e.add_argument("--width", type=float, default=1.0, help="channel multiplier of the student")
     e.add_argument("--depth", type=float, default=1.0, help="block-repeat multiplier of the student")
     e.add_argument("--loss", action="append", metavar="NAME=WEIGHT",

@@ -98,3 +98,29 @@ def test_refit_refuses_a_non_keras_file_before_reading_any_photo(tmp_path):
     with pytest.raises(ModelError, match="not a Keras student"):
         refit_head(RefitConfig(model="edge/models/facenet-student/facenet-student_fp16.tflite", out=tmp_path / "o",
                                progress=False), data_folders=[tmp_path / "no-such-folder"])
+
+
+def test_a_per_face_reference_is_matched_by_the_refinement():
+    """An ensemble's reference is one vector per face for all its views: the refined head's similarities
+    move towards the mix of the teacher's and the reference's, and a wrong-length reference is refused."""
+    from facegate.convert.distill.head import Refinement, fit_head, head_features
+    student = _student()
+    data = _targets(student, 48, seed=2, unit=True)
+    feats = head_features(student, data.centre_crops(), "mean127.5_div128")   # a reference the head can reach
+    reference = (feats @ np.random.default_rng(5).normal(size=(16, 4))).astype(np.float32)
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    wanted = 0.5 * reference @ reference.T + 0.5 * data.targets @ data.targets.T
+
+    def gap(model):
+        e = model(((data.centre_crops().astype(np.float32) - 127.5) / 128.0), training=False).numpy()
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+        return float(np.mean((e @ e.T - wanted) ** 2))
+
+    fit_head(student, data, "mean127.5_div128", views=2, progress=False, refinement=Refinement(steps=0))
+    ridge_gap = gap(student)
+    fit = fit_head(student, data, "mean127.5_div128", views=2, progress=False, face_reference=reference,
+                   refinement=Refinement(steps=400, batch=48, lr=1e-2, peer_mix=0.5))
+    assert fit.steps == 400 and fit.peer_mix == 0.5
+    assert gap(student) < 0.7 * ridge_gap
+    with pytest.raises(ValueError, match="face_reference has 3 rows for 48 faces"):
+        fit_head(student, data, "mean127.5_div128", views=1, progress=False, face_reference=reference[:3])

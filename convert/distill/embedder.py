@@ -53,6 +53,10 @@ class DistillConfig:
     head_relational: float = 10.0      # peer: relational refinement weight (0: ridge head only)
     head_peer_mix: float = 0.5         # peer: share of the peer's similarities in the relational target
     head_steps: int = 3000             # peer: refinement steps on the cached features
+    #: members whose mean cosine the relational terms match (head refinement and training), e.g.
+    #: ("teacher", "peer", "dlib"); empty: the teacher's similarities (training) and the teacher/peer
+    #: mix of `head_peer_mix` (head). facegate.convert.distill.ensemble
+    ensemble: tuple[str, ...] = ()
     progress: bool = True
 
     def to_json(self) -> dict:
@@ -173,18 +177,18 @@ class Trainer:
         total = self.steps_per_epoch * cfg.epochs
         warm = int(self.steps_per_epoch * cfg.warmup_epochs)
         self.head_fit: dict | None = None
+        self.members = self._ensemble_members(train)
+        self.relational_targets = train.targets
+        if self.members:
+            from facegate.convert.distill.ensemble import ensemble_vectors
+            self.relational_targets = ensemble_vectors(list(self.members.values()))
         with self.strategy.scope():
             self.student_config = self._student_config(int(train.targets.shape[1]))
             self.model = self.student_config.build()
             if cfg.init:
                 self._load_init(Path(cfg.init))
             elif cfg.student == "peer" and not (cfg.out / "checkpoints").is_dir():
-                from facegate.convert.distill.head import Refinement, fit_head
-                self.head_fit = fit_head(
-                    self.model, train, NORMALISATION, views=cfg.head_views, seed=cfg.seed, progress=cfg.progress,
-                    reference=self._peer_reference() if cfg.head_relational > 0 else None,
-                    refinement=Refinement(weight=cfg.head_relational, peer_mix=cfg.head_peer_mix,
-                                          steps=cfg.head_steps)).to_dict()
+                self.head_fit = self._fit_head(train)
             schedule = keras.optimizers.schedules.CosineDecay(cfg.lr * 0.1 if warm else cfg.lr, max(1, total - warm),
                                                               alpha=0.02, warmup_target=cfg.lr if warm else None,
                                                               warmup_steps=warm)
@@ -198,6 +202,34 @@ class Trainer:
                                             identity=self.identity)
         self.manager = tf.train.CheckpointManager(self.ckpt, cfg.out / "checkpoints", max_to_keep=2)
         self._step = self._make_step()
+
+    def _ensemble_members(self, train: TargetSet) -> dict[str, np.ndarray]:
+        """Each ensemble member's (cached) embeddings of the training faces; {} without an ensemble."""
+        if not self.cfg.ensemble:
+            return {}
+        from facegate.convert.distill.ensemble import ensemble_for, parse_ensemble
+        from facegate.edge.downloads import cache_dir
+        members = ensemble_for(train, parse_ensemble(self.cfg.ensemble), cache_dir() / "distill", self.cfg.progress)
+        log.info("relational targets: mean cosine of %s", " + ".join(members))
+        return members
+
+    def _fit_head(self, train: TargetSet) -> dict:
+        """The closed-form head of a peer student, refined towards the teacher/peer mix or the ensemble."""
+        from facegate.convert.distill.head import Refinement, fit_head
+        cfg = self.cfg
+        reference, face_reference, share = None, None, cfg.head_peer_mix
+        if self.members:
+            from facegate.convert.distill.ensemble import relational_reference
+            face_reference, share = relational_reference(self.members)
+        elif cfg.head_relational > 0:
+            reference = self._peer_reference()
+        fit = fit_head(self.model, train, NORMALISATION, views=cfg.head_views, seed=cfg.seed, progress=cfg.progress,
+                       reference=reference, face_reference=face_reference,
+                       refinement=Refinement(weight=cfg.head_relational, peer_mix=share, steps=cfg.head_steps))
+        out = fit.to_dict()
+        if self.members:
+            out["ensemble"] = list(self.members)
+        return out
 
     def _peer_reference(self):
         """The peer's own embedding of each view, from the features the pretrained student's head reads."""
@@ -246,12 +278,12 @@ class Trainer:
         def gen():
             for b in batches:
                 x = normalise(augment_batch(data.canvases[b], rng, aug), NORMALISATION)
-                yield x, data.targets[b], self.ids[b]
+                yield x, data.targets[b], self.relational_targets[b], self.ids[b]
 
-        d = self.train_set.targets.shape[1]
+        d, r = self.train_set.targets.shape[1], self.relational_targets.shape[1]
         ds = tf.data.Dataset.from_generator(gen, output_signature=(
             tf.TensorSpec((None, 112, 112, 3), tf.float32), tf.TensorSpec((None, d), tf.float32),
-            tf.TensorSpec((None,), tf.int32)))
+            tf.TensorSpec((None, r), tf.float32), tf.TensorSpec((None,), tf.int32)))
         return self.strategy.experimental_distribute_dataset(ds.prefetch(2))
 
     # -- one optimisation step ----------------------------------------------------------------------
@@ -264,10 +296,11 @@ class Trainer:
         if weights.get("arcface"):
             variables.append(self.identity.arc_weights)
 
-        def replica_step(x, t, y):
+        def replica_step(x, t, r, y):
             with tf.GradientTape() as tape:
                 raw = tf.cast(self.model(x, training=True), tf.float32)
-                parts = distill_losses(raw, t, y, weights, self.cfg.triplet_margin, identity=self.identity)
+                parts = distill_losses(raw, t, y, weights, self.cfg.triplet_margin, identity=self.identity,
+                                       relational_target=r)
                 loss = parts["total"] / self.strategy.num_replicas_in_sync
                 scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
             grads = tape.gradient(scaled, variables)
@@ -275,13 +308,13 @@ class Trainer:
             return parts
 
         @tf.function
-        def step(x, t, y):
-            parts = self.strategy.run(replica_step, args=(x, t, y))
+        def step(x, t, r, y):
+            parts = self.strategy.run(replica_step, args=(x, t, r, y))
             return {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in parts.items()}
         return step
 
-    def train_step(self, x, t, y) -> dict[str, float]:
-        return {k: float(v) for k, v in self._step(x, t, y).items()}
+    def train_step(self, x, t, r, y) -> dict[str, float]:
+        return {k: float(v) for k, v in self._step(x, t, r, y).items()}
 
     # -- validation ---------------------------------------------------------------------------------
     def embed(self, crops: np.ndarray, batch: int = 128) -> np.ndarray:

@@ -82,18 +82,22 @@ Reference = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 def fit_head(model, data: TargetSet, normalisation: str, views: int = 4, ridge: float = 1e-2, seed: int = 0,
              progress: bool = True, reference: Reference | None = None,
-             refinement: Refinement = Refinement()) -> HeadFit:
+             refinement: Refinement = Refinement(), face_reference: np.ndarray | None = None) -> HeadFit:
     """Set the head so that head(features) ~= the teacher's targets, in place.
 
     View 0 is every face's clean centre crop, view 1 its mirror image (the targets are
     flip-averaged, so both map to the same target), further views are door-camera augmentations.
     `ridge` is relative to the mean feature energy, so it means the same for any backbone.
     `reference` gives the pretrained network's own embedding of each view; with it the ridge head is
-    refined (`refinement`) to keep the reference's similarity structure too."""
+    refined (`refinement`) to keep the reference's similarity structure too. `face_reference` instead
+    gives one reference vector per face, the same for all its views (an ensemble's, which is
+    flip-averaged per face like the teacher's targets; facegate.convert.distill.ensemble)."""
     if views < 1:
         raise ValueError("fit_head needs at least one view of each face")
+    if face_reference is not None and len(face_reference) != len(data):
+        raise ValueError(f"face_reference has {len(face_reference)} rows for {len(data)} faces")
     rng = np.random.default_rng(seed)
-    refine = reference is not None and refinement.steps > 0 and refinement.weight > 0
+    refine = (reference is not None or face_reference is not None) and refinement.steps > 0 and refinement.weight > 0
     feats, targets, refs = [], [], []
     aug = AugmentConfig()
     for v in tqdm(range(views), desc="head views", unit="view", disable=not progress):
@@ -107,7 +111,8 @@ def fit_head(model, data: TargetSet, normalisation: str, views: int = 4, ridge: 
         feats.append(head_features(model, crops, normalisation))
         targets.append(data.targets.astype(np.float64))
         if refine:
-            refs.append(np.asarray(reference(crops, feats[-1]), np.float64))
+            refs.append(np.asarray(face_reference if face_reference is not None else reference(crops, feats[-1]),
+                                   np.float64))
     x, y = np.concatenate(feats), np.concatenate(targets)
     w, bias = ridge_map(x, y, ridge)
     fit = HeadFit(views=views, samples=len(x), ridge=ridge, train_cosine=_mean_cosine(x @ w + bias, y))

@@ -138,11 +138,15 @@ IDENTITY_LOSSES = ("triplet", "contrastive", "center", "arcface")
 
 def distill_losses(raw: tf.Tensor, target: tf.Tensor, labels: tf.Tensor, weights: dict[str, float],
                    margin: float = 0.2, identity: IdentityTerms | None = None,
-                   contrastive_margin: float = 0.8) -> dict[str, tf.Tensor]:
+                   contrastive_margin: float = 0.8, relational_target: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
     """Each weighted term and their sum ('total'); a zero weight skips the term's computation.
-    `identity` holds the state of the center and arcface terms (needed when they have a weight)."""
-    terms = {"cosine": cosine_loss, "l2": l2_loss, "relational": relational_loss}
+    `identity` holds the state of the center and arcface terms (needed when they have a weight).
+    `relational_target` (default: `target`) gives the similarities the relational term matches, e.g. an
+    ensemble's (facegate.convert.distill.ensemble.ensemble_vectors)."""
+    terms = {"cosine": cosine_loss, "l2": l2_loss}
     out = {name: fn(raw, target) for name, fn in terms.items() if weights.get(name, 0.0)}
+    if weights.get("relational", 0.0):
+        out["relational"] = relational_loss(raw, target if relational_target is None else relational_target)
     if weights.get("triplet", 0.0):
         out["triplet"] = semi_hard_triplet_loss(raw, labels, margin)
     if weights.get("contrastive", 0.0):
