@@ -31,7 +31,7 @@ def cmd_distill_embedder(args) -> int:
                         max_minutes=args.max_minutes, steps_per_epoch=args.steps_per_epoch, init=args.init,
                         student=args.student, head_views=args.head_views, head_relational=args.head_relational,
                         head_peer_mix=args.head_peer_mix, head_steps=args.head_steps, ensemble=ensemble,
-                        progress=not args.no_progress)
+                        freeze_bn=args.freeze_bn, progress=not args.no_progress)
     r = distill_embedder(cfg, args.data, args.teacher, args.max_images, args.hold_out_every, resume=not args.restart,
                          targets_cache=args.targets_cache)
     _report(r, ("epoch", "val_cosine_mean", "val_pair_accuracy", "val_teacher_pair_accuracy"), args.out)
@@ -206,6 +206,8 @@ def _add_embedder(ds) -> None:
                    "these networks, e.g. teacher,peer,dlib (dlib: the peers extra, conversion time only); used by "
                    "the head refinement (instead of --head-peer-mix) and the relational loss; the cosine terms "
                    "keep the teacher's coordinates")
+    e.add_argument("--freeze-bn", action="store_true", help="keep the BatchNorm statistics and scales of the "
+                   "starting network (fine-tuning a pretrained backbone on a few thousand faces)")
     e.add_argument("--width", type=float, default=1.0, help="channel multiplier of the student")
     e.add_argument("--depth", type=float, default=1.0, help="block-repeat multiplier of the student")
     e.add_argument("--loss", action="append", metavar="NAME=WEIGHT",

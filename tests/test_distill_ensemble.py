@@ -140,3 +140,29 @@ def test_a_trainer_with_an_ensemble_trains_on_its_geometry(tmp_path, monkeypatch
     assert trainer.fit()["epochs_done"] == 1
     Trainer(cfg, data, None)
     assert calls == [n, n]          # the trainer's own call, then the direct call above; the second trainer: cached
+
+
+def test_frozen_batchnorm_keeps_its_statistics_while_the_convolutions_learn(tmp_path):
+    import keras
+
+    from facegate.convert.distill.embedder import DistillConfig, Trainer
+    from facegate.convert.distill.targets import TargetSet
+    rng = np.random.default_rng(6)
+    n = 16
+    data = TargetSet(np.array([f"k{i}" for i in range(n)]), np.array([""] * n),
+                     rng.integers(0, 255, (n, 144, 144, 3), dtype=np.uint8),
+                     _unit(rng.normal(size=(n, 16))).astype(np.float32), "tiny")
+    cfg = DistillConfig(out=tmp_path / "run", epochs=1, batch=8, lr=1e-2, warmup_epochs=0, width=0.25, depth=0.25,
+                        augment_strength=0, steps_per_epoch=3, progress=False, freeze_bn=True)
+    trainer = Trainer(cfg, data, None)
+    bns = [layer for layer in trainer.model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    convs = [layer for layer in trainer.model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert bns and convs
+    bn_before = [np.array(w) for b in bns for w in b.weights]
+    conv_before = np.array(convs[0].kernel)
+    x = tf.constant((data.centre_crops()[:8].astype(np.float32) - 127.5) / 128.0)
+    t = tf.constant(data.targets[:8])
+    trainer.train_step(x, t, t, tf.constant(np.arange(8, dtype=np.int32)))
+    trainer.recalibrate_bn(batches=2)
+    assert all(np.array_equal(a, np.array(w)) for a, w in zip(bn_before, [w for b in bns for w in b.weights]))
+    assert not np.array_equal(conv_before, np.array(convs[0].kernel))

@@ -57,6 +57,10 @@ class DistillConfig:
     #: ("teacher", "peer", "dlib"); empty: the teacher's similarities (training) and the teacher/peer
     #: mix of `head_peer_mix` (head). facegate.convert.distill.ensemble
     ensemble: tuple[str, ...] = ()
+    #: keep every BatchNorm as the pretrained network has it (inference statistics, no gamma/beta steps):
+    #: fine-tuning a pretrained backbone on a few thousand faces otherwise re-estimates its statistics on
+    #: small augmented batches
+    freeze_bn: bool = False
     progress: bool = True
 
     def to_json(self) -> dict:
@@ -187,6 +191,11 @@ class Trainer:
             self.model = self.student_config.build()
             if cfg.init:
                 self._load_init(Path(cfg.init))
+            if cfg.freeze_bn:
+                frozen = [layer for layer in self.model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+                for layer in frozen:
+                    layer.trainable = False
+                log.info("%d BatchNorm layers frozen", len(frozen))
             elif cfg.student == "peer" and not (cfg.out / "checkpoints").is_dir():
                 self.head_fit = self._fit_head(train)
             schedule = keras.optimizers.schedules.CosineDecay(cfg.lr * 0.1 if warm else cfg.lr, max(1, total - warm),
