@@ -166,3 +166,24 @@ def test_frozen_batchnorm_keeps_its_statistics_while_the_convolutions_learn(tmp_
     trainer.recalibrate_bn(batches=2)
     assert all(np.array_equal(a, np.array(w)) for a, w in zip(bn_before, [w for b in bns for w in b.weights]))
     assert not np.array_equal(conv_before, np.array(convs[0].kernel))
+
+
+def test_member_cache_embeds_only_faces_it_has_not_seen(tmp_path, monkeypatch):
+    from facegate.convert.distill import ensemble
+    from facegate.convert.distill.targets import TargetSet
+    rng = np.random.default_rng(7)
+    n = 12
+    data = TargetSet(np.array([f"k{i}" for i in range(n)]), np.array([""] * n),
+                     rng.integers(0, 255, (n, 144, 144, 3), dtype=np.uint8), np.eye(n, 4, dtype=np.float32), "t")
+    calls = []
+
+    def fake_dlib(canvases, progress=True):
+        calls.append(len(canvases))
+        return _unit(canvases.reshape(len(canvases), -1)[:, :128].astype(np.float32) + 1.0)
+
+    monkeypatch.setattr(ensemble, "dlib_embeddings", fake_dlib)
+    first = ensemble.member_embeddings(data.subset(np.arange(8)), "dlib", tmp_path)
+    every = ensemble.member_embeddings(data.subset(np.arange(n)[::-1]), "dlib", tmp_path)   # another order
+    assert calls == [8, 4]
+    np.testing.assert_allclose(every[::-1][:8], first)
+    np.testing.assert_allclose(every[::-1], fake_dlib(data.canvases))

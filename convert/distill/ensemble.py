@@ -16,7 +16,6 @@ runtime never imports it.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -66,27 +65,30 @@ def ensemble_vectors(parts: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def member_embeddings(data: TargetSet, member: str, cache: Path | None = None, progress: bool = True) -> np.ndarray:
-    """(N, D) unit, flip-averaged embeddings of every face of `data` by one member, cached by face keys."""
+    """(N, D) unit, flip-averaged embeddings of every face of `data` by one member. Cached per face key in
+    `cache`/ensemble-<member>.npz, so adding photos to a training set embeds only the new faces."""
     if member == "teacher":
         return unit_rows(data.targets)
     if member not in MEMBERS:
         raise ValueError(f"unknown ensemble member {member!r} ({', '.join(MEMBERS)})")
-    path = None
-    if cache is not None:
-        digest = hashlib.sha256("\n".join(data.keys.tolist()).encode()).hexdigest()[:16]
-        path = Path(cache) / f"ensemble-{member}-{digest}.npz"
-        if path.exists():
-            with np.load(path) as z:
-                if len(z["embeddings"]) == len(data):
-                    return z["embeddings"]
     embed = peer_embeddings if member == "peer" else dlib_embeddings
-    vectors = embed(data.canvases, progress)
-    if path is not None:
+    if cache is None:
+        return embed(data.canvases, progress)
+    path = Path(cache) / f"ensemble-{member}.npz"
+    known: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path) as z:
+            known = dict(zip(z["keys"].astype(str).tolist(), z["embeddings"]))
+    missing = np.array([i for i, k in enumerate(data.keys.tolist()) if k not in known], np.int64)
+    if len(missing):
+        log.info("%s embeddings: %d of %d faces to compute (%s)", member, len(missing), len(data), path)
+        for k, v in zip(data.keys[missing].tolist(), embed(data.canvases[missing], progress)):
+            known[k] = v
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".part.npz")
-        np.savez(tmp, embeddings=vectors)
+        np.savez(tmp, keys=np.array(list(known)), embeddings=np.stack(list(known.values())))
         os.replace(tmp, path)
-    return vectors
+    return np.stack([known[k] for k in data.keys.tolist()]).astype(np.float32)
 
 
 def centred(x: np.ndarray) -> np.ndarray:
