@@ -187,3 +187,31 @@ def test_member_cache_embeds_only_faces_it_has_not_seen(tmp_path, monkeypatch):
     assert calls == [8, 4]
     np.testing.assert_allclose(every[::-1][:8], first)
     np.testing.assert_allclose(every[::-1], fake_dlib(data.canvases))
+
+
+@pytest.mark.parametrize("init, freeze_bn, head_fitted", [(True, False, False), (True, True, False),
+                                                          (False, True, True), (False, False, True)])
+def test_an_init_student_keeps_its_head_and_freezing_does_not_skip_the_fit(tmp_path, monkeypatch, init, freeze_bn,
+                                                                          head_fitted):
+    """A peer student's closed-form head is fitted exactly when no --init student is given, with or without
+    --freeze-bn."""
+    from facegate.convert.distill.embedder import DistillConfig, Trainer
+    from facegate.convert.distill.targets import TargetSet
+    from facegate.convert.students.mobilefacenet import StudentConfig
+    rng = np.random.default_rng(8)
+    n = 8
+    data = TargetSet(np.array([f"k{i}" for i in range(n)]), np.array([""] * n),
+                     rng.integers(0, 255, (n, 144, 144, 3), dtype=np.uint8),
+                     _unit(rng.normal(size=(n, 16))).astype(np.float32), "tiny")
+    tiny = StudentConfig(width=0.25, depth=0.25, embedding_dim=16)
+    monkeypatch.setattr(Trainer, "_student_config", lambda self, dim: tiny)
+    fits = []
+    monkeypatch.setattr(Trainer, "_fit_head", lambda self, train: fits.append(len(train)) or {"views": 1})
+    source = tiny.build()
+    source.save(tmp_path / "init.keras")
+    cfg = DistillConfig(out=tmp_path / "run", epochs=1, batch=4, progress=False, student="peer", freeze_bn=freeze_bn,
+                        init=tmp_path / "init.keras" if init else None)
+    trainer = Trainer(cfg, data, None)
+    assert bool(fits) == head_fitted
+    if init:
+        assert all(np.array_equal(a, b) for a, b in zip(source.get_weights(), trainer.model.get_weights()))

@@ -191,13 +191,13 @@ class Trainer:
             self.model = self.student_config.build()
             if cfg.init:
                 self._load_init(Path(cfg.init))
+            elif cfg.student == "peer" and not (cfg.out / "checkpoints").is_dir():
+                self.head_fit = self._fit_head(train)
             if cfg.freeze_bn:
                 frozen = [layer for layer in self.model.layers if isinstance(layer, keras.layers.BatchNormalization)]
                 for layer in frozen:
                     layer.trainable = False
                 log.info("%d BatchNorm layers frozen", len(frozen))
-            elif cfg.student == "peer" and not (cfg.out / "checkpoints").is_dir():
-                self.head_fit = self._fit_head(train)
             schedule = keras.optimizers.schedules.CosineDecay(cfg.lr * 0.1 if warm else cfg.lr, max(1, total - warm),
                                                               alpha=0.02, warmup_target=cfg.lr if warm else None,
                                                               warmup_steps=warm)
