@@ -207,7 +207,8 @@ def _add_embedder(ds) -> None:
                    "the head refinement (instead of --head-peer-mix) and the relational loss; the cosine terms "
                    "keep the teacher's coordinates")
     e.add_argument("--freeze-bn", action="store_true", help="keep the BatchNorm statistics and scales of the "
-                   "starting network (fine-tuning a pretrained backbone on a few thousand faces)")
+                   "starting network (scratch and compressed students; the imported peer has its BatchNorm folded "
+                   "into its convolutions, so there is none to freeze)")
     e.add_argument("--width", type=float, default=1.0, help="channel multiplier of the student")
     e.add_argument("--depth", type=float, default=1.0, help="block-repeat multiplier of the student")
     e.add_argument("--loss", action="append", metavar="NAME=WEIGHT",

@@ -5,7 +5,7 @@
 # only the similarities the relational terms match change: the teacher/peer mix of the shipped head
 # (per augmented view), or the mean cosine of an ensemble (`--ensemble`, per face, flip-averaged).
 #   head-*      the closed-form head on the pretrained MobileFaceNet, refined 3000 steps (epoch 0)
-#   backbone-*  the best head's student, whole network fine-tuned (BatchNorm frozen, Adam 1e-5)
+#   backbone-*  the head-tpd student, whole network fine-tuned (AdamW 1e-5; the imported peer has no BatchNorm)
 # Each student is scored on the held-out identities and on LFW View 2 (6,000 pairs, 10 folds).
 # The table in docs/benchmarks.md ("Teacher ensembles") comes from this script.
 # EPOCHS sets the backbone budget (default 2); ONLY=name runs one row; SKIP_TRAIN=1 prints the table.
@@ -22,12 +22,12 @@ run() {   # name, then distill options; then LFW View 2 on the result
     facegate eval lfw --model "$OUT/$name/student.keras" --out "$OUT/$name/lfw" --no-progress >> "$OUT/$name.log" 2>&1
   fi
 }
-run head-shipped                                    # teacher + peer, peer share 0.5, peer per view
-run head-t --ensemble teacher
-run head-tp --ensemble teacher,peer
-run head-td --ensemble teacher,dlib
-run head-tpd --ensemble teacher,peer,dlib
-BACKBONE=(--init "$OUT/head-tpd/student.keras" --freeze-bn --lr 1e-5 --epochs "$EPOCHS")
+run head-shipped --epochs 0                         # teacher + peer, peer share 0.5, peer per view
+run head-t --epochs 0 --ensemble teacher
+run head-tp --epochs 0 --ensemble teacher,peer
+run head-td --epochs 0 --ensemble teacher,dlib
+run head-tpd --epochs 0 --ensemble teacher,peer,dlib
+BACKBONE=(--init "$OUT/head-tpd/student.keras" --lr 1e-5 --epochs "$EPOCHS")
 run backbone-t "${BACKBONE[@]}"
 run backbone-tpd "${BACKBONE[@]}" --ensemble teacher,peer,dlib
 python - "$OUT" <<'PY'

@@ -57,9 +57,9 @@ class DistillConfig:
     #: ("teacher", "peer", "dlib"); empty: the teacher's similarities (training) and the teacher/peer
     #: mix of `head_peer_mix` (head). facegate.convert.distill.ensemble
     ensemble: tuple[str, ...] = ()
-    #: keep every BatchNorm as the pretrained network has it (inference statistics, no gamma/beta steps):
-    #: fine-tuning a pretrained backbone on a few thousand faces otherwise re-estimates its statistics on
-    #: small augmented batches
+    #: keep every BatchNorm as the starting network has it (inference statistics, no gamma/beta steps):
+    #: fine-tuning on a few thousand faces otherwise re-estimates its statistics on small augmented
+    #: batches. The imported peer has none (folded into its convolutions); scratch students have them
     freeze_bn: bool = False
     progress: bool = True
 
