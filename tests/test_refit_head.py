@@ -124,3 +124,24 @@ def test_a_per_face_reference_is_matched_by_the_refinement():
     assert gap(student) < 0.7 * ridge_gap
     with pytest.raises(ValueError, match="face_reference has 3 rows for 48 faces"):
         fit_head(student, data, "mean127.5_div128", views=1, progress=False, face_reference=reference[:3])
+
+
+def test_the_fitted_head_has_unit_output_length_and_the_same_directions():
+    """The training's L2 term reads raw lengths: a fitted head is scaled to unit mean length, and rescaling a
+    started student's head changes no unit output."""
+    from facegate.convert.distill.head import Refinement, fit_head, rescale_head
+    student = _student()
+    data = _targets(student, 32, seed=3)
+    data.targets *= 5.0                                     # a head that fits these lands far from unit length
+    crops = data.centre_crops()
+    fit = fit_head(student, data, "mean127.5_div128", views=1, progress=False, refinement=Refinement(steps=0))
+    raw = student(((crops.astype(np.float32) - 127.5) / 128.0), training=False).numpy()
+    assert fit.output_norm > 2 and np.linalg.norm(raw, axis=1).mean() == pytest.approx(1.0, rel=1e-3)
+    conv = student.get_layer("embedding_conv")
+    kernel, bias = conv.get_weights()
+    conv.set_weights([kernel * 4.8, bias * 4.8])
+    before = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    assert rescale_head(student, crops, "mean127.5_div128") == pytest.approx(4.8, rel=1e-3)
+    after = student(((crops.astype(np.float32) - 127.5) / 128.0), training=False).numpy()
+    assert np.linalg.norm(after, axis=1).mean() == pytest.approx(1.0, rel=1e-3)
+    np.testing.assert_allclose(after / np.linalg.norm(after, axis=1, keepdims=True), before, atol=1e-5)

@@ -43,10 +43,11 @@ class HeadFit:
     peer_mix: float = 0.0
     steps: int = 0
     refined_train_cosine: float | None = None
+    output_norm: float = 1.0     # mean output length before the head was scaled to unit length
 
     def to_dict(self) -> dict:
         d = {"views": self.views, "samples": self.samples, "ridge": self.ridge,
-             "train_cosine": round(self.train_cosine, 4)}
+             "train_cosine": round(self.train_cosine, 4), "output_norm_rescaled_from": round(self.output_norm, 3)}
         if self.steps:
             d.update({"relational_weight": self.relational_weight, "peer_mix": self.peer_mix, "steps": self.steps,
                       "refined_train_cosine": round(float(self.refined_train_cosine), 4)})
@@ -120,7 +121,8 @@ def fit_head(model, data: TargetSet, normalisation: str, views: int = 4, ridge: 
         w, bias = refine_head(x, y, np.concatenate(refs), w, bias, refinement, seed, progress)
         fit.relational_weight, fit.peer_mix, fit.steps = refinement.weight, refinement.peer_mix, refinement.steps
         fit.refined_train_cosine = _mean_cosine(x @ w + bias, y)
-    _set_head(model, w, bias)
+    fit.output_norm = float(np.mean(np.linalg.norm(x @ w + bias, axis=1)))
+    _set_head(model, w / fit.output_norm, bias / fit.output_norm)
     log.info("embedding head fitted: %s", fit.to_dict())
     return fit
 
@@ -167,6 +169,22 @@ def refine_head(x: np.ndarray, targets: np.ndarray, reference: np.ndarray, w: np
         idx = rng.choice(len(x_all), batch, replace=False)
         step(x_all[idx], t_all[idx], r_all[idx])
     return wv.numpy().astype(np.float64), bv.numpy().astype(np.float64)
+
+
+def rescale_head(model, crops: np.ndarray, normalisation: str) -> float:
+    """Scale the head so the raw outputs of these crops have mean length 1; returns the length before.
+
+    A cosine-matched embedding does not care, but the training's L2 term does: the relational
+    refinement leaves raw outputs ~4.8 long, and an L2 pull of that size towards unit targets
+    outweighs every other term and drags a pretrained backbone away from the teacher within one
+    epoch. Dividing the linear head's weights and bias by the mean length changes no unit output."""
+    conv = model.get_layer(HEAD_CONV)
+    weights = conv.get_weights()           # kernel, and bias where the head has one
+    raw = np.concatenate([np.asarray(model(normalise(crops[i:i + 128], normalisation), training=False))
+                          for i in range(0, len(crops), 128)])
+    norm = float(np.mean(np.linalg.norm(raw, axis=1)))
+    conv.set_weights([w / norm for w in weights])
+    return norm
 
 
 def _mean_cosine(pred: np.ndarray, y: np.ndarray) -> float:
