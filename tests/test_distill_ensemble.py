@@ -218,3 +218,13 @@ def test_an_init_student_keeps_its_head_and_freezing_does_not_skip_the_fit(tmp_p
         mine, theirs = np.asarray(trainer.model(x)), np.asarray(source(x))
         np.testing.assert_allclose(_unit(mine), _unit(theirs), atol=1e-5)
         assert np.linalg.norm(mine, axis=1).mean() == pytest.approx(1.0, rel=1e-3)
+
+
+def test_without_dlib_the_member_is_a_clear_model_error(monkeypatch):
+    import sys
+
+    from facegate.convert.distill.ensemble import dlib_models
+    from facegate.edge.errors import ModelError
+    monkeypatch.setitem(sys.modules, "dlib", None)          # as on a machine without the peers extra
+    with pytest.raises(ModelError, match=r"needs the peers extra .*pip install -e '\.\[peers\]'"):
+        dlib_models()

@@ -16,6 +16,7 @@ runtime never imports it.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facegate.convert.distill.targets import CANVAS, PAD, TargetSet
+from facegate.edge.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,10 @@ def ensemble_vectors(parts: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def member_embeddings(data: TargetSet, member: str, cache: Path | None = None, progress: bool = True) -> np.ndarray:
-    """(N, D) unit, flip-averaged embeddings of every face of `data` by one member. Cached per face key in
-    `cache`/ensemble-<member>.npz, so adding photos to a training set embeds only the new faces."""
+    """(N, D) unit, flip-averaged embeddings of every face of `data` by one member. Cached in
+    `cache`/ensemble-<member>.npz by the digest of each face's canvas (what the member reads: another
+    detector or alignment makes another canvas), so adding photos to a training set embeds only the new
+    faces."""
     if member == "teacher":
         return unit_rows(data.targets)
     if member not in MEMBERS:
@@ -79,16 +83,23 @@ def member_embeddings(data: TargetSet, member: str, cache: Path | None = None, p
     if path.exists():
         with np.load(path) as z:
             known = dict(zip(z["keys"].astype(str).tolist(), z["embeddings"]))
-    missing = np.array([i for i, k in enumerate(data.keys.tolist()) if k not in known], np.int64)
+    keys = canvas_digests(data.canvases)
+    missing = np.array([i for i, k in enumerate(keys) if k not in known], np.int64)
     if len(missing):
         log.info("%s embeddings: %d of %d faces to compute (%s)", member, len(missing), len(data), path)
-        for k, v in zip(data.keys[missing].tolist(), embed(data.canvases[missing], progress)):
+        for k, v in zip([keys[i] for i in missing], embed(data.canvases[missing], progress)):
             known[k] = v
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".part.npz")
         np.savez(tmp, keys=np.array(list(known)), embeddings=np.stack(list(known.values())))
         os.replace(tmp, path)
-    return np.stack([known[k] for k in data.keys.tolist()]).astype(np.float32)
+    return np.stack([known[k] for k in keys]).astype(np.float32)
+
+
+def canvas_digests(canvases: np.ndarray) -> list[str]:
+    """One sha256 per canvas (its shape and pixels): the member caches' keys."""
+    return [hashlib.sha256(f"{c.shape}".encode() + np.ascontiguousarray(c).tobytes()).hexdigest()[:32]
+            for c in canvases]
 
 
 def centred(x: np.ndarray) -> np.ndarray:
@@ -132,8 +143,8 @@ def dlib_models():
         import dlib
         import face_recognition_models
     except ImportError as exc:
-        raise RuntimeError("the dlib ensemble member needs the peers extra: pip install -e '.[peers]' "
-                           f"({exc})") from exc
+        raise ModelError("the dlib ensemble member needs the peers extra (conversion time only): "
+                         f"pip install -e '.[peers]' ({exc})") from exc
     return (dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location()),
             dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location()), dlib)
 
