@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from facegate.convert.distill.targets import CANVAS, PAD, TargetSet
 from facegate.edge.errors import ModelError
+from facegate.edge.face.embed import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ def parse_ensemble(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    """Unit rows as float32, normalised in float64 (dlib's descriptors come as float64)."""
+    return l2_normalise(np.asarray(x, np.float64)).astype(np.float32)
 
 
 def ensemble_vectors(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -118,6 +119,7 @@ def ensemble_for(data: TargetSet, members: Sequence[str], cache: Path | None = N
 
 
 def flip_average(embed, crops: np.ndarray) -> np.ndarray:
+    """The normalised mean of a batch's embeddings and its mirror images' (as the teacher's targets are)."""
     return unit_rows(unit_rows(embed(crops)) + unit_rows(embed(np.ascontiguousarray(crops[:, :, ::-1]))))
 
 
@@ -149,7 +151,7 @@ def dlib_models():
             dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location()), dlib)
 
 
-def dlib_embeddings(canvases: np.ndarray, progress: bool = True) -> np.ndarray:
+def dlib_embeddings(canvases: np.ndarray, progress: bool = True, batch: int = 64) -> np.ndarray:
     """dlib ResNet's 128-D descriptor of each canvas (and its mirror image), dlib's own 5-point alignment."""
     import cv2
 
@@ -161,10 +163,12 @@ def dlib_embeddings(canvases: np.ndarray, progress: bool = True) -> np.ndarray:
         big = np.ascontiguousarray(cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC))
         return np.asarray(net.compute_face_descriptor(big, predictor(big, rect), 0), np.float32)
 
-    out = np.zeros((len(canvases), 128), np.float32)
-    for i in tqdm(range(len(canvases)), desc="dlib embeddings", unit="face", disable=not progress):
-        out[i] = unit_rows(unit_rows(describe(canvases[i])[None]) + unit_rows(describe(canvases[i][:, ::-1])[None]))[0]
-    return out
+    def describe_all(images: np.ndarray) -> np.ndarray:
+        return np.stack([describe(image) for image in images])
+
+    rows = [flip_average(describe_all, canvases[i:i + batch])
+            for i in tqdm(range(0, len(canvases), batch), desc="dlib embeddings", unit="batch", disable=not progress)]
+    return np.concatenate(rows) if rows else np.zeros((0, 128), np.float32)
 
 
 def relational_reference(members: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
