@@ -30,6 +30,7 @@ run head-tpd --epochs 0 --ensemble teacher,peer,dlib
 BACKBONE=(--init "$OUT/head-tpd/student.keras" --lr 1e-5 --epochs "$EPOCHS")
 run backbone-t "${BACKBONE[@]}"
 run backbone-tpd "${BACKBONE[@]}" --ensemble teacher,peer,dlib
+run backbone-tpd-r10 "${BACKBONE[@]}" --ensemble teacher,peer,dlib --loss relational=10
 python - "$OUT" <<'PY'
 import csv, json, sys
 from pathlib import Path
@@ -39,7 +40,8 @@ print("|---|---|---|---|---|---|")
 for name, what in (("head-shipped", "teacher + peer (shipped head)"), ("head-t", "teacher"),
                    ("head-tp", "teacher + peer"), ("head-td", "teacher + dlib"), ("head-tpd", "teacher + peer + dlib"),
                    ("backbone-t", "teacher (backbone from head-tpd)"),
-                   ("backbone-tpd", "teacher + peer + dlib (backbone from head-tpd)")):
+                   ("backbone-tpd", "teacher + peer + dlib (backbone from head-tpd)"),
+                   ("backbone-tpd-r10", "teacher + peer + dlib, relational weight 10 (backbone from head-tpd)")):
     log, lfw = out / name / "log.csv", list((out / name / "lfw").glob("lfw_*.json"))
     if not log.exists() or not lfw:
         continue
