@@ -125,17 +125,13 @@ def flip_average(embed, crops: np.ndarray) -> np.ndarray:
 
 def peer_embeddings(canvases: np.ndarray, progress: bool = True, batch: int = 128) -> np.ndarray:
     """The pretrained MobileFaceNet's own 192-D embedding of each canvas's centre crop."""
-    from facegate.convert.distill.head import head_features
-    from facegate.convert.students.peer import PeerStudentConfig
+    from facegate.convert.distill.embedder import NORMALISATION
+    from facegate.convert.distill.head import peer_crop_reference
 
-    config = PeerStudentConfig()
-    backbone, feature_map = config.build(), config.reference()
+    reference = peer_crop_reference(NORMALISATION, batch)
     crops = np.ascontiguousarray(canvases[:, PAD:CANVAS - PAD, PAD:CANVAS - PAD])
-    normalisation = "mean127.5_div128"
-    rows = []
-    for i in tqdm(range(0, len(crops), batch), desc="peer embeddings", unit="batch", disable=not progress):
-        rows.append(flip_average(lambda c: feature_map(head_features(backbone, c, normalisation, batch)),
-                                 crops[i:i + batch]))
+    rows = [flip_average(lambda c: reference(c, None), crops[i:i + batch])
+            for i in tqdm(range(0, len(crops), batch), desc="peer embeddings", unit="batch", disable=not progress)]
     return np.concatenate(rows) if rows else np.zeros((0, 192), np.float32)
 
 
