@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from facegate.edge.errors import KeyFileError
+from facegate.edge.errors import KeyFileError, UsageError
 from facegate.edge.gallery.keys import ENV_KEY, ENV_PASSPHRASE, KeySource
 from facegate.edge.registry import DEFAULT_DETECTOR
 
@@ -118,12 +118,18 @@ def add_pad_recipe_args(p: argparse.ArgumentParser) -> None:
                    help="fine-tune every layer, or only the last two dense layers")
     p.add_argument("--keep-pretrained", type=float, default=None, help="weight of the published nets' own "
                    "answer as a second target (learning without forgetting; default 0: off)")
+    p.add_argument("--synthetic-attacks", type=float, default=None, metavar="SHARE",
+                   help="share of live training views turned into a synthetic phone/tablet replay or print "
+                   "of the same person (default 0: off)")
 
 
 def pad_recipe(args):
     """The FinetuneConfig the options describe (its own defaults where an option is not given)."""
     from facegate.convert.pad.finetune import FinetuneConfig
-    given = {"learning_rate": args.lr, "train_layers": args.train_layers, "keep_pretrained": args.keep_pretrained}
+    given = {"learning_rate": args.lr, "train_layers": args.train_layers, "keep_pretrained": args.keep_pretrained,
+             "synthetic_attacks": args.synthetic_attacks}
+    if not 0 <= (args.synthetic_attacks or 0) <= 1:
+        raise UsageError(f"--synthetic-attacks is a share between 0 and 1, not {args.synthetic_attacks}")
     return FinetuneConfig(**{k: v for k, v in given.items() if v is not None})
 
 

@@ -141,13 +141,23 @@ def cmd_distill_holdout(args) -> int:
 
 
 def cmd_distill_pack(args) -> int:
+    from facegate.convert.distill.ensemble import parse_ensemble
     from facegate.convert.distill.pipeline import gather_photos, prepare_targets
-    from facegate.convert.distill.portable import write_pack
+    from facegate.convert.distill.portable import pack_extras, write_pack
 
+    try:
+        members = parse_ensemble(args.ensemble) if args.ensemble else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.init and not args.init.exists():
+        raise UsageError(f"--init {args.init}: no such student file")
     photos = gather_photos(args.data, args.max_images)
-    info = write_pack(prepare_targets(photos, args.teacher, progress=not args.no_progress, cache=args.targets_cache),
-                      args.out, args.quality)
-    print(f"{args.out}: {info['faces']} faces, {info['bytes'] / 1e6:.1f} MB — train it where Keras runs: "
+    data = prepare_targets(photos, args.teacher, progress=not args.no_progress, cache=args.targets_cache)
+    extras = pack_extras(data, members, args.init, progress=not args.no_progress)
+    info = write_pack(data, args.out, args.quality, extras)
+    carried = "".join([f", relational targets of {'+'.join(members)} ({info['relational_dim']}-D)" if members else "",
+                       f", starting student {args.init}" if args.init else ""])
+    print(f"{args.out}: {info['faces']} faces{carried}, {info['bytes'] / 1e6:.1f} MB — train it where Keras runs: "
           f"KERAS_BACKEND=jax python -m facegate.convert.distill.portable train {args.out} --out DIR --steps N "
           f"(or convert/distill/gpu_distill.sh), then `facegate distill import DIR`")
     return 0
@@ -313,6 +323,11 @@ def _add_pack(ds) -> None:
                                      "(a GPU machine without TensorFlow)")
     pk.add_argument("--out", type=Path, required=True, help="pack file (.npz)")
     pk.add_argument("--quality", type=int, default=82, help="WebP quality of the stored faces")
+    pk.add_argument("--ensemble", default=None, metavar="MEMBERS", help="also carry relational targets from the "
+                    "mean cosine of these networks (e.g. teacher,peer,dlib), computed here")
+    pk.add_argument("--init", type=Path, default=None, metavar="STUDENT.keras", help="also carry this student as "
+                    "the starting point (its linear head scaled to unit output length, as `distill embedder "
+                    "--init` does)")
     _add_faces_args(pk, hold_out=False)
     pk.set_defaults(func=cmd_distill_pack)
 

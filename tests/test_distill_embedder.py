@@ -38,6 +38,20 @@ def test_lfw_training_photos_exclude_every_pair_person(lfw_dir):
     assert not {p.label.removeprefix("lfw:") for p in photos} & excluded
 
 
+def test_the_default_set_takes_pad_devs_live_people_never_its_attacks():
+    from facegate.convert.datasets import shared_datasets
+    from facegate.convert.distill.pipeline import default_photos
+    pad = shared_datasets() / "pad_dev"
+    if not (pad / "labels.tsv").exists():
+        pytest.skip("pad_dev is not in ../shared/datasets")
+    photos = default_photos()
+    from_pad = [p for p in photos if pad in p.path.parents]
+    assert len(from_pad) == 485 and all(p.path.parent.name == "live" for p in from_pad)
+    labels = {p.label for p in from_pad}
+    assert "pad:nuaa-0001" in labels and "pad:msu-002" in labels and "" in labels    # CelebA-Spoof: no ids
+    assert sum(p.label == "" for p in from_pad) == 200
+
+
 def test_identity_split_is_disjoint_and_stable():
     photos = [Photo(__import__("pathlib").Path(f"/x/{i}.jpg"), f"id{i % 50}") for i in range(500)]
     train, held = split_photos(photos, every=5)
@@ -124,6 +138,31 @@ def test_target_cache_round_trips(tmp_path, lfw_images, detector):
     crop = align_face(img, face, 40, "similarity112")[None]
     expect = l2_normalise(teacher.embed(crop) + teacher.embed(crop[:, :, ::-1]))
     np.testing.assert_allclose(data.targets[0], expect[0], atol=1e-5)
+
+
+def test_a_grown_photo_set_embeds_only_its_new_photos(tmp_path, lfw_images, detector):
+    """Adding folders (pad_dev's live faces, say) to a training set reuses every face another cache of the
+    same teacher and detector already holds, and gives what a build from nothing gives."""
+    people = list(lfw_images.items())
+    first = [Photo(p, name) for name, ps in people[:2] for p in ps[:2]]
+    extra = [Photo(p, name) for name, ps in people[2:3] for p in ps[:2]]
+    broken = Photo(tmp_path / "broken.jpg", "nobody")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    teacher = _FakeTeacher()
+    build_targets(first + [broken], teacher, detector, tmp_path / "cache", progress=False)
+    before = teacher.calls
+    grown = extra[:1] + first + [broken] + extra[1:]
+    data = build_targets(grown, teacher, detector, tmp_path / "cache", progress=False)
+    assert teacher.calls - before == 2                 # one flip-averaged batch: the two new photos only
+    assert list(data.keys) == [p.key for p in grown if p is not broken]
+    scratch = build_targets(grown, _FakeTeacher(), detector, tmp_path / "scratch", progress=False)
+    np.testing.assert_array_equal(data.canvases, scratch.canvases)
+    np.testing.assert_allclose(data.targets, scratch.targets, atol=1e-6)
+    # another teacher never takes these faces
+    other = _FakeTeacher()
+    other.identity = "another-teacher"
+    build_targets(first, other, detector, tmp_path / "cache", progress=False)
+    assert other.calls == 2
 
 
 def _tiny_set(n: int = 16, dim: int = 16) -> TargetSet:
@@ -240,3 +279,43 @@ def test_distill_embedder_peer_cli_tiny_run(tmp_path, lfw_images, capsys, peer_a
                  "--no-progress"]) == 0
     rows = (tuned / "log.csv").read_text().splitlines()
     assert len(rows) == 2 and (tuned / "student.keras").exists()
+
+
+@pytest.mark.slow
+def test_distill_pack_carries_a_peer_student_and_the_ensemble_to_a_portable_run(tmp_path, lfw_images, capsys,
+                                                                                  peer_available):
+    """`distill pack --init STUDENT --ensemble teacher,peer`: what a GPU box without TensorFlow needs to
+    continue `distill embedder --init STUDENT --ensemble ...` — the peer student (head scaled to unit
+    output length) and the ensemble's relational targets — and a portable run from it imports back as
+    the same architecture."""
+    import keras
+
+    from facegate.apps.cli import main
+    from facegate.convert.distill.embedder import NORMALISATION, normalise
+    from facegate.convert.distill.portable import import_student, read_pack, read_pack_extras, train
+    from facegate.edge.cards import load_card
+
+    data, teacher = _photos_and_teacher(tmp_path, lfw_images, 3)
+    start = tmp_path / "start"
+    assert main(["distill", "embedder", "--student", "peer", "--data", str(data), "--teacher", str(teacher),
+                 "--out", str(start), "--epochs", "0", "--head-views", "1", "--head-steps", "5",
+                 "--hold-out-every", "0", "--targets-cache", str(tmp_path / "targets"), "--no-progress"]) == 0
+    pack = tmp_path / "pack.npz"
+    assert main(["distill", "pack", "--init", str(start / "student.keras"), "--ensemble", "teacher,peer",
+                 "--data", str(data), "--teacher", str(teacher), "--out", str(pack),
+                 "--targets-cache", str(tmp_path / "targets"), "--no-progress"]) == 0
+    assert "relational targets of teacher+peer (320-D)" in capsys.readouterr().out
+    faces, extras = read_pack(pack), read_pack_extras(pack)
+    assert extras.relational.shape == (len(faces), 128 + 192)
+    np.testing.assert_allclose(np.linalg.norm(extras.relational, axis=1), 1.0, atol=2e-3)
+    assert extras.student["architecture"] == "mobilefacenet-peer"
+    (tmp_path / "init.keras").write_bytes(extras.init_model)
+    packed = keras.saving.load_model(tmp_path / "init.keras", compile=False)
+    raw = np.asarray(packed(normalise(faces.centre_crops(), NORMALISATION)))
+    # the head scaled to unit mean length on the original faces; the pack holds them WebP-compressed
+    assert abs(np.linalg.norm(raw, axis=1).mean() - 1.0) < 0.05
+    run = tmp_path / "run"
+    train(pack, run, steps=1, batch=4, hold_out_every=0, workers=0, validate_every=1, recal_steps=0, lr=1e-6)
+    import_student(run, tmp_path / "student.keras")
+    assert load_card(tmp_path / "student.keras").accuracy["student"]["architecture"] == "mobilefacenet-peer"
+    assert main(["distill", "pack", "--init", str(tmp_path / "none.keras"), "--out", str(pack)]) == 2

@@ -111,6 +111,19 @@ def test_dlib_tells_real_people_apart_on_student_canvases():
     assert sims[same & off].min() > sims[~same].max(), np.round(sims, 3)
 
 
+def test_the_peer_tells_real_people_apart_on_student_canvases(peer_available):
+    """The real MobileFaceNet member (the pinned npm file), run exactly as the ensemble runs it."""
+    from facegate.convert.distill.ensemble import peer_embeddings
+    canvases, labels = _real_canvases()
+    e = peer_embeddings(canvases, progress=False)
+    assert e.shape == (6, 192) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+    sims = e @ e.T
+    same = labels[:, None] == labels[None, :]
+    off = ~np.eye(len(labels), dtype=bool)
+    assert sims[same & off].min() > sims[~same].max(), np.round(sims, 3)
+    assert sims[~same].max() < 0.5 < sims[same & off].min(), np.round(sims, 3)
+
+
 def test_a_trainer_with_an_ensemble_trains_on_its_geometry(tmp_path, monkeypatch):
     """The ensemble's vectors reach the relational loss of every training step, and its members' embeddings
     are cached (a second trainer does not embed again)."""

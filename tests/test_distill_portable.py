@@ -150,3 +150,82 @@ def test_relu_student_has_no_prelu_and_same_shape():
     assert relu.count_params() < prelu.count_params()          # PReLU slopes are the only difference
     with pytest.raises(ValueError, match="activation"):
         StudentConfig(activation="swish")
+
+
+def test_relational_targets_travel_in_the_y_the_portable_loss_reads():
+    """With an ensemble's vectors after the teacher's targets, the relational term matches their
+    similarities (as `distill embedder --ensemble` does), the cosine and L2 terms the teacher's."""
+    rng = np.random.default_rng(2)
+    raw = rng.normal(size=(12, 16)).astype(np.float32) * 0.3
+    target = l2_normalise(rng.normal(size=(12, 16))).astype(np.float32)
+    relational = l2_normalise(rng.normal(size=(12, 40))).astype(np.float32)
+    ids = np.repeat(np.arange(4), 3).astype(np.float32)
+    weights = {"cosine": 1.0, "l2": 0.5, "relational": 10.0}
+    y = tf.constant(np.concatenate([target, relational, ids[:, None]], 1))
+    ours = float(make_loss(weights, target_dim=16)(y, tf.constant(raw)))
+    ref = losses.distill_losses(tf.constant(raw), tf.constant(target), tf.constant(ids), weights,
+                                relational_target=tf.constant(relational))
+    assert ours == pytest.approx(float(ref["total"]), rel=1e-5)
+    plain = losses.distill_losses(tf.constant(raw), tf.constant(target), tf.constant(ids), weights)
+    assert abs(float(plain["total"]) - ours) > 0.01            # the ensemble's geometry, not the teacher's
+
+
+def _tiny_student(path, dim: int = 16):
+    """A small carded student file standing in for the peer student (any Keras model of 112x112 faces)."""
+    import keras
+
+    from facegate.convert.distill.embedder import save_student_file
+    from facegate.convert.students.mobilefacenet import StudentConfig, build_student
+    cfg = StudentConfig(width=0.25, depth=0.25, embedding_dim=dim)
+    model = build_student(cfg)
+    save_student_file(model, path, metrics={}, config={}, student={**cfg.to_dict(), "architecture": "tiny-test"},
+                      teacher="test-teacher", source="test")
+    return keras.saving.load_model(path, compile=False)
+
+
+def test_a_pack_carries_relational_targets_and_its_starting_student(tmp_path, lfw_images):
+    from facegate.convert.distill.portable import PackExtras, read_pack_extras
+    data = _face_set(lfw_images)
+    relational = l2_normalise(np.random.default_rng(3).normal(size=(len(data), 40))).astype(np.float32)
+    _tiny_student(tmp_path / "start.keras")
+    blob = (tmp_path / "start.keras").read_bytes()
+    write_pack(data, tmp_path / "plain.npz")
+    assert read_pack_extras(tmp_path / "plain.npz") == PackExtras()
+    info = write_pack(data, tmp_path / "full.npz",
+                      extras=PackExtras(relational, blob, {"architecture": "tiny-test", "embedding_dim": 16}))
+    assert info["relational_dim"] == 40 and info["init_model"]
+    back = read_pack_extras(tmp_path / "full.npz")
+    np.testing.assert_allclose(back.relational, relational, atol=1e-3)         # stored as float16
+    assert back.init_model == blob and back.student["architecture"] == "tiny-test"
+    with pytest.raises(ValueError, match="relational targets for"):
+        write_pack(data, tmp_path / "bad.npz", extras=PackExtras(relational[:-1]))
+    with pytest.raises(ValueError, match="needs its config"):
+        write_pack(data, tmp_path / "bad.npz", extras=PackExtras(init_model=blob))
+
+
+def test_a_packed_student_trains_on_the_ensemble_and_imports_with_its_own_architecture(tmp_path, lfw_images):
+    """The GPU-box path of `distill embedder --init STUDENT --ensemble ...`: the starting student and
+    the relational targets come in the pack; the run starts from that student (not a new MobileFaceNet),
+    reads the ensemble in its loss, and `distill import` rebuilds that architecture."""
+    from facegate.convert.distill.portable import PackExtras
+    data = _face_set(lfw_images)
+    start = _tiny_student(tmp_path / "start.keras")
+    relational = l2_normalise(np.random.default_rng(4).normal(size=(len(data), 40))).astype(np.float32)
+    pack = tmp_path / "faces.npz"
+    write_pack(data, pack, extras=PackExtras(relational, (tmp_path / "start.keras").read_bytes(),
+                                             {"architecture": "tiny-test", "embedding_dim": 16, "width": 0.25}))
+    people = sorted(set(data.labels))
+    every = next(e for e in range(2, 50) if 0 < sum(is_held_out(p, e) for p in people) < len(people))
+    out = tmp_path / "run"
+    r = train(pack, out, steps=2, batch=8, hold_out_every=every, workers=0, validate_every=2, recal_steps=0,
+              lr=1e-2, weights={"cosine": 1.0, "relational": 10.0})
+    assert r["run"]["init_model"] == "init.keras" and r["run"]["relational_targets"] == 40
+    assert r["run"]["student"]["architecture"] == "tiny-test" and not r["run"]["mixed_precision"]
+    model, _ = load_trained(out)
+    assert [w.shape for w in model.weights] == [w.shape for w in start.weights]
+    x = np.random.default_rng(0).normal(size=(2, 112, 112, 3)).astype(np.float32)
+    assert not np.allclose(model(x), start(x), atol=1e-4)                      # it trained
+    import_student(out, tmp_path / "student.keras")
+    assert load_card(tmp_path / "student.keras").accuracy["student"]["architecture"] == "tiny-test"
+    with pytest.raises(ValueError, match="carries its starting student"):
+        train(pack, tmp_path / "again", steps=1, batch=8, workers=0, init=tmp_path / "start.keras")

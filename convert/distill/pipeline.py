@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from facegate.convert.distill.embedder import DistillConfig, Trainer
-from facegate.convert.distill.sources import Photo, folder_photos, is_held_out, lfw_training_photos, mine_wider, sample
+from facegate.convert.distill.sources import (
+    Photo,
+    folder_photos,
+    is_held_out,
+    lfw_training_photos,
+    mine_wider,
+    pad_live_photos,
+    sample,
+)
 from facegate.convert.distill.targets import TargetSet, build_targets
 from facegate.edge.downloads import cache_dir
 from facegate.edge.errors import DatasetError
@@ -17,8 +25,9 @@ log = logging.getLogger(__name__)
 
 
 def default_photos(wider_min_size: float = 48.0) -> list[Photo]:
-    """The development training set: CelebA crops, LFW people outside pairs.txt, large WIDER faces."""
-    from facegate.convert.datasets import celeba_images, lfw_dir, wider_dir
+    """The development training set: CelebA crops, LFW people outside pairs.txt, large WIDER faces,
+    pad_dev's live people (door-camera faces; never its attacks)."""
+    from facegate.convert.datasets import celeba_images, lfw_dir, shared_datasets, wider_dir
 
     photos: list[Photo] = []
     if celeba_images().is_dir():
@@ -27,6 +36,8 @@ def default_photos(wider_min_size: float = 48.0) -> list[Photo]:
         photos += lfw_training_photos(lfw_dir())
     if (wider_dir() / "wider_face_val_bbx_gt.txt").exists():
         photos += mine_wider(wider_dir(), wider_min_size)
+    if (shared_datasets() / "pad_dev" / "labels.tsv").exists():
+        photos += pad_live_photos(shared_datasets() / "pad_dev")
     if not photos:
         raise DatasetError("none of the default training datasets were found (../shared/datasets or "
                            "$FACEGATE_SHARED/datasets); pass --data FOLDER with face photos")
@@ -57,9 +68,15 @@ def prepare_targets(photos: list[Photo], teacher: str | None = None, progress: b
                          cache or cache_dir() / "distill", progress=progress)
 
 
+def held_out_mask(labels: np.ndarray, hold_out_every: int) -> np.ndarray:
+    """Which faces belong to held-out identities (all False when nothing is held out)."""
+    held = np.array([is_held_out(lab, hold_out_every) for lab in labels], bool)
+    return held if hold_out_every > 0 else np.zeros(len(labels), bool)
+
+
 def split_targets(data: TargetSet, hold_out_every: int) -> tuple[TargetSet, TargetSet | None]:
-    held = np.array([is_held_out(lab, hold_out_every) for lab in data.labels], bool)
-    if hold_out_every <= 0 or not held.any():
+    held = held_out_mask(data.labels, hold_out_every)
+    if not held.any():
         return data, None
     return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
 

@@ -14,6 +14,10 @@ backend-neutral copy of the training loop:
 
 Losses are the same cosine + L2 + relational terms as the TensorFlow trainer, written with
 `keras.ops`; validation is the same (held-out identities, cosine to the teacher, pair accuracy).
+A pack may also carry what `distill embedder --init ... --ensemble ...` uses: relational targets from
+a teacher ensemble (`distill pack --ensemble teacher,peer,dlib`, computed here where dlib and the
+peer run) and the starting student itself (`distill pack --init student.keras`, e.g. the pretrained
+peer student, whose layers are all standard Keras layers and so load on any backend).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -42,7 +47,7 @@ from facegate.convert.distill.embedder import (
     pair_accuracy,
     parse_loss_weights,
 )
-from facegate.convert.distill.pipeline import split_targets
+from facegate.convert.distill.pipeline import held_out_mask
 from facegate.convert.distill.runlog import append_csv_row, plot_log
 from facegate.convert.distill.targets import STUDENT_SIZE, TargetSet
 
@@ -51,15 +56,36 @@ log = logging.getLogger(__name__)
 PACK_FORMAT = "facegate-distill-pack/1"
 WEIGHTS_FILE = "student.weights.h5"
 RUN_FILE = "student.json"
+INIT_FILE = "init.keras"            # the packed starting student, written beside the run's weights
 PORTABLE_LOSSES = ("cosine", "l2", "relational")
 
 
 # -- the pack: teacher targets in a file small enough to carry --------------------------------------
-def write_pack(data: TargetSet, path: Path, quality: int = 90) -> dict:
+@dataclass(frozen=True)
+class PackExtras:
+    """What a pack may carry beside the faces and teacher targets."""
+
+    relational: np.ndarray | None = None     # (N, R) targets of the relational term (an ensemble's vectors)
+    init_model: bytes | None = None          # a .keras student to start from
+    student: dict | None = None              # that student's config (its card's `student` entry)
+
+
+def write_pack(data: TargetSet, path: Path, quality: int = 90, extras: PackExtras | None = None) -> dict:
     """Write `data` as one .npz with each canvas WebP-encoded (lossy at `quality`, ~7x smaller than
-    raw pixels; the student is trained with JPEG artefacts anyway)."""
+    raw pixels; the student is trained with JPEG artefacts anyway), and any `extras`."""
     if not len(data):
         raise ValueError("no faces to pack")
+    extras = extras or PackExtras()
+    more: dict[str, np.ndarray] = {}
+    if extras.relational is not None:
+        if len(extras.relational) != len(data):
+            raise ValueError(f"{len(extras.relational)} relational targets for {len(data)} faces")
+        more["relational"] = np.asarray(extras.relational, np.float16)      # dot products to ~1e-3
+    if extras.init_model is not None:
+        if extras.student is None:
+            raise ValueError("a packed starting student needs its config (the card's student entry)")
+        more["init_model"] = np.frombuffer(extras.init_model, np.uint8)
+        more["student"] = np.array(json.dumps(extras.student))
     blobs = []
     for canvas in data.canvases:
         ok, buf = cv2.imencode(".webp", np.ascontiguousarray(canvas[:, :, ::-1]), [cv2.IMWRITE_WEBP_QUALITY, quality])
@@ -71,9 +97,12 @@ def write_pack(data: TargetSet, path: Path, quality: int = 90) -> dict:
     tmp = path.with_name(path.stem + ".part.npz")
     np.savez(tmp, format=np.array(PACK_FORMAT), keys=data.keys.astype(str), labels=data.labels.astype(str),
              targets=data.targets.astype(np.float32), teacher=np.array(data.teacher),
-             canvas_shape=np.array(data.canvases.shape[1:], np.int64), blob=np.concatenate(blobs), offsets=offsets)
+             canvas_shape=np.array(data.canvases.shape[1:], np.int64), blob=np.concatenate(blobs), offsets=offsets,
+             **more)
     os.replace(tmp, path)
-    return {"faces": len(data), "bytes": path.stat().st_size, "quality": quality}
+    return {"faces": len(data), "bytes": path.stat().st_size, "quality": quality,
+            "relational_dim": None if extras.relational is None else int(extras.relational.shape[1]),
+            "init_model": extras.init_model is not None}
 
 
 def read_pack(path: Path) -> TargetSet:
@@ -94,9 +123,50 @@ def read_pack(path: Path) -> TargetSet:
                          str(z["teacher"]))
 
 
+def read_pack_extras(path: Path) -> PackExtras:
+    """The relational targets and starting student a pack carries (None where it has none)."""
+    with np.load(path) as z:
+        return PackExtras(relational=z["relational"].astype(np.float32) if "relational" in z else None,
+                          init_model=z["init_model"].tobytes() if "init_model" in z else None,
+                          student=json.loads(str(z["student"])) if "student" in z else None)
+
+
+def pack_extras(data: TargetSet, members: tuple[str, ...] | None, init: Path | None,
+                progress: bool = True) -> PackExtras:
+    """Here, with TensorFlow and the peers extra: the ensemble's relational targets of every packed face
+    (members cached as for `distill embedder --ensemble`, centred on the packed faces) and the starting
+    student with its head scaled to unit output length (what `distill embedder --init` does on start)."""
+    import tempfile
+
+    relational = None
+    if members:
+        from facegate.convert.distill.ensemble import ensemble_for, ensemble_vectors
+        from facegate.edge.downloads import cache_dir
+        relational = ensemble_vectors(list(ensemble_for(data, members, cache_dir() / "distill", progress).values()))
+    if init is None:
+        return PackExtras(relational=relational)
+    import keras
+
+    from facegate.convert.distill.head import HEAD_CONV, rescale_head
+    from facegate.edge.cards import load_card
+    student = load_card(init).accuracy.get("student")
+    if not student:
+        raise ValueError(f"{init}: its card has no student config (is it a distilled student?)")
+    model = keras.saving.load_model(init, compile=False)
+    if HEAD_CONV in {layer.name for layer in model.layers}:
+        norm = rescale_head(model, data.centre_crops()[:512], NORMALISATION)
+        log.info("starting student's head scaled to unit output length (was %.3f)", norm)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "init.keras"
+        model.save(path)
+        return PackExtras(relational=relational, init_model=path.read_bytes(), student=student)
+
+
 # -- losses (keras.ops, any backend) ------------------------------------------------------------------
-def make_loss(weights: dict[str, float]):
-    """Loss on y_true = [teacher target (D) | identity id] and y_pred = raw student output (D)."""
+def make_loss(weights: dict[str, float], target_dim: int | None = None):
+    """Loss on y_true = [teacher target (D) | relational target (R, optional) | identity id] and y_pred =
+    raw student output (D). `target_dim` = D when relational targets follow; without them the relational
+    term compares the student's similarities with the teacher's."""
     import keras
     from keras import ops
 
@@ -106,7 +176,9 @@ def make_loss(weights: dict[str, float]):
 
     def loss(y_true, y_pred):
         y_pred = ops.cast(y_pred, "float32")
-        target = ops.cast(y_true[:, :-1], "float32")
+        d = target_dim or ops.shape(y_true)[1] - 1
+        target = ops.cast(y_true[:, :d], "float32")
+        relational = ops.cast(y_true[:, d:-1], "float32") if target_dim else target
         unit = y_pred / ops.maximum(ops.norm(y_pred, axis=-1, keepdims=True), 1e-10)
         total = 0.0
         if weights.get("cosine"):
@@ -115,7 +187,7 @@ def make_loss(weights: dict[str, float]):
             total = total + weights["l2"] * ops.mean(ops.sum(ops.square(y_pred - target), axis=-1))
         if weights.get("relational"):
             gram_s = ops.matmul(unit, ops.transpose(unit))
-            gram_t = ops.matmul(target, ops.transpose(target))
+            gram_t = ops.matmul(relational, ops.transpose(relational))
             n = ops.cast(ops.shape(unit)[0], "float32")
             off = 1.0 - ops.eye(ops.shape(unit)[0])
             total = total + weights["relational"] * ops.sum(ops.square(gram_s - gram_t) * off) / (n * (n - 1.0))
@@ -130,6 +202,7 @@ _WORKER: dict = {}
 
 
 def _init_worker_state(canvases: np.ndarray, targets: np.ndarray, ids: np.ndarray, batch: int, strength: float) -> None:
+    """`targets`: what y carries before the identity id (teacher targets, then any relational ones)."""
     _WORKER.update(canvases=canvases, targets=targets, ids=ids, groups=identity_groups(ids), batch=batch,
                    cfg=AugmentConfig(strength=strength))
 
@@ -157,10 +230,11 @@ def _make_batch(seed: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def batches(train: TargetSet, batch: int, strength: float, seed: int, workers: int,
-            prefetch: int = 32) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            prefetch: int = 32, relational: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Endless augmented batches. Workers are forked *before* the caller touches the GPU."""
     ids = label_ids(train.labels)
-    _init_worker_state(train.canvases, train.targets, ids, batch, strength)
+    targets = train.targets if relational is None else np.concatenate([train.targets, relational], axis=1)
+    _init_worker_state(train.canvases, targets, ids, batch, strength)
     if workers <= 0:
         def serial():
             n = 0
@@ -185,15 +259,17 @@ def batches(train: TargetSet, batch: int, strength: float, seed: int, workers: i
 
 
 # -- the model and its training ------------------------------------------------------------------------
-def build_training_model(student_config, mixed: bool):
-    """Student with the input normalisation in front, so workers ship uint8 pixels (4x less data)."""
+def build_training_model(student_config, mixed: bool, init_file: Path | None = None):
+    """Student with the input normalisation in front, so workers ship uint8 pixels (4x less data);
+    the student is built from `student_config`, or loaded whole from `init_file` (.keras)."""
     import keras
 
     from facegate.convert.students.mobilefacenet import build_student
 
     if mixed:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    student = build_student(student_config)
+    student = (keras.saving.load_model(init_file, compile=False) if init_file is not None
+               else build_student(student_config))
     inputs = keras.Input((STUDENT_SIZE, STUDENT_SIZE, 3), name="pixels")
     x = keras.layers.Rescaling(1.0 / 128.0, offset=-127.5 / 128.0, name="normalise")(inputs)
     return keras.Model(inputs, student(x), name="train_student"), student
@@ -204,13 +280,15 @@ def embed(model, crops: np.ndarray, batch: int = 256) -> np.ndarray:
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-10)
 
 
-def recalibrate_bn(model, optimizer, train: TargetSet, batch: int, steps: int = 300) -> None:
+def recalibrate_bn(model, optimizer, train: TargetSet, batch: int, steps: int = 300,
+                   relational: np.ndarray | None = None) -> None:
     """Moving BN statistics from clean crops (training saw augmented ones), like the TF trainer.
 
     Done as training steps at learning rate 0 (AdamW's decay scales with it, so weights stay put):
     the compiled train step already updates the statistics, on every backend, at full speed."""
     crops = np.ascontiguousarray(train.centre_crops())
-    y_all = _targets_and_ids(train.targets, label_ids(train.labels))
+    targets = train.targets if relational is None else np.concatenate([train.targets, relational], axis=1)
+    y_all = _targets_and_ids(targets, label_ids(train.labels))
     rng = np.random.default_rng(12345)
 
     def clean():
@@ -241,10 +319,17 @@ def train(pack: Path, out: Path, steps: int, batch: int = 256, lr: float = 3e-3,
     `max_minutes`."""
     out.mkdir(parents=True, exist_ok=True)
     weights = dict(weights or DEFAULT_WEIGHTS)
-    data = read_pack(pack)
-    train_set, val_set = split_targets(data, hold_out_every)
+    data, extras = read_pack(pack), read_pack_extras(pack)
+    held = held_out_mask(data.labels, hold_out_every)
+    train_set = data.subset(np.flatnonzero(~held))
+    val_set = data.subset(np.flatnonzero(held)) if held.any() else None
+    relational = None if extras.relational is None else extras.relational[~held]
+    if extras.init_model is not None:
+        if init:
+            raise ValueError(f"{pack} carries its starting student; --init {init} would replace it")
+        (out / INIT_FILE).write_bytes(extras.init_model)
     workers = (os.cpu_count() or 2) - 1 if workers is None else workers
-    stream = batches(train_set, batch, strength, seed, workers)   # fork before Keras/GPU libraries load
+    stream = batches(train_set, batch, strength, seed, workers, relational=relational)   # fork before Keras/GPU load
     next(stream)                                                   # (the pool forks on first use)
     try:
         import keras
@@ -252,16 +337,25 @@ def train(pack: Path, out: Path, steps: int, batch: int = 256, lr: float = 3e-3,
         from facegate.convert.students.mobilefacenet import StudentConfig
 
         backend = keras.backend.backend()
-        if mixed is None:
-            mixed = _has_gpu(backend)
-        cfg = StudentConfig(width=width, depth=depth, embedding_dim=int(data.targets.shape[1]), activation=activation)
-        model, student = build_training_model(cfg, mixed)
-        plain = _float32_twin(student, cfg) if mixed else student     # what the weights file is written from
-        if init:
-            student.load_weights(init)
+        dim = int(data.targets.shape[1])
+        if extras.init_model is not None:           # the packed student (float32: its layers' saved dtypes)
+            mixed = False
+            model, student = build_training_model(None, False, out / INIT_FILE)
+            plain, student_dict = student, extras.student
+        else:
+            if mixed is None:
+                mixed = _has_gpu(backend)
+            cfg = StudentConfig(width=width, depth=depth, embedding_dim=dim, activation=activation)
+            model, student = build_training_model(cfg, mixed)
+            plain = _float32_twin(student, cfg) if mixed else student     # what the weights file is written from
+            student_dict = cfg.to_dict()
+            if init:
+                student.load_weights(init)
         optimizer = keras.optimizers.AdamW(learning_rate=lr * 0.05, weight_decay=weight_decay)
-        model.compile(optimizer=optimizer, loss=make_loss(weights))
-        run = {"pack": str(pack), "backend": backend, "mixed_precision": mixed, "student": cfg.to_dict(),
+        model.compile(optimizer=optimizer, loss=make_loss(weights, dim if relational is not None else None))
+        run = {"pack": str(pack), "backend": backend, "mixed_precision": mixed, "student": student_dict,
+               "init_model": INIT_FILE if extras.init_model is not None else None,
+               "relational_targets": None if relational is None else int(relational.shape[1]),
                "steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay, "warmup": warmup,
                "weights": weights, "augment_strength": strength, "hold_out_every": hold_out_every, "seed": seed,
                "train_faces": len(train_set), "val_faces": 0 if val_set is None else len(val_set),
@@ -298,7 +392,7 @@ def train(pack: Path, out: Path, steps: int, batch: int = 256, lr: float = 3e-3,
             # moving BN statistics were gathered on augmented faces; re-estimate them on clean ones
             # (what the runtime sees) and keep that version if it is closer to the teacher
             student.load_weights(out / WEIGHTS_FILE)
-            recalibrate_bn(model, optimizer, train_set, batch, steps=recal_steps)
+            recalibrate_bn(model, optimizer, train_set, batch, steps=recal_steps, relational=relational)
             row = {"step": best.get("step", done), "recalibrated": True, **validate(model, val_set)}
             append_csv_row(log_path, row)
             log.info("after BN recalibration: %s", row)
@@ -380,7 +474,11 @@ def load_trained(run_dir: Path):
     if not info_path.exists() or not weights_path.exists():
         raise FileNotFoundError(f"{run_dir} has no {RUN_FILE} + {WEIGHTS_FILE} (is it a portable run's --out?)")
     info = json.loads(info_path.read_text())
-    model = build_student(StudentConfig(**info["run"]["student"]))
+    if info["run"].get("init_model"):                  # a packed student: its architecture came with it
+        import keras
+        model = keras.saving.load_model(run_dir / info["run"]["init_model"], compile=False)
+    else:
+        model = build_student(StudentConfig(**info["run"]["student"]))
     model.load_weights(weights_path)
     return model, info
 

@@ -76,6 +76,19 @@ def lfw_training_photos(lfw_root: Path) -> list[Photo]:
     return photos
 
 
+def pad_live_photos(pad_root: Path) -> list[Photo]:
+    """The live (bona fide) photos of a presentation-attack folder with labels.tsv (pad_dev): real
+    people in front of door-like cameras. Attack images are never taken: a student must not learn that
+    a printed photo or a screen is the person. Subjects without an id (the CelebA-Spoof sample) are
+    unlabelled."""
+    from facegate.convert.pad.data import load_pad_dev
+
+    photos = [Photo(s.path, "" if s.subject.endswith("-unknown") else f"pad:{s.subject}")
+              for s in load_pad_dev(pad_root) if s.live]
+    log.info("pad_dev: %d live photos (attacks excluded)", len(photos))
+    return photos
+
+
 def mine_wider(wider_root: Path, min_size: float = 64.0) -> list[Photo]:
     """Faces of at least `min_size` px (both sides) from WIDER photos, one Photo per face, no label."""
     from facegate.convert.evaluate.wider import read_gt_txt

@@ -110,12 +110,47 @@ def teacher_targets(teacher: Embedder, crops: np.ndarray) -> np.ndarray:
     return l2_normalise(teacher.embed(crops) + teacher.embed(crops[:, :, ::-1]))
 
 
+def producer(teacher: Embedder, detector: MTCNN) -> str:
+    """What makes a face's canvas and target: the teacher and the detector (with its settings)."""
+    return f"{teacher.identity}|{teacher.spec}|{detector.name}|{detector.config}"
+
+
 def cache_path(cache_root: Path, teacher: Embedder, detector: MTCNN, photos: list[Photo]) -> Path:
     digest = hashlib.sha1()
-    digest.update(f"{teacher.identity}|{teacher.spec}|{detector.name}|{detector.config}".encode())
+    digest.update(producer(teacher, detector).encode())
     for p in photos:
         digest.update(p.key.encode())
     return cache_root / f"targets-{digest.hexdigest()[:16]}.npz"
+
+
+def _producer_file(path: Path) -> Path:
+    return path.with_name(path.stem + ".producer.txt")
+
+
+def reuse_other_caches(path: Path, photos: list[Photo], made_by: str) -> tuple[TargetSet | None, set[str]]:
+    """Faces (and photos without a face) of these photos already in another cache of the same teacher
+    and detector: a training set that grows by a few folders embeds only the new photos."""
+    wanted = {p.key for p in photos}
+    found: list[TargetSet] = []
+    skipped: set[str] = set()
+    have: set[str] = set()
+    for other in sorted(path.parent.glob("targets-*.npz")):
+        marker = _producer_file(other)
+        if other == path or other.name.endswith(".part.npz") or not marker.exists():
+            continue
+        if marker.read_text().strip() != made_by:
+            continue
+        data = TargetSet.load(other)
+        take = np.array([k in wanted and k not in have for k in data.keys], bool)
+        if take.any():
+            found.append(data.subset(np.flatnonzero(take)))
+            have.update(data.keys[take].tolist())
+        done = other.with_name(other.stem + ".skipped.txt")
+        if done.exists():
+            skipped |= set(done.read_text().splitlines()) & wanted
+    if found:
+        log.info("teacher targets: %d of %d photos' faces reused from other caches", len(have), len(wanted))
+    return (concat(found) if found else None), skipped - have
 
 
 def build_targets(photos: list[Photo], teacher: Embedder, detector: MTCNN, cache_root: Path,
@@ -125,11 +160,21 @@ def build_targets(photos: list[Photo], teacher: Embedder, detector: MTCNN, cache
         raise DatasetError("no training photos")
     path = cache_path(cache_root, teacher, detector, photos)
     done_path = path.with_name(path.stem + ".skipped.txt")
-    data = TargetSet.load(path) if path.exists() else None
-    skipped = set(done_path.read_text().splitlines()) if done_path.exists() else set()
+    made_by = producer(teacher, detector)
+    if path.exists():
+        data = TargetSet.load(path)
+        skipped = set(done_path.read_text().splitlines()) if done_path.exists() else set()
+    else:
+        data, skipped = reuse_other_caches(path, photos, made_by) if path.parent.is_dir() else (None, set())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _producer_file(path).write_text(made_by + "\n")
     have = set(data.keys) if data is not None else set()
     todo = [p for p in photos if p.key not in have and p.key not in skipped]
     if not todo and data is not None:
+        if not path.exists():                                  # everything came from other caches
+            data = in_photo_order(data, photos)
+            data.save(path)
+            done_path.write_text("\n".join(sorted(skipped)))
         log.info("teacher targets: %d faces from cache %s", len(data), path)
         return data
     parts: dict[str, list] = {"keys": [], "labels": [], "canvases": [], "teacher_crops": []}
@@ -170,8 +215,19 @@ def build_targets(photos: list[Photo], teacher: Embedder, detector: MTCNN, cache
     done_path.write_text("\n".join(sorted(skipped)))
     if not chunks:
         raise DatasetError(f"no faces found in any of the {len(photos)} training photos")
-    log.info("teacher targets: %d faces, %d photos without a usable face", len(chunks[0]), len(skipped))
-    return chunks[0]
+    data = in_photo_order(chunks[0], photos)
+    if data is not chunks[0]:
+        data.save(path)
+    log.info("teacher targets: %d faces, %d photos without a usable face", len(data), len(skipped))
+    return data
+
+
+def in_photo_order(data: TargetSet, photos: list[Photo]) -> TargetSet:
+    """The faces in the order of their photos (what a build from nothing gives), whatever cache they
+    came from; `data` itself when it is already in that order."""
+    rank = {p.key: i for i, p in enumerate(photos)}
+    order = np.argsort([rank.get(k, len(rank)) for k in data.keys], kind="stable")
+    return data if np.array_equal(order, np.arange(len(order))) else data.subset(order)
 
 
 def concat(sets: list[TargetSet]) -> TargetSet:

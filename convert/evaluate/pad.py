@@ -178,6 +178,7 @@ def evaluate_pad_loso(samples: list[PadSample], weights_dir: Path, baselines: li
     result = {"data": title, "protocol": "leave-one-source-out", "images": len(samples), "epochs": epochs,
               "learning_rate": cfg.learning_rate if cfg else None, "train_layers": cfg.train_layers if cfg else None,
               "keep_pretrained": cfg.keep_pretrained if cfg else None,
+              "synthetic_attacks": cfg.synthetic_attacks if cfg else None,
               "target_bpcer": bpcer, "acer": ours["mean_acer"], "bpcer": ours["mean_bpcer"],
               "apcer_worst": ours["mean_apcer_worst"], "scorers": list(table.values()), "command": command}
     sources = [f["source"] for f in folds]

@@ -19,6 +19,7 @@ import numpy as np
 
 from facegate.convert.distill.augment import exposure, grey_or_ir
 from facegate.convert.pad.data import PadSample
+from facegate.convert.pad.synthetic import synthetic_attack
 from facegate.edge.face.liveness import pad_crop
 from facegate.edge.images import load_rgb
 
@@ -40,6 +41,8 @@ class FinetuneConfig:
     train_layers: str = "all"      # "all", or "head": only the last two dense layers learn
     keep_pretrained: float = 0.0   # weight of "learning without forgetting": the published nets' live
                                    # probability on the same view as a second target (0: off)
+    synthetic_attacks: float = 0.0  # share of live training views turned into a synthetic replay or
+                                    # print of that person (convert/pad/synthetic.py; 0: off)
 
 
 HEAD_LAYERS = ("linear", "prob")
@@ -55,11 +58,13 @@ def jitter_box(box: np.ndarray, rng: np.random.Generator, amount: float) -> np.n
 
 
 def training_view(rgb: np.ndarray, box: np.ndarray, scale: float, rng: np.random.Generator,
-                  cfg: FinetuneConfig) -> np.ndarray:
-    """One augmented 80x80 BGR float crop."""
+                  cfg: FinetuneConfig, synthetic: bool = False) -> np.ndarray:
+    """One augmented 80x80 BGR float crop; `synthetic`: re-displayed as a replay or print first."""
     x = pad_crop(rgb, jitter_box(box, rng, cfg.box_jitter), scale, 80, bgr=False)
     if rng.random() < 0.5:
         x = x[:, ::-1]
+    if synthetic:
+        x = synthetic_attack(np.clip(x, 0, 255).astype(np.uint8), rng).astype(np.float32)
     if rng.random() < cfg.photometric:
         x = exposure(x, rng)
     if rng.random() < cfg.grey:
@@ -74,6 +79,15 @@ def training_view(rgb: np.ndarray, box: np.ndarray, scale: float, rng: np.random
         if ok:
             x = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     return np.ascontiguousarray(x[:, :, ::-1], dtype=np.float32)
+
+
+def training_batch(batch: list[PadSample], images: dict[str, np.ndarray], boxes: dict, scale: float,
+                   rng: np.random.Generator, cfg: FinetuneConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Augmented views (N, 80, 80, 3) and live labels (N, 1); with `cfg.synthetic_attacks`, that share
+    of the live samples comes back as a synthetic attack of the same person, labelled as an attack."""
+    fake = [s.live and rng.random() < cfg.synthetic_attacks for s in batch]
+    x = np.stack([training_view(images[s.key], boxes[s.key], scale, rng, cfg, f) for s, f in zip(batch, fake)])
+    return x, np.array([s.live and not f for s, f in zip(batch, fake)], np.float32)[:, None]
 
 
 def crops(images: dict[str, np.ndarray], samples: list[PadSample], boxes: dict, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -127,8 +141,7 @@ def finetune(model, scale: float, images: dict[str, np.ndarray], train: list[Pad
         losses = []
         for start in range(0, len(order), cfg.batch):
             batch = [train[i] for i in order[start:start + cfg.batch]]
-            x = np.stack([training_view(images[s.key], boxes[s.key], scale, rng, cfg) for s in batch])
-            y = np.array([s.live for s in batch], np.float32)[:, None]
+            x, y = training_batch(batch, images, boxes, scale, rng, cfg)
             if teacher is not None:
                 soft = np.asarray(teacher.predict_on_batch(x))[:, 1:2]
                 y = np.concatenate([y, np.full_like(y, cfg.keep_pretrained), soft], axis=1)
