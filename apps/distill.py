@@ -174,7 +174,8 @@ def _add_faces_args(p: argparse.ArgumentParser, hold_out: bool = True) -> None:
     """Where the training faces and the cached teacher targets come from (shared by the embedder trainers)."""
     p.add_argument("--data", type=Path, action="append", default=None,
                    help="folder of face photos (<person>/<image> gives labels); repeatable. Default: CelebA dev, "
-                        "LFW people outside pairs.txt and large WIDER faces from ../shared/datasets")
+                        "LFW people outside pairs.txt, large WIDER faces and pad_dev's live people (never its "
+                        "attacks) from ../shared/datasets")
     p.add_argument("--teacher", default=None, help="teacher model for the cached targets (default: the teacher's "
                    "fp32 ONNX export if present, else the Keras teacher)")
     p.add_argument("--max-images", type=int, default=None, help="sample this many photos (quick runs)")

@@ -30,7 +30,7 @@ def test_a_replay_lifts_the_black_level_and_is_reproducible():
 
 
 def test_the_screen_grid_has_the_pitch_asked_for():
-    g = _grid(120, np.random.default_rng(0), pitch=6.0, angle=0.0)
+    g = _grid(120, pitch=6.0, angle=0.0)
     assert g.shape == (120, 120, 3) and 0.8 < g.mean() < 1.05
     row = g[0, :, 0]                                   # red sub-pixels along a row: a third of the pitch
     assert abs(row.mean() - 1.0) < 0.1

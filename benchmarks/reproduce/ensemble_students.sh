@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 26: what each teacher combination gives the student. Every run trains on the same faces (the
 # development set of `facegate distill embedder`: CelebA dev, LFW people outside pairs.txt, large WIDER
-# faces; 1 in 8 CelebA identities held out) and keeps FaceNet's coordinates (cosine terms to the teacher);
+# faces and, since 2026-12-07, pad_dev's live people — the table of that date predates them; 1 in 8
+# labelled identities held out) and keeps FaceNet's coordinates (cosine terms to the teacher);
 # only the similarities the relational terms match change: the teacher/peer mix of the shipped head
 # (per augmented view), or the mean cosine of an ensemble (`--ensemble`, per face, flip-averaged).
 #   head-*      the closed-form head on the pretrained MobileFaceNet, refined 3000 steps (epoch 0)

@@ -216,6 +216,11 @@ def _sample(groups: list[list[int]], n: int, batch: int, rng: np.random.Generato
     return np.concatenate([paired, rest]).astype(np.int64)
 
 
+def _target_columns(train: TargetSet, relational: np.ndarray | None) -> np.ndarray:
+    """The teacher's targets, then the relational ones where the pack has them."""
+    return train.targets if relational is None else np.concatenate([train.targets, relational], axis=1)
+
+
 def _targets_and_ids(targets: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """The y the portable loss reads: teacher target (D) with the identity id as a last column."""
     return np.concatenate([targets, ids[:, None].astype(np.float32)], axis=1)
@@ -233,8 +238,7 @@ def batches(train: TargetSet, batch: int, strength: float, seed: int, workers: i
             prefetch: int = 32, relational: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Endless augmented batches. Workers are forked *before* the caller touches the GPU."""
     ids = label_ids(train.labels)
-    targets = train.targets if relational is None else np.concatenate([train.targets, relational], axis=1)
-    _init_worker_state(train.canvases, targets, ids, batch, strength)
+    _init_worker_state(train.canvases, _target_columns(train, relational), ids, batch, strength)
     if workers <= 0:
         def serial():
             n = 0
@@ -287,8 +291,7 @@ def recalibrate_bn(model, optimizer, train: TargetSet, batch: int, steps: int = 
     Done as training steps at learning rate 0 (AdamW's decay scales with it, so weights stay put):
     the compiled train step already updates the statistics, on every backend, at full speed."""
     crops = np.ascontiguousarray(train.centre_crops())
-    targets = train.targets if relational is None else np.concatenate([train.targets, relational], axis=1)
-    y_all = _targets_and_ids(targets, label_ids(train.labels))
+    y_all = _targets_and_ids(_target_columns(train, relational), label_ids(train.labels))
     rng = np.random.default_rng(12345)
 
     def clean():

@@ -140,11 +140,12 @@ def reuse_other_caches(path: Path, photos: list[Photo], made_by: str) -> tuple[T
             continue
         if marker.read_text().strip() != made_by:
             continue
-        data = TargetSet.load(other)
-        take = np.array([k in wanted and k not in have for k in data.keys], bool)
+        with np.load(other) as z:                      # keys first: most caches share nothing
+            keys = z["keys"].astype(str)
+        take = np.array([k in wanted and k not in have for k in keys], bool)
         if take.any():
-            found.append(data.subset(np.flatnonzero(take)))
-            have.update(data.keys[take].tolist())
+            found.append(TargetSet.load(other).subset(np.flatnonzero(take)))
+            have.update(keys[take].tolist())
         done = other.with_name(other.stem + ".skipped.txt")
         if done.exists():
             skipped |= set(done.read_text().splitlines()) & wanted

@@ -21,7 +21,7 @@ import numpy as np
 KINDS = ("replay", "print")
 
 
-def _grid(size: int, rng: np.random.Generator, pitch: float, angle: float) -> np.ndarray:
+def _grid(size: int, pitch: float, angle: float) -> np.ndarray:
     """An RGB sub-pixel stripe mask (size x size x 3, mean ~1) rotated by `angle` radians."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     u = xx * np.cos(angle) + yy * np.sin(angle)
@@ -45,7 +45,7 @@ def replay(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     big = 3 * size
     x = cv2.resize(np.clip(x, 0, 255), (big, big), interpolation=cv2.INTER_NEAREST)
     amount = rng.uniform(0.05, 0.4)
-    x = x * (1 - amount + amount * _grid(big, rng, rng.uniform(2.2, 7.0), rng.uniform(0, np.pi)))
+    x = x * (1 - amount + amount * _grid(big, rng.uniform(2.2, 7.0), rng.uniform(0, np.pi)))
     if rng.random() < 0.6:                                                        # glare off the glass
         cy, cx = rng.uniform(0, big, 2)
         sy, sx = rng.uniform(0.1, 0.5, 2) * big
