@@ -44,7 +44,7 @@ def face_scores(checker, detector, paths: Iterable[Path], progress: bool = False
 def site_threshold(checker, detector, live: list[Path], spoof: list[Path] | None = None, bpcer: float = 0.05,
                    progress: bool = False) -> dict:
     """The threshold that refuses `bpcer` of this camera's live faces, and what it does to its attacks."""
-    from facegate.convert.pad.metrics import threshold_at_bpcer
+    from facegate.convert.pad.metrics import card_threshold, threshold_at_bpcer
     if not live:
         raise DatasetError("no live images given: record the door's own people with its camera first")
     if not 0 < bpcer < 0.5:
@@ -52,8 +52,8 @@ def site_threshold(checker, detector, live: list[Path], spoof: list[Path] | None
     live_scores, live_no_face = face_scores(checker, detector, live, progress)
     if not len(live_scores):
         raise DatasetError(f"no face found in any of the {len(live)} live images")
-    threshold = float(np.clip(threshold_at_bpcer(live_scores, bpcer), *THRESHOLD_RANGE))
-    out = {"threshold": round(threshold, 4), "card_threshold": checker.threshold, "target_bpcer": bpcer,
+    threshold = card_threshold(np.clip(threshold_at_bpcer(live_scores, bpcer), *THRESHOLD_RANGE))
+    out = {"threshold": threshold, "card_threshold": checker.threshold, "target_bpcer": bpcer,
            "live_faces": int(len(live_scores)), "live_without_face": live_no_face,
            "bpcer": round(float((live_scores < threshold).mean()), 4),
            "bpcer_at_card_threshold": round(float((live_scores < checker.threshold).mean()), 4),

@@ -44,6 +44,25 @@ def test_pad_metrics_and_the_bpcer_threshold():
     assert m["apcer"] == pytest.approx(1 / 3, abs=1e-4) and m["no_face_attack"] == 1
 
 
+def test_a_written_threshold_never_refuses_the_live_face_it_was_set_at(monkeypatch):
+    """Cards and door.toml carry 4 decimals. Rounded to nearest, the shipped set's threshold 0.959275 (the
+    7th-lowest live score of 127) became 0.9593 and refused that person at the door: BPCER 5.5% where the
+    card said 4.7%. Written thresholds are rounded down."""
+    from facegate.calibration import liveness_threshold
+    from facegate.convert.pad.metrics import card_threshold
+    live = np.array([0.10, 0.50, 0.9592748880386353, 0.97, 0.98, 0.99, 0.991, 0.992, 0.993, 0.994])
+    chosen = threshold_at_bpcer(live, 0.2)
+    assert chosen == pytest.approx(0.959274888) and round(chosen, 4) > chosen        # nearest would refuse it
+    written = card_threshold(chosen)
+    assert written == 0.9592 and (live >= written).sum() == (live >= chosen).sum() == 8
+    assert card_threshold(0.5) == 0.5 and card_threshold(0.12349) == 0.1234
+    # `calibrate liveness` reports the BPCER of the threshold it prints
+    monkeypatch.setattr(liveness_threshold, "face_scores", lambda *a, **k: (live, 0))
+    checker = type("Checker", (), {"threshold": 0.5})()
+    r = liveness_threshold.site_threshold(checker, None, [Path("x.jpg")], bpcer=0.2)
+    assert r["threshold"] == 0.9592 and r["bpcer"] == float((live < r["threshold"]).mean()) == 0.2
+
+
 def test_the_split_never_puts_a_subject_on_both_sides():
     from facegate.convert.pad.data import load_pad_dev, split_group, subject_split
     if not (PAD / "labels.tsv").is_file():

@@ -54,7 +54,7 @@ def pct(v: float | None) -> str:
 
 
 def _row(r: dict) -> str:
-    return (f"| {r['model']} | {r['threshold']:.3f} ({r['threshold_source']}) | {pct(r['acer'])} | "
+    return (f"| {r['model']} | {r['threshold']:g} ({r['threshold_source']}) | {pct(r['acer'])} | "
             f"{pct(r['bpcer'])} | {pct(r['apcer_worst'])} | "
             + ", ".join(f"{k} {pct(v['apcer'])} of {v['n']}" for k, v in r["apcer_per_type"].items())
             + f" | {pct(r.get('bpcer_at_apcer_1pct'))} | {pct(r.get('bpcer_at_apcer_5pct'))} | "

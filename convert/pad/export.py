@@ -13,6 +13,7 @@ import numpy as np
 
 from facegate.convert.export.onnx import export_onnx
 from facegate.convert.export.tflite import export_tflite
+from facegate.convert.pad.metrics import card_threshold
 from facegate.convert.pad.minifasnet import INPUT_SIZE, LIVE_CLASS, PRETRAINED
 from facegate.edge.backends import load_backend
 from facegate.edge.cards import InputSpec, ModelCard, write_card
@@ -75,7 +76,7 @@ def export_set(models: dict[str, tuple], out_root: Path, set_name: str, threshol
                 outputs=[{"name": "probabilities", "classes": 3, "live_index": LIVE_CLASS}],
                 format=suffix, metric="live-probability",
                 quantization=quant + ("".join(f" ({op} float)" for op in float_ops) if quant == "int8" else ""),
-                thresholds={"live": round(float(threshold), 4)},
+                thresholds={"live": card_threshold(threshold)},
                 accuracy={**accuracy, "parity_vs_keras": parity[f"{name}/{precision}"],
                           "date": dt.date.today().isoformat()},
                 source=source[name], notes=LICENCE_NOTE)

@@ -20,6 +20,14 @@ def threshold_at_bpcer(live_scores: np.ndarray, target: float) -> float:
     return float(live_scores[min(k, len(live_scores) - 1)])
 
 
+def card_threshold(threshold: float, digits: int = 4) -> float:
+    """`threshold` as written into a card or door.toml: rounded *down* to `digits` decimals, so every face
+    the chosen threshold accepts is still accepted (rounding to nearest can lift it above the very live
+    score it was set at: 0.959275 became 0.9593 and refused that person)."""
+    scale = 10 ** digits
+    return float(np.floor(np.float64(threshold) * scale + 1e-9) / scale)
+
+
 def pad_metrics(scores: np.ndarray, live: np.ndarray, attacks: list[str], threshold: float) -> dict:
     """APCER per attack type and overall (max), BPCER, ACER at `threshold`; NaN scores = no face."""
     scores, live = np.asarray(scores, np.float64), np.asarray(live, bool)

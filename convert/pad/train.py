@@ -13,7 +13,7 @@ import numpy as np
 from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
 from facegate.convert.pad.export import export_set, representative_crops, source_line
 from facegate.convert.pad.finetune import FinetuneConfig, finetune, load_images, plot_history
-from facegate.convert.pad.metrics import pad_metrics, threshold_at_bpcer
+from facegate.convert.pad.metrics import card_threshold, pad_metrics, threshold_at_bpcer
 from facegate.convert.pad.minifasnet import pretrained
 from facegate.convert.pad.scorers import fused_scores
 
@@ -46,7 +46,7 @@ def train_liveness_set(pad_dir: Path, weights_dir: Path, out_root: Path, work: P
         models[name] = (keras.models.load_model(result["checkpoint"], compile=False), scale)
     plot_history(histories, work / "history.png")
     scores = fused_scores(models, images, val, boxes)
-    threshold = threshold_at_bpcer(scores[live & ~np.isnan(scores)], bpcer)
+    threshold = card_threshold(threshold_at_bpcer(scores[live & ~np.isnan(scores)], bpcer))    # as the card has it
     metrics = pad_metrics(scores, live, attacks, threshold)
     # the pretrained nets, fused, under the same protocol (their own threshold at the same BPCER)
     pre_scores = np.mean(pretrained_scores, axis=0)
