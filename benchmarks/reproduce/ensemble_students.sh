@@ -32,6 +32,9 @@ BACKBONE=(--init "$OUT/head-tpd/student.keras" --lr 1e-5 --epochs "$EPOCHS")
 run backbone-t "${BACKBONE[@]}"
 run backbone-tpd "${BACKBONE[@]}" --ensemble teacher,peer,dlib
 run backbone-tpd-r10 "${BACKBONE[@]}" --ensemble teacher,peer,dlib --loss relational=10
+# 6 more epochs of the weight-10 run (8 in all), on the default set with pad_dev's live people
+run backbone-tpd-r10-e8 --init "$OUT/backbone-tpd-r10/student.keras" --lr 1e-5 --epochs 6 \
+  --ensemble teacher,peer,dlib --loss relational=10
 python - "$OUT" <<'PY'
 import csv, json, sys
 from pathlib import Path
@@ -42,7 +45,8 @@ for name, what in (("head-shipped", "teacher + peer (shipped head)"), ("head-t",
                    ("head-tp", "teacher + peer"), ("head-td", "teacher + dlib"), ("head-tpd", "teacher + peer + dlib"),
                    ("backbone-t", "teacher (backbone from head-tpd)"),
                    ("backbone-tpd", "teacher + peer + dlib (backbone from head-tpd)"),
-                   ("backbone-tpd-r10", "teacher + peer + dlib, relational weight 10 (backbone from head-tpd)")):
+                   ("backbone-tpd-r10", "teacher + peer + dlib, relational weight 10 (backbone from head-tpd)"),
+                   ("backbone-tpd-r10-e8", "the same, 6 more epochs (8 in all; 7,365 faces with pad_dev's live people)")):
     log, lfw = out / name / "log.csv", list((out / name / "lfw").glob("lfw_*.json"))
     if not log.exists() or not lfw:
         continue

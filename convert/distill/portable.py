@@ -523,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)      # its font search is not the run's log
     try:
         weights = parse_loss_weights(args.loss, DEFAULT_WEIGHTS)
     except ValueError as e:
