@@ -81,6 +81,12 @@ def test_fine_tuning_batches_label_synthetic_attacks_as_attacks():
     boxes = {s.key: box for s in batch}
     x, y = training_batch(batch, images, boxes, 2.7, rng, FinetuneConfig())
     assert x.shape == (4, 80, 80, 3) and y[:, 0].tolist() == [1, 1, 0, 1]
+    # switched off, it takes nothing from the random stream: the views are those of the plain recipe
+    from facegate.convert.pad.finetune import training_view
+    plain = np.random.default_rng(7)
+    expect = np.stack([training_view(images[s.key], boxes[s.key], 2.7, plain, FinetuneConfig()) for s in batch])
+    np.testing.assert_array_equal(training_batch(batch, images, boxes, 2.7, np.random.default_rng(7),
+                                                 FinetuneConfig())[0], expect)
     x, y = training_batch(batch, images, boxes, 2.7, rng, FinetuneConfig(synthetic_attacks=1.0))
     assert y[:, 0].tolist() == [0, 0, 0, 0]
     x, y = training_batch(batch, images, boxes, 2.7, rng, FinetuneConfig(synthetic_attacks=0.5))

@@ -85,7 +85,8 @@ def training_batch(batch: list[PadSample], images: dict[str, np.ndarray], boxes:
                    rng: np.random.Generator, cfg: FinetuneConfig) -> tuple[np.ndarray, np.ndarray]:
     """Augmented views (N, 80, 80, 3) and live labels (N, 1); with `cfg.synthetic_attacks`, that share
     of the live samples comes back as a synthetic attack of the same person, labelled as an attack."""
-    fake = [s.live and rng.random() < cfg.synthetic_attacks for s in batch]
+    # no draw at all when off: the recipe without synthetic attacks keeps its exact random stream
+    fake = [cfg.synthetic_attacks > 0 and s.live and rng.random() < cfg.synthetic_attacks for s in batch]
     x = np.stack([training_view(images[s.key], boxes[s.key], scale, rng, cfg, f) for s, f in zip(batch, fake)])
     return x, np.array([s.live and not f for s, f in zip(batch, fake)], np.float32)[:, None]
 
