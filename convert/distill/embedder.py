@@ -191,7 +191,8 @@ class Trainer:
             self.model = self.student_config.build()
             if cfg.init:
                 self._load_init(Path(cfg.init))
-                self._unit_head(train)
+                from facegate.convert.distill.head import unit_length_start
+                unit_length_start(self.model, train, NORMALISATION)     # the L2 term measures direction
             elif cfg.student == "peer" and not (cfg.out / "checkpoints").is_dir():
                 self.head_fit = self._fit_head(train)
             if cfg.freeze_bn:
@@ -254,14 +255,6 @@ class Trainer:
         if self.cfg.student != "scratch":
             raise ValueError(f"unknown student {self.cfg.student!r}: 'scratch' or 'peer'")
         return StudentConfig(width=self.cfg.width, depth=self.cfg.depth, embedding_dim=embedding_dim)
-
-    def _unit_head(self, train: TargetSet) -> None:
-        """A started student with a linear head (the peer's `embedding_conv`) gets raw outputs of unit mean
-        length, so the L2 term measures direction, not a scale no runtime reads (head.rescale_head)."""
-        from facegate.convert.distill.head import HEAD_CONV, rescale_head
-        if HEAD_CONV in {layer.name for layer in self.model.layers}:
-            norm = rescale_head(self.model, train.centre_crops()[:512], NORMALISATION)
-            log.info("head scaled to unit output length (was %.3f)", norm)
 
     def _load_init(self, path: Path) -> None:
         """Warm start (e.g. from the committed student): same architecture required, else say so."""

@@ -187,6 +187,17 @@ def rescale_head(model, crops: np.ndarray, normalisation: str) -> float:
     return norm
 
 
+def unit_length_start(model, data, normalisation: str, faces: int = 512) -> float | None:
+    """What a started student gets before training (`distill embedder --init`, `distill pack --init`): a
+    linear head scaled so `faces` of the training faces' raw outputs have mean length 1 (rescale_head);
+    returns the length before, or None for a student without that head (nothing to scale)."""
+    if HEAD_CONV not in {layer.name for layer in model.layers}:
+        return None
+    norm = rescale_head(model, data.centre_crops()[:faces], normalisation)
+    log.info("head scaled to unit output length (was %.3f)", norm)
+    return norm
+
+
 def _mean_cosine(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.sum(pred * y, 1) / np.maximum(np.linalg.norm(pred, axis=1) * np.linalg.norm(y, axis=1),
                                                           1e-12)))

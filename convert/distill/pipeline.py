@@ -70,8 +70,7 @@ def prepare_targets(photos: list[Photo], teacher: str | None = None, progress: b
 
 def held_out_mask(labels: np.ndarray, hold_out_every: int) -> np.ndarray:
     """Which faces belong to held-out identities (all False when nothing is held out)."""
-    held = np.array([is_held_out(lab, hold_out_every) for lab in labels], bool)
-    return held if hold_out_every > 0 else np.zeros(len(labels), bool)
+    return np.array([is_held_out(lab, hold_out_every) for lab in labels], bool)     # every <= 0: none
 
 
 def split_targets(data: TargetSet, hold_out_every: int) -> tuple[TargetSet, TargetSet | None]:

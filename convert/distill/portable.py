@@ -147,15 +147,13 @@ def pack_extras(data: TargetSet, members: tuple[str, ...] | None, init: Path | N
         return PackExtras(relational=relational)
     import keras
 
-    from facegate.convert.distill.head import HEAD_CONV, rescale_head
+    from facegate.convert.distill.head import unit_length_start
     from facegate.edge.cards import load_card
     student = load_card(init).accuracy.get("student")
     if not student:
         raise ValueError(f"{init}: its card has no student config (is it a distilled student?)")
     model = keras.saving.load_model(init, compile=False)
-    if HEAD_CONV in {layer.name for layer in model.layers}:
-        norm = rescale_head(model, data.centre_crops()[:512], NORMALISATION)
-        log.info("starting student's head scaled to unit output length (was %.3f)", norm)
+    unit_length_start(model, data, NORMALISATION)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "init.keras"
         model.save(path)
