@@ -121,13 +121,16 @@ def add_pad_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synthetic-attacks", type=float, default=None, metavar="SHARE",
                    help="share of live training views turned into a synthetic phone/tablet replay or print "
                    "of the same person (default 0: off)")
+    p.add_argument("--activation", choices=["prelu", "relu"], default=None,
+                   help="relu: replace the published PReLUs by ReLU before fine-tuning, for an int8 file that "
+                   "runs entirely on LiteRT's fast path (default prelu)")
 
 
 def pad_recipe(args):
     """The FinetuneConfig the options describe (its own defaults where an option is not given)."""
     from facegate.convert.pad.finetune import FinetuneConfig
     given = {"learning_rate": args.lr, "train_layers": args.train_layers, "keep_pretrained": args.keep_pretrained,
-             "synthetic_attacks": args.synthetic_attacks}
+             "synthetic_attacks": args.synthetic_attacks, "activation": args.activation}
     if not 0 <= (args.synthetic_attacks or 0) <= 1:
         raise UsageError(f"--synthetic-attacks is a share between 0 and 1, not {args.synthetic_attacks}")
     return FinetuneConfig(**{k: v for k, v in given.items() if v is not None})

@@ -110,3 +110,104 @@ def test_keras_minifasnet_reproduces_pytorch(name, weights_dir):
     torch_p = _torch_forward(load_state_dict(weights_dir / PRETRAINED[name][2]), x)
     assert np.abs(keras_p - torch_p).max() < 1e-4, np.abs(keras_p - torch_p).max()
     assert (keras_p.argmax(1) == torch_p.argmax(1)).all()
+
+
+def test_a_relu_net_is_the_published_net_with_zero_slopes(weights_dir):
+    """`activation="relu"` changes the activations and nothing else: the ReLU net computes exactly what
+    the published net computes once its PReLU slopes are set to zero."""
+    import keras
+
+    from facegate.convert.pad.minifasnet import build, pretrained
+    prelu, scale = pretrained("minifasnet-v2", weights_dir)
+    relu, relu_scale = pretrained("minifasnet-v2", weights_dir, activation="relu")
+    assert relu_scale == scale and relu.count_params() < prelu.count_params()
+    assert not any(isinstance(layer, keras.layers.PReLU) for layer in relu.layers)
+    x = np.random.default_rng(2).uniform(0, 255, (4, 80, 80, 3)).astype(np.float32)
+    before = prelu.predict(x, verbose=0)
+    for layer in prelu.layers:
+        if isinstance(layer, keras.layers.PReLU):
+            layer.set_weights([np.zeros_like(layer.get_weights()[0])])
+    zero_slopes = prelu.predict(x, verbose=0)
+    assert np.abs(relu.predict(x, verbose=0) - zero_slopes).max() < 1e-5
+    assert np.abs(before - zero_slopes).max() > 1e-3          # the slopes did matter: fine-tuning follows
+    with pytest.raises(ModelError, match="unknown activation"):
+        build("V2", activation="swish")
+
+
+@pytest.mark.slow
+def test_an_int8_relu_net_has_no_float_passes_and_its_card_says_so(weights_dir, tmp_path):
+    """The published net keeps PReLU float in int8 (dequantise / PReLU / quantise around every
+    activation); the ReLU net's int8 file is integer from its input to the softmax."""
+    from facegate.convert.pad.export import INT8_FLOAT_OPS, export_set, present_ops
+    from facegate.convert.pad.minifasnet import pretrained
+    from facegate.edge.cards import load_card
+    relu, scale = pretrained("minifasnet-v2", weights_dir, activation="relu")
+    prelu, _ = pretrained("minifasnet-v2", weights_dir)
+    assert present_ops(prelu, INT8_FLOAT_OPS) == ("SOFTMAX", "PRELU")
+    assert present_ops(relu, INT8_FLOAT_OPS) == ("SOFTMAX",)
+    crops = np.random.default_rng(3).uniform(0, 255, (24, 80, 80, 3)).astype(np.float32)
+    export_set({"minifasnet-v2": (relu, scale)}, tmp_path, "relu", 0.5, {}, {"minifasnet-v2": crops},
+               {"minifasnet-v2": "test"}, precisions=("int8",))
+    path = tmp_path / "relu-int8" / "minifasnet-v2.tflite"
+    assert load_card(path).quantization == "int8 (SOFTMAX float)"
+    from ai_edge_litert.interpreter import Interpreter
+    ops = [d["op_name"] for d in Interpreter(model_path=str(path))._get_ops_details()]  # noqa: SLF001
+    assert "PRELU" not in ops and ops.count("DEQUANTIZE") == 1 and ops.count("QUANTIZE") == 1
+
+
+def test_a_relu_net_learns_not_to_forget_the_published_net(weights_dir, tmp_path):
+    """With `--keep-pretrained`, the second target is the *published* net's answer on each view; a ReLU
+    net starts from a different function, so its teacher must be the published PReLU net, not itself."""
+    import keras
+
+    from facegate.convert.pad.data import PadSample
+    from facegate.convert.pad.finetune import FinetuneConfig, finetune
+    from facegate.convert.pad.train import starting_nets
+    model, published, scale = starting_nets("minifasnet-v2", weights_dir, "relu")
+    assert model is not published and any(isinstance(layer, keras.layers.PReLU) for layer in published.layers)
+    same, same_published, _ = starting_nets("minifasnet-v2", weights_dir)
+    assert same is same_published
+
+    class Spy:
+        """The published net, recording the views it is asked about."""
+        views = 0
+
+        def predict_on_batch(self, x):
+            Spy.views += len(x)
+            return published.predict_on_batch(x)
+
+    rng = np.random.default_rng(4)
+    samples = [PadSample(Path(f"{kind}/{i}.jpg"), kind == "live", "none" if kind == "live" else "print", "nuaa", "1")
+               for kind in ("live", "spoof") for i in range(2)]
+    images = {s.key: rng.integers(0, 255, (120, 120, 3), np.uint8) for s in samples}
+    boxes = {s.key: np.array([30, 30, 90, 90], np.float32) for s in samples}
+    cfg = FinetuneConfig(epochs=1, batch=4, keep_pretrained=1.0, activation="relu")
+    finetune(model, scale, images, samples, samples, boxes, tmp_path / "net", cfg, progress=False, published=Spy())
+    assert Spy.views == len(samples)
+
+
+def test_the_recipe_options_choose_the_activation(capsys):
+    from facegate.apps.cli import build_parser, main
+    from facegate.apps.common import pad_recipe
+    args = build_parser().parse_args(["liveness", "train", "--out-root", "o", "--work", "w", "--activation", "relu"])
+    assert pad_recipe(args).activation == "relu"
+    args = build_parser().parse_args(["eval", "pad", "--protocol", "leave-one-source-out"])
+    assert pad_recipe(args).activation == "prelu"
+    with pytest.raises(SystemExit) as exc:
+        main(["liveness", "train", "--out-root", "o", "--work", "w", "--activation", "swish"])
+    assert exc.value.code == 2 and "invalid choice: 'swish'" in capsys.readouterr().err
+
+
+def test_int8_calibration_crops_come_from_every_source():
+    """pad_dev's training split lists its sources in turn (the first 250 are all NUAA): the crops an int8
+    file is calibrated on are spread over the whole list, so every camera's activations are in range."""
+    from facegate.convert.pad.data import PadSample
+    from facegate.convert.pad.export import representative_crops, spread
+    assert spread(list(range(10)), 4) == [0, 3, 6, 9] and spread([1, 2], 5) == [1, 2]
+    samples = [PadSample(Path(f"live/{src}{i}.jpg"), True, "none", src, str(i))
+               for src in ("nuaa", "celebaspoof", "msu") for i in range(100)]
+    grey = {s.key: np.full((60, 60, 3), 10 * ("nuaa", "celebaspoof", "msu").index(s.source), np.uint8)
+            for s in samples}
+    boxes = {s.key: np.array([20, 20, 40, 40], np.float32) for s in samples}
+    crops = representative_crops({"net": (None, 1.0)}, grey, samples, boxes, n=30)["net"]
+    assert crops.shape == (30, 80, 80, 3) and sorted(set(crops[:, 0, 0, 0].tolist())) == [0.0, 10.0, 20.0]

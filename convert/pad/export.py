@@ -7,17 +7,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from facegate.convert.export.onnx import export_onnx
 from facegate.convert.export.tflite import export_tflite
-from facegate.convert.pad.metrics import card_threshold
+from facegate.convert.pad.metrics import card_threshold, pad_metrics, threshold_at_bpcer
 from facegate.convert.pad.minifasnet import INPUT_SIZE, LIVE_CLASS, PRETRAINED
 from facegate.edge.backends import load_backend
 from facegate.edge.cards import InputSpec, ModelCard, write_card
 from facegate.edge.errors import ModelError
+from facegate.edge.face.liveness import LivenessChecker
 
 log = logging.getLogger(__name__)
 #: folder suffix -> (file suffix, quantisation)
@@ -35,12 +37,55 @@ LICENCE_NOTE = ("Derived from the MiniFASNet weights of minivision-ai/Silent-Fac
 INT8_FLOAT_OPS = ("SOFTMAX", "PRELU")
 
 
+#: the Keras layer each float-kept TFLite operator comes from
+_OP_LAYERS = {"SOFTMAX": "Softmax", "PRELU": "PReLU"}
+
+
+def present_ops(model, ops: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of `ops` the model has layers for (a ReLU net has no PReLU to keep float, and its card
+    must not say it has)."""
+    classes = {type(layer).__name__ for layer in model.layers}
+    return tuple(op for op in ops if _OP_LAYERS.get(op) in classes or op not in _OP_LAYERS)
+
+
+def fine_tuned_source(name: str, epochs: int, model) -> str:
+    """The card's source line of a fine-tuned net: the published weights, the fine-tuning, and whether
+    its PReLUs were replaced by ReLU first (`liveness train --activation relu`)."""
+    relu = not any(type(layer).__name__ == "PReLU" for layer in model.layers)
+    return (source_line(name) + f"; fine-tuned on pad_dev, {epochs} epochs"
+            + ("; PReLU replaced by ReLU before fine-tuning" if relu else ""))
+
+
+@dataclass
+class ThresholdSplit:
+    """The validation faces a set's threshold was chosen on, for choosing it again per exported file:
+    quantisation moves scores, and a threshold set at the 7th-lowest live score of the Keras nets can
+    refuse two more live people through an int8 file (BPCER 6.3% where Keras had 4.7%)."""
+    images: dict
+    samples: list
+    boxes: dict
+    bpcer: float
+
+
+def own_threshold(folder: Path, fmt: str, split: ThresholdSplit) -> tuple[float, dict]:
+    """The exported set's own threshold at `split.bpcer` (as written: rounded down) and what it
+    measures there, scored through the edge runtime exactly as the door scores a face."""
+    checker = LivenessChecker.from_folder(folder, fmt, threshold=0.5, threads=1)
+    scores = np.array([checker.check(split.images[s.key], split.boxes[s.key]).score
+                       if split.boxes.get(s.key) is not None else np.nan for s in split.samples])
+    live = np.array([s.live for s in split.samples])
+    threshold = card_threshold(threshold_at_bpcer(scores[live & ~np.isnan(scores)], split.bpcer))
+    return threshold, pad_metrics(scores, live, [s.attack for s in split.samples], threshold)
+
+
 def export_set(models: dict[str, tuple], out_root: Path, set_name: str, threshold: float, accuracy: dict,
                representative: dict[str, np.ndarray], source: dict[str, str], licence: Path | None = None,
                precisions: tuple[str, ...] = ("fp16", "int8", "fp32"),
-               float_ops: tuple[str, ...] = INT8_FLOAT_OPS) -> dict:
+               float_ops: tuple[str, ...] = INT8_FLOAT_OPS, split: ThresholdSplit | None = None) -> dict:
     """models: name -> (keras model, crop scale); representative: name -> (N, 80, 80, 3) BGR crops.
-    Returns name/precision -> parity numbers."""
+    With `split`, each precision's cards carry that file's own threshold at `split.bpcer` and its
+    measured APCER/BPCER there (`accuracy["fine_tuned"]`), not the Keras nets'. Returns
+    name/precision -> parity numbers."""
     parity = {}
     for precision in precisions:
         suffix, quant = PRECISIONS[precision]
@@ -48,12 +93,14 @@ def export_set(models: dict[str, tuple], out_root: Path, set_name: str, threshol
         folder.mkdir(parents=True, exist_ok=True)
         if licence:
             shutil.copyfile(licence, folder / "LICENSE-minifasnet")
+        cards = {}
         for name, (model, scale) in models.items():
             path = folder / f"{name}.{suffix}"
             reps = representative[name]
+            kept_float = present_ops(model, float_ops) if quant == "int8" else ()
             if suffix == "tflite":
                 export_tflite(model, path, quant, representative=_representative(reps) if quant == "int8" else None,
-                              float_ops=float_ops if quant == "int8" else ())
+                              float_ops=kept_float)
             else:
                 export_onnx(model, path)
             keras_p = model.predict(reps, verbose=0)[:, LIVE_CLASS]
@@ -75,22 +122,42 @@ def export_set(models: dict[str, tuple], out_root: Path, set_name: str, threshol
                                 alignment="none", crop_scale=scale),
                 outputs=[{"name": "probabilities", "classes": 3, "live_index": LIVE_CLASS}],
                 format=suffix, metric="live-probability",
-                quantization=quant + ("".join(f" ({op} float)" for op in float_ops) if quant == "int8" else ""),
+                quantization=quant + "".join(f" ({op} float)" for op in kept_float),
                 thresholds={"live": card_threshold(threshold)},
                 accuracy={**accuracy, "parity_vs_keras": parity[f"{name}/{precision}"],
                           "date": dt.date.today().isoformat()},
                 source=source[name], notes=LICENCE_NOTE)
             write_card(card, path)
+            cards[path] = card
             log.info("%s: parity %.5f, agreement %.4f", path, diff, agree)
+        if split is not None:
+            own, measured = own_threshold(folder, suffix, split)
+            log.info("%s: its own threshold %.4f (the Keras nets' %.4f), BPCER %.3f, APCER %.3f", folder.name,
+                     own, card_threshold(threshold), measured["bpcer"], measured["apcer"])
+            for path, card in cards.items():
+                write_card(replace(card, thresholds={"live": own}, accuracy={
+                    **card.accuracy, "fine_tuned": measured, "keras_threshold": card_threshold(threshold),
+                    "threshold_chosen_with": f"this {precision} set's own scores"}), path)
     return parity
+
+
+def spread(samples: list, n: int) -> list:
+    """`n` samples evenly spaced through the list (all of them if it is shorter). pad_dev's training
+    split lists its sources one after another, and its first 250 images are all NUAA webcam frames:
+    an int8 file calibrated on those clipped other cameras' activations (a CelebA-Spoof live face
+    went from 0.97 to 0.70 through it)."""
+    if len(samples) <= n:
+        return list(samples)
+    return [samples[i] for i in np.linspace(0, len(samples) - 1, n).round().astype(int)]
 
 
 def representative_crops(models: dict[str, tuple], images: dict, samples: list, boxes: dict,
                          n: int = 200) -> dict[str, np.ndarray]:
-    """Each net's clean crops of the first `n` samples with a face: the int8 calibration set and the
-    parity check of every export."""
+    """Each net's clean crops of `n` samples with a face, spread over every source: the int8
+    calibration set and the parity check of every export."""
     from facegate.convert.pad.finetune import crops
-    return {name: crops(images, samples, boxes, scale)[0][:n] for name, (_, scale) in models.items()}
+    chosen = spread([s for s in samples if boxes.get(s.key) is not None], n)
+    return {name: crops(images, chosen, boxes, scale)[0] for name, (_, scale) in models.items()}
 
 
 def _representative(crops: np.ndarray):
@@ -131,18 +198,22 @@ def export_trained(work: Path, pad_dir: Path, out_root: Path, set_name: str = "m
         if not checkpoint.is_file():
             raise ModelError(f"{checkpoint} not found: the training run's checkpoints are needed")
         models[name] = (keras.models.load_model(checkpoint, compile=False), scale)
-    train, _ = subject_split(load_pad_dev(pad_dir))
+    train, val = subject_split(load_pad_dev(pad_dir))
     cache = work / "pad_boxes.npz"
     if cache.is_file():                         # the run's own images (a tiny run saw only some of pad_dev)
         known = set(np.load(cache)["names"].astype(str))
         train = [s for s in train if s.key in known] or train
-    boxes = face_boxes(train[:250], load_detector(), cache)
-    reps = representative_crops(models, load_images(train[:250]), train[:250], boxes)
+        val = [s for s in val if s.key in known] or val
+    train = spread(train, 250)
+    boxes = face_boxes(train + val, load_detector(), cache)
+    images = load_images(train + val)
+    reps = representative_crops(models, images, train, boxes)
     if command:
         accuracy = {**accuracy, "export_command": command}
     return export_set(models, out_root, set_name, threshold, accuracy, reps,
-                      {n: source_line(n) + f"; fine-tuned on pad_dev, {epochs} epochs" for n in models},
-                      licence=licence, precisions=precisions, float_ops=float_ops)
+                      {n: fine_tuned_source(n, epochs, m) for n, (m, _) in models.items()},
+                      licence=licence, precisions=precisions, float_ops=float_ops,
+                      split=ThresholdSplit(images, val, boxes, float(accuracy.get("target_bpcer", 0.05))))
 
 
 #: the published nets' own decision rule (Silent-Face-Anti-Spoofing's test.py: live when the live class
@@ -164,10 +235,10 @@ def export_published(weights_dir: Path, pad_dir: Path, out_root: Path, set_name:
     from facegate.edge.registry import load_detector
     models = {name: pretrained(name, weights_dir) for name in PRETRAINED}
     train, val = subject_split(load_pad_dev(pad_dir))
-    firsts = train[:250]
-    boxes = face_boxes(firsts + val, load_detector())
-    images = load_images(firsts + val)
-    reps = representative_crops(models, images, firsts, boxes)
+    some = spread(train, 250)
+    boxes = face_boxes(some + val, load_detector())
+    images = load_images(some + val)
+    reps = representative_crops(models, images, some, boxes)
     scores = fused_scores(models, images, val, boxes)
     metrics = pad_metrics(scores, np.array([s.live for s in val]), [s.attack for s in val], PUBLISHED_THRESHOLD)
     accuracy = {"dataset": "pad_dev (NUAA, MSU-MFSD, CelebA-Spoof sample)",

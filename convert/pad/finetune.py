@@ -43,6 +43,8 @@ class FinetuneConfig:
                                    # probability on the same view as a second target (0: off)
     synthetic_attacks: float = 0.0  # share of live training views turned into a synthetic replay or
                                     # print of that person (convert/pad/synthetic.py; 0: off)
+    activation: str = "prelu"      # "relu": the published PReLUs replaced by ReLU before fine-tuning
+                                   # (minifasnet.with_relu: an int8 file without float PReLU passes)
 
 
 HEAD_LAYERS = ("linear", "prob")
@@ -116,9 +118,12 @@ def _live_bce(y_true, y_pred):
 
 
 def finetune(model, scale: float, images: dict[str, np.ndarray], train: list[PadSample], val: list[PadSample],
-             boxes: dict, out: Path, cfg: FinetuneConfig = FinetuneConfig(), progress: bool = True) -> dict:
+             boxes: dict, out: Path, cfg: FinetuneConfig = FinetuneConfig(), progress: bool = True,
+             published=None) -> dict:
     """Train `model` in place; writes `<out>.keras` (best validation loss), `<out>.log.csv`; returns
-    the history."""
+    the history. `published`: the net whose answers `cfg.keep_pretrained` keeps (default, or `model`
+    itself: a frozen copy of `model` as it starts; a ReLU net passes the published PReLU net, which is
+    what it should not forget)."""
     import keras
     rng = np.random.default_rng(cfg.seed)
     if cfg.train_layers not in ("all", "head"):
@@ -129,9 +134,11 @@ def finetune(model, scale: float, images: dict[str, np.ndarray], train: list[Pad
         elif cfg.train_layers == "head" and layer.name not in HEAD_LAYERS:
             layer.trainable = False
     teacher = None
-    if cfg.keep_pretrained > 0:                  # the nets as they start: what they should not forget
-        teacher = keras.models.clone_model(model)
-        teacher.set_weights(model.get_weights())
+    if cfg.keep_pretrained > 0:                  # the published nets: what they should not forget
+        teacher = published
+        if teacher is None or teacher is model:         # a frozen copy: `model` itself is about to move
+            teacher = keras.models.clone_model(model)
+            teacher.set_weights(model.get_weights())
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=_live_bce)
     train = [s for s in train if boxes.get(s.key) is not None]
     x_val, y_val = crops(images, val, boxes, scale)

@@ -38,12 +38,20 @@ LIVE_CLASS = 1
 BN_EPS = 1e-5
 
 
-def build(variant: str, input_size: int = INPUT_SIZE, dropout: float = 0.2):
+#: activations a net can be built with: the published PReLU, or ReLU (fused into each convolution by
+#: TFLite: LiteRT has no int8 PReLU kernel on its fast path, so an int8 PReLU net keeps PReLU float and
+#: pays a dequantise / PReLU / quantise pass per activation, ~30% of its time at 80x80)
+ACTIVATIONS = ("prelu", "relu")
+
+
+def build(variant: str, input_size: int = INPUT_SIZE, dropout: float = 0.2, activation: str = "prelu"):
     """The Keras model (BGR 0-255 in, 3 softmax probabilities out)."""
     import keras
     from keras import layers
     if variant not in KEEP:
         raise ModelError(f"unknown MiniFASNet variant {variant!r}; known: {', '.join(KEEP)}")
+    if activation not in ACTIVATIONS:
+        raise ModelError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
     keep, se = KEEP[variant], variant.endswith("SE")
 
     def conv(x, out, kernel, stride, pad, depthwise, name, act=True):
@@ -54,7 +62,11 @@ def build(variant: str, input_size: int = INPUT_SIZE, dropout: float = 0.2):
         else:
             x = layers.Conv2D(out, kernel, stride, use_bias=False, name=f"{name}.conv")(x)
         x = layers.BatchNormalization(epsilon=BN_EPS, name=f"{name}.bn")(x)
-        return layers.PReLU(shared_axes=[1, 2], name=f"{name}.prelu")(x) if act else x
+        if not act:
+            return x
+        if activation == "relu":
+            return layers.ReLU(name=f"{name}.relu")(x)
+        return layers.PReLU(shared_axes=[1, 2], name=f"{name}.prelu")(x)
 
     def squeeze_excite(x, channels, name):
         s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}.avg_pool")(x)
@@ -100,7 +112,8 @@ def build(variant: str, input_size: int = INPUT_SIZE, dropout: float = 0.2):
     x = layers.Dropout(dropout, name="drop")(x)
     x = layers.Dense(3, use_bias=False, name="prob")(x)
     out = layers.Softmax(name="softmax")(x)
-    return keras.Model(inp, out, name=f"minifasnet-{variant.lower()}")
+    suffix = "" if activation == "prelu" else f"-{activation}"
+    return keras.Model(inp, out, name=f"minifasnet-{variant.lower()}{suffix}")
 
 
 def load_torch_weights(model, state: dict[str, np.ndarray]) -> int:
@@ -136,8 +149,20 @@ def load_torch_weights(model, state: dict[str, np.ndarray]) -> int:
     return len(used)
 
 
-def pretrained(name: str, weights_dir: str | Path):
-    """(Keras model with the Apache-2.0 weights, crop scale); the file's sha256 is checked first."""
+def with_relu(model, variant: str):
+    """The same net with every PReLU replaced by ReLU, every other weight copied: a starting point for
+    fine-tuning a net whose int8 file runs entirely on LiteRT's fast path (the published slopes are
+    small, layer means -0.03..0.14, but vary per channel: the net must be fine-tuned after this)."""
+    relu = build(variant, model.input_shape[1], activation="relu")
+    for layer in relu.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return relu
+
+
+def pretrained(name: str, weights_dir: str | Path, activation: str = "prelu"):
+    """(Keras model with the Apache-2.0 weights, crop scale); the file's sha256 is checked first. With
+    activation "relu", the PReLU layers are replaced by ReLU (`with_relu`)."""
     from facegate.edge.downloads import sha256_of
     variant, scale, filename, digest = PRETRAINED[name]
     path = Path(weights_dir) / filename
@@ -147,4 +172,4 @@ def pretrained(name: str, weights_dir: str | Path):
         raise ModelError(f"{path} does not have the published sha256 {digest[:16]}...")
     model = build(variant)
     load_torch_weights(model, load_state_dict(path))
-    return model, scale
+    return (with_relu(model, variant) if activation == "relu" else model), scale

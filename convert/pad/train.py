@@ -11,14 +11,21 @@ from pathlib import Path
 import numpy as np
 
 from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
-from facegate.convert.pad.export import export_set, representative_crops, source_line
+from facegate.convert.pad.export import ThresholdSplit, export_set, fine_tuned_source, representative_crops
 from facegate.convert.pad.finetune import FinetuneConfig, finetune, load_images, plot_history
 from facegate.convert.pad.metrics import card_threshold, pad_metrics, threshold_at_bpcer
-from facegate.convert.pad.minifasnet import pretrained
+from facegate.convert.pad.minifasnet import PRETRAINED, pretrained, with_relu
 from facegate.convert.pad.scorers import fused_scores
 
 log = logging.getLogger(__name__)
 NETS = ("minifasnet-v2", "minifasnet-v1se")
+
+
+def starting_nets(name: str, weights_dir: Path, activation: str = "prelu") -> tuple:
+    """(the net to fine-tune, the published net, its crop scale): one object unless `activation` "relu"
+    replaces the PReLUs (then the published net is still what learning-without-forgetting keeps)."""
+    published, scale = pretrained(name, weights_dir)
+    return (with_relu(published, PRETRAINED[name][0]) if activation == "relu" else published), published, scale
 
 
 def train_liveness_set(pad_dir: Path, weights_dir: Path, out_root: Path, work: Path, epochs: int = 8,
@@ -37,11 +44,11 @@ def train_liveness_set(pad_dir: Path, weights_dir: Path, out_root: Path, work: P
     images = load_images(samples)
     live, attacks = np.array([s.live for s in val]), [s.attack for s in val]
     models, histories, pretrained_scores = {}, {}, []
+    cfg = replace(cfg or FinetuneConfig(), epochs=epochs)
     for name in NETS:
-        model, scale = pretrained(name, weights_dir)
-        pretrained_scores.append(fused_scores({name: (model, scale)}, images, val, boxes))   # before training
-        result = finetune(model, scale, images, train, val, boxes, work / name,
-                          replace(cfg or FinetuneConfig(), epochs=epochs))
+        model, published, scale = starting_nets(name, weights_dir, cfg.activation)
+        pretrained_scores.append(fused_scores({name: (published, scale)}, images, val, boxes))   # before training
+        result = finetune(model, scale, images, train, val, boxes, work / name, cfg, published=published)
         histories[name] = result["history"]
         models[name] = (keras.models.load_model(result["checkpoint"], compile=False), scale)
     plot_history(histories, work / "history.png")
@@ -58,8 +65,9 @@ def train_liveness_set(pad_dir: Path, weights_dir: Path, out_root: Path, work: P
                 "epochs": epochs, "command": command}
     reps = representative_crops(models, images, train, boxes)
     parity = export_set(models, out_root, set_name, threshold, accuracy, reps,
-                        {n: source_line(n) + f"; fine-tuned on pad_dev, {epochs} epochs" for n in NETS},
-                        licence=weights_dir / "LICENSE", precisions=precisions)
+                        {n: fine_tuned_source(n, epochs, m) for n, (m, _) in models.items()},
+                        licence=weights_dir / "LICENSE", precisions=precisions,
+                        split=ThresholdSplit(images, val, boxes, bpcer))
     report = {"threshold": threshold, "fine_tuned": metrics, "pretrained": pre, "parity": parity,
               "history": histories, "accuracy": accuracy}       # accuracy: what `export --task liveness` needs
     (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -108,10 +116,11 @@ def finetune_pair(weights_dir: Path, images: dict, train: list, val: list, boxes
     {name: (Keras model, crop scale)}."""
     import keras
     models = {}
+    cfg = replace(cfg, epochs=epochs) if cfg else FinetuneConfig(epochs=epochs)
     for name in NETS:
-        model, scale = pretrained(name, weights_dir)
-        result = finetune(model, scale, images, train, val, boxes, work / name,
-                          replace(cfg, epochs=epochs) if cfg else FinetuneConfig(epochs=epochs), progress=progress)
+        model, published, scale = starting_nets(name, weights_dir, cfg.activation)
+        result = finetune(model, scale, images, train, val, boxes, work / name, cfg, progress=progress,
+                          published=published)
         models[name] = (keras.models.load_model(result["checkpoint"], compile=False), scale)
     return models
 
