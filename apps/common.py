@@ -136,6 +136,13 @@ def pad_recipe(args):
     return FinetuneConfig(**{k: v for k, v in given.items() if v is not None})
 
 
+def parity_line(key: str, value: dict) -> str:
+    """One exported liveness net against its Keras source, and the threshold its set's card carries."""
+    own = f"; its set's own threshold {value['card_threshold']}" if "card_threshold" in value else ""
+    return (f"{key}: max |live prob - Keras| {value['max_abs_diff']}, same decision "
+            f"{value['decision_agreement']:.1%} of {value['n']} crops{own}")
+
+
 def pad_data_paths(pad_dir: Path | None = None, weights: Path | None = None) -> tuple[Path, Path]:
     """pad_dev and the MiniFASNet weights: as given, else from ../shared (liveness train, eval pad, export)."""
     from facegate.convert.datasets import shared_datasets

@@ -43,7 +43,7 @@ LIVENESS_PRECISION = {("tflite", "fp16"): "fp16", ("tflite", "int8"): "int8", ("
 
 def _export_liveness(args) -> int:
     """A liveness set from the checkpoints of `facegate liveness train --work W` (both nets, one precision)."""
-    from facegate.apps.common import pad_data_paths
+    from facegate.apps.common import pad_data_paths, parity_line
     from facegate.convert.pad.export import INT8_FLOAT_OPS, export_trained
     if args.source_work is None and not args.published:
         raise UsageError("--task liveness needs --from WORK (the --work folder of `facegate liveness train`) "
@@ -66,8 +66,7 @@ def _export_liveness(args) -> int:
     parity = export_trained(args.source_work, pad, out_root, args.set_name, (precision,), float_ops,
                             licence=licence if licence.is_file() else None, command=args.command_line)
     for key, value in parity.items():
-        print(f"{key}: max |live prob - Keras| {value['max_abs_diff']}, same decision "
-              f"{value['decision_agreement']:.1%} of {value['n']} crops")
+        print(parity_line(key, value))
     print(f"set: {out_root / (args.set_name + '-' + precision)} (cards beside each file)")
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facegate.apps.common import add_pad_recipe_args, emit, pad_data_paths, pad_recipe
+from facegate.apps.common import add_pad_recipe_args, emit, pad_data_paths, pad_recipe, parity_line
 from facegate.edge.errors import EXIT_OK, EXIT_REJECT, NoFaceError
 
 
@@ -35,11 +35,11 @@ def cmd_train(args) -> int:
                                 args.set_name, tuple(args.precision), command=args.command_line, cfg=pad_recipe(args))
     m, p = report["fine_tuned"], report["pretrained"]
     per_type = ", ".join(f"{k} {v['apcer']} of {v['n']}" for k, v in m["apcer_per_type"].items())
-    print(f"threshold {report['threshold']:.4f} (BPCER {m['bpcer']:.3f} on validation): APCER {m['apcer']} "
+    print(f"Keras threshold {report['threshold']:.4f} (BPCER {m['bpcer']:.3f} on validation): APCER {m['apcer']} "
           f"(per type {per_type}); "
           f"pretrained, same protocol: APCER {p['apcer']} at BPCER {p['bpcer']}")
     for key, value in report["parity"].items():
-        print(f"  {key}: max |live prob - Keras| {value['max_abs_diff']}, same decision {value['decision_agreement']:.1%}")
+        print("  " + parity_line(key, value))
     print(f"models in {args.out_root}/{args.set_name}-*; log, plot and report in {args.work}")
     return 0
 

@@ -117,10 +117,10 @@ def test_a_relu_net_is_the_published_net_with_zero_slopes(weights_dir):
     the published net computes once its PReLU slopes are set to zero."""
     import keras
 
-    from facegate.convert.pad.minifasnet import build, pretrained
-    prelu, scale = pretrained("minifasnet-v2", weights_dir)
-    relu, relu_scale = pretrained("minifasnet-v2", weights_dir, activation="relu")
-    assert relu_scale == scale and relu.count_params() < prelu.count_params()
+    from facegate.convert.pad.minifasnet import build
+    from facegate.convert.pad.train import starting_nets
+    relu, prelu, scale = starting_nets("minifasnet-v2", weights_dir, "relu")
+    assert scale == 2.7 and relu.count_params() < prelu.count_params()
     assert not any(isinstance(layer, keras.layers.PReLU) for layer in relu.layers)
     x = np.random.default_rng(2).uniform(0, 255, (4, 80, 80, 3)).astype(np.float32)
     before = prelu.predict(x, verbose=0)
@@ -139,10 +139,9 @@ def test_an_int8_relu_net_has_no_float_passes_and_its_card_says_so(weights_dir, 
     """The published net keeps PReLU float in int8 (dequantise / PReLU / quantise around every
     activation); the ReLU net's int8 file is integer from its input to the softmax."""
     from facegate.convert.pad.export import INT8_FLOAT_OPS, export_set, present_ops
-    from facegate.convert.pad.minifasnet import pretrained
+    from facegate.convert.pad.train import starting_nets
     from facegate.edge.cards import load_card
-    relu, scale = pretrained("minifasnet-v2", weights_dir, activation="relu")
-    prelu, _ = pretrained("minifasnet-v2", weights_dir)
+    relu, prelu, scale = starting_nets("minifasnet-v2", weights_dir, "relu")
     assert present_ops(prelu, INT8_FLOAT_OPS) == ("SOFTMAX", "PRELU")
     assert present_ops(relu, INT8_FLOAT_OPS) == ("SOFTMAX",)
     crops = np.random.default_rng(3).uniform(0, 255, (24, 80, 80, 3)).astype(np.float32)

@@ -135,6 +135,7 @@ def export_set(models: dict[str, tuple], out_root: Path, set_name: str, threshol
             log.info("%s: its own threshold %.4f (the Keras nets' %.4f), BPCER %.3f, APCER %.3f", folder.name,
                      own, card_threshold(threshold), measured["bpcer"], measured["apcer"])
             for path, card in cards.items():
+                parity[f"{path.stem}/{precision}"]["card_threshold"] = own
                 write_card(replace(card, thresholds={"live": own}, accuracy={
                     **card.accuracy, "fine_tuned": measured, "keras_threshold": card_threshold(threshold),
                     "threshold_chosen_with": f"this {precision} set's own scores"}), path)

@@ -160,9 +160,8 @@ def with_relu(model, variant: str):
     return relu
 
 
-def pretrained(name: str, weights_dir: str | Path, activation: str = "prelu"):
-    """(Keras model with the Apache-2.0 weights, crop scale); the file's sha256 is checked first. With
-    activation "relu", the PReLU layers are replaced by ReLU (`with_relu`)."""
+def pretrained(name: str, weights_dir: str | Path):
+    """(Keras model with the Apache-2.0 weights, crop scale); the file's sha256 is checked first."""
     from facegate.edge.downloads import sha256_of
     variant, scale, filename, digest = PRETRAINED[name]
     path = Path(weights_dir) / filename
@@ -172,4 +171,4 @@ def pretrained(name: str, weights_dir: str | Path, activation: str = "prelu"):
         raise ModelError(f"{path} does not have the published sha256 {digest[:16]}...")
     model = build(variant)
     load_torch_weights(model, load_state_dict(path))
-    return (with_relu(model, variant) if activation == "relu" else model), scale
+    return model, scale
