@@ -166,6 +166,8 @@ def test_a_relu_net_learns_not_to_forget_the_published_net(weights_dir, tmp_path
     assert model is not published and any(isinstance(layer, keras.layers.PReLU) for layer in published.layers)
     same, same_published, _ = starting_nets("minifasnet-v2", weights_dir)
     assert same is same_published
+    with pytest.raises(ModelError, match="unknown activation 'swish'"):
+        starting_nets("minifasnet-v2", weights_dir, "swish")
 
     class Spy:
         """The published net, recording the views it is asked about."""

@@ -19,7 +19,6 @@ from facegate.convert.pad.minifasnet import INPUT_SIZE, LIVE_CLASS, PRETRAINED
 from facegate.edge.backends import load_backend
 from facegate.edge.cards import InputSpec, ModelCard, write_card
 from facegate.edge.errors import ModelError
-from facegate.edge.face.liveness import LivenessChecker
 
 log = logging.getLogger(__name__)
 #: folder suffix -> (file suffix, quantisation)
@@ -51,7 +50,7 @@ def present_ops(model, ops: tuple[str, ...]) -> tuple[str, ...]:
 def fine_tuned_source(name: str, epochs: int, model) -> str:
     """The card's source line of a fine-tuned net: the published weights, the fine-tuning, and whether
     its PReLUs were replaced by ReLU first (`liveness train --activation relu`)."""
-    relu = not any(type(layer).__name__ == "PReLU" for layer in model.layers)
+    relu = not present_ops(model, ("PRELU",))
     return (source_line(name) + f"; fine-tuned on pad_dev, {epochs} epochs"
             + ("; PReLU replaced by ReLU before fine-tuning" if relu else ""))
 
@@ -67,12 +66,11 @@ class ThresholdSplit:
     bpcer: float
 
 
-def own_threshold(folder: Path, fmt: str, split: ThresholdSplit) -> tuple[float, dict]:
+def own_threshold(folder: Path, split: ThresholdSplit) -> tuple[float, dict]:
     """The exported set's own threshold at `split.bpcer` (as written: rounded down) and what it
     measures there, scored through the edge runtime exactly as the door scores a face."""
-    checker = LivenessChecker.from_folder(folder, fmt, threshold=0.5, threads=1)
-    scores = np.array([checker.check(split.images[s.key], split.boxes[s.key]).score
-                       if split.boxes.get(s.key) is not None else np.nan for s in split.samples])
+    from facegate.convert.pad.scorers import shipped
+    scores = shipped(str(folder)).scores(split.images, split.samples, split.boxes)
     live = np.array([s.live for s in split.samples])
     threshold = card_threshold(threshold_at_bpcer(scores[live & ~np.isnan(scores)], split.bpcer))
     return threshold, pad_metrics(scores, live, [s.attack for s in split.samples], threshold)
@@ -128,14 +126,14 @@ def export_set(models: dict[str, tuple], out_root: Path, set_name: str, threshol
                           "date": dt.date.today().isoformat()},
                 source=source[name], notes=LICENCE_NOTE)
             write_card(card, path)
-            cards[path] = card
+            cards[name] = (path, card)
             log.info("%s: parity %.5f, agreement %.4f", path, diff, agree)
         if split is not None:
-            own, measured = own_threshold(folder, suffix, split)
+            own, measured = own_threshold(folder, split)
             log.info("%s: its own threshold %.4f (the Keras nets' %.4f), BPCER %.3f, APCER %.3f", folder.name,
                      own, card_threshold(threshold), measured["bpcer"], measured["apcer"])
-            for path, card in cards.items():
-                parity[f"{path.stem}/{precision}"]["card_threshold"] = own
+            for name, (path, card) in cards.items():
+                parity[f"{name}/{precision}"]["card_threshold"] = own
                 write_card(replace(card, thresholds={"live": own}, accuracy={
                     **card.accuracy, "fine_tuned": measured, "keras_threshold": card_threshold(threshold),
                     "threshold_chosen_with": f"this {precision} set's own scores"}), path)

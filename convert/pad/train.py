@@ -14,8 +14,9 @@ from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
 from facegate.convert.pad.export import ThresholdSplit, export_set, fine_tuned_source, representative_crops
 from facegate.convert.pad.finetune import FinetuneConfig, finetune, load_images, plot_history
 from facegate.convert.pad.metrics import card_threshold, pad_metrics, threshold_at_bpcer
-from facegate.convert.pad.minifasnet import PRETRAINED, pretrained, with_relu
+from facegate.convert.pad.minifasnet import ACTIVATIONS, PRETRAINED, pretrained, with_relu
 from facegate.convert.pad.scorers import fused_scores
+from facegate.edge.errors import ModelError
 
 log = logging.getLogger(__name__)
 NETS = ("minifasnet-v2", "minifasnet-v1se")
@@ -24,6 +25,8 @@ NETS = ("minifasnet-v2", "minifasnet-v1se")
 def starting_nets(name: str, weights_dir: Path, activation: str = "prelu") -> tuple:
     """(the net to fine-tune, the published net, its crop scale): one object unless `activation` "relu"
     replaces the PReLUs (then the published net is still what learning-without-forgetting keeps)."""
+    if activation not in ACTIVATIONS:
+        raise ModelError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
     published, scale = pretrained(name, weights_dir)
     return (with_relu(published, PRETRAINED[name][0]) if activation == "relu" else published), published, scale
 
