@@ -1,0 +1,74 @@
+"""Do nets part-way between the published and the fine-tuned weights do better on an unseen source?
+
+Weight-space interpolation (WiSE-FT, Wortsman et al. 2022) keeps much of a pretrained net's robustness
+to a new domain while taking some of what fine-tuning learnt. After `facegate eval pad --protocol
+leave-one-source-out --out DIR`, this reuses DIR/work/without-<source>/ (the nets fine-tuned without each
+source): for each alpha, every weight (batch-norm statistics included) is (1 - alpha) * published +
+alpha * fine-tuned, the threshold is set at BPCER 5% on the other sources' validation split (as the
+protocol sets ours), and the held-out source is judged. alpha 0 is the published pair, 1 the run's nets.
+
+    python benchmarks/reproduce/pad_weight_interpolation.py DIR [--alphas 0,0.25,0.5,0.75,1]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    import keras
+
+    from facegate.convert.datasets import shared_datasets
+    from facegate.convert.evaluate.pad import judge
+    from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
+    from facegate.convert.pad.finetune import load_images
+    from facegate.convert.pad.metrics import threshold_at_bpcer
+    from facegate.convert.pad.minifasnet import pretrained
+    from facegate.convert.pad.scorers import PadScorer, fused_scores
+    from facegate.edge.registry import load_detector
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("loso_out", type=Path, help="the --out folder of an `eval pad --protocol leave-one-source-out` run")
+    ap.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="comma-separated shares of the fine-tuned weights")
+    ap.add_argument("--pad-dir", type=Path, default=None)
+    ap.add_argument("--bpcer", type=float, default=0.05)
+    args = ap.parse_args()
+    alphas = [float(a) for a in args.alphas.split(",")]
+    pad = args.pad_dir or shared_datasets() / "pad_dev"
+    weights = shared_datasets().parent / "pretrained" / "minifasnet"
+    samples = load_pad_dev(pad)
+    boxes = face_boxes(samples, load_detector(), args.loso_out / "site_threshold_boxes.npz")
+    images = load_images(samples)
+    names = ("minifasnet-v2", "minifasnet-v1se")
+    published = {n: pretrained(n, weights) for n in names}
+    print("| held-out source | alpha | threshold | ACER | BPCER | APCER worst |")
+    print("|---|---|---|---|---|---|")
+    means: dict[float, list[float]] = {a: [] for a in alphas}
+    for source in sorted({s.source for s in samples}):
+        held = [s for s in samples if s.source == source]
+        _, val = subject_split([s for s in samples if s.source != source])
+        live_val = np.array([s.live for s in val])
+        work = args.loso_out / "work" / f"without-{source}"
+        tuned = {n: keras.models.load_model(work / f"{n}.keras", compile=False) for n in names}
+        for alpha in alphas:
+            models = {}
+            for n in names:
+                net, scale = pretrained(n, weights)          # a fresh copy to hold the blend
+                net.set_weights([(1 - alpha) * p + alpha * t
+                                 for p, t in zip(published[n][0].get_weights(), tuned[n].get_weights())])
+                models[n] = (net, scale)
+            on_val = fused_scores(models, images, val, boxes)
+            t = threshold_at_bpcer(on_val[live_val & ~np.isnan(on_val)], args.bpcer)
+            m = judge(PadScorer(f"alpha {alpha}", t, "other sources", None), fused_scores(models, images, held, boxes),
+                      held)
+            means[alpha].append(m["acer"])
+            print(f"| {source} | {alpha:g} | {t:.3f} | {100 * m['acer']:.1f}% | {100 * m['bpcer']:.1f}% | "
+                  f"{100 * m['apcer_worst']:.1f}% |", flush=True)
+    for alpha, acers in means.items():
+        print(f"mean ACER, alpha {alpha:g}: {100 * np.mean(acers):.1f}%")
+
+
+if __name__ == "__main__":
+    main()
