@@ -175,3 +175,32 @@ def test_leave_one_source_out_holds_each_source_out(tmp_path, capsys):
     assert set(ours["nuaa"]["apcer_per_type"]) == {"print"} and set(ours["celebaspoof"]["apcer_per_type"]) == {"unspecified"}
     assert (out / "work" / "without-nuaa" / "minifasnet-v2.keras").is_file()
     assert "mean ACER" in capsys.readouterr().out
+
+
+def test_extra_training_faces_join_every_folds_training_split_only(monkeypatch):
+    """leave_one_source_out(extra_train=...): faces from outside the protocol's sources are trained on in
+    every fold, never used to choose the checkpoint or threshold, never judged, never a fold of their own."""
+    import facegate.convert.pad.train as train_module
+    from facegate.convert.pad.data import PadSample
+    from facegate.convert.pad.minifasnet import pretrained
+    if not WEIGHTS.is_dir():
+        pytest.skip("the MiniFASNet weights are missing")
+    rng = np.random.default_rng(0)
+    samples = [PadSample(Path(f"{src}/{subj}-{live}.jpg"), live, "none" if live else "print", src, f"{src}-{subj}")
+               for src in ("a", "b", "c") for subj in range(8) for live in (True, False)]
+    extra = [PadSample(Path(f"lfw/person{i}.jpg"), True, "none", "lfw", f"lfw-{i}") for i in range(3)]
+    images = {s.key: rng.integers(0, 255, (120, 120, 3), dtype=np.uint8) for s in samples + extra}
+    boxes = {s.key: np.array([30, 30, 90, 90], np.float32) for s in samples + extra}
+    seen = []
+
+    def recording_pair(weights_dir, images, train, val, boxes, work, epochs, progress=False, cfg=None):
+        seen.append((train, val))
+        return {n: pretrained(n, weights_dir) for n in ("minifasnet-v2", "minifasnet-v1se")}
+    monkeypatch.setattr(train_module, "finetune_pair", recording_pair)
+    folds = train_module.leave_one_source_out(samples, images, boxes, WEIGHTS, Path("unused"), [], extra_train=extra)
+    assert [f["source"] for f in folds] == ["a", "b", "c"]                   # no fold for the extra faces
+    for fold, (train, val) in zip(folds, seen):
+        assert all(e in train for e in extra) and not any(e in val for e in extra)
+        assert {s.source for s in train} == {"a", "b", "c", "lfw"} - {fold["source"]}
+        (_, scores), = fold["scorers"]
+        assert len(scores) == 16                                             # judged on the held-out source only

@@ -35,11 +35,10 @@ def lfw_live_samples(lfw_root: Path, count: int, per_person: int = 2, seed: int 
 
 def main() -> None:
     from facegate.convert.datasets import lfw_dir, shared_datasets
-    from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
+    from facegate.convert.evaluate.pad import judge
+    from facegate.convert.pad.data import face_boxes, load_pad_dev
     from facegate.convert.pad.finetune import FinetuneConfig, load_images
-    from facegate.convert.pad.metrics import pad_curves, pad_metrics, threshold_at_bpcer
-    from facegate.convert.pad.scorers import fused_scores
-    from facegate.convert.pad.train import finetune_pair
+    from facegate.convert.pad.train import leave_one_source_out
     from facegate.edge.registry import load_detector
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,25 +55,18 @@ def main() -> None:
     boxes = face_boxes(samples, detector, args.out / "pad_boxes.npz")
     boxes.update(face_boxes(extra, detector, args.out / "extra_boxes.npz"))
     images = load_images(samples + extra)
-    cfg = FinetuneConfig(keep_pretrained=args.keep_pretrained)
     print(f"{len(extra)} extra live faces of {len({s.subject for s in extra})} LFW people")
+    folds = leave_one_source_out(samples, images, boxes, weights, args.out / "work", [], args.epochs, args.bpcer,
+                                 FinetuneConfig(keep_pretrained=args.keep_pretrained), extra_train=extra)
     print("| held-out source | threshold | ACER | BPCER | APCER worst | AUC |")
     print("|---|---|---|---|---|---|")
     acers = []
-    for source in sorted({s.source for s in samples}):
-        held = [s for s in samples if s.source == source]
-        train, val = subject_split([s for s in samples if s.source != source])
-        models = finetune_pair(weights, images, train + extra, val, boxes, args.out / "work" / f"without-{source}",
-                               args.epochs, cfg=cfg)
-        live_val, live_held = np.array([s.live for s in val]), np.array([s.live for s in held])
-        on_val = fused_scores(models, images, val, boxes)
-        t = threshold_at_bpcer(on_val[live_val & ~np.isnan(on_val)], args.bpcer)
-        on_held = fused_scores(models, images, held, boxes)
-        m = pad_metrics(on_held, live_held, [s.attack for s in held], t)
-        auc = pad_curves(on_held, live_held, [s.attack for s in held])["auc"]
+    for fold in folds:
+        (ours, scores), = fold["scorers"]
+        m = judge(ours, scores, [s for s in samples if s.source == fold["source"]])
         acers.append(m["acer"])
-        print(f"| {source} | {t:.3f} | {100 * m['acer']:.1f}% | {100 * m['bpcer']:.1f}% | "
-              f"{100 * m['apcer']:.1f}% | {auc:.2f} |", flush=True)
+        print(f"| {fold['source']} | {m['threshold']:.3f} | {100 * m['acer']:.1f}% | {100 * m['bpcer']:.1f}% | "
+              f"{100 * m['apcer_worst']:.1f}% | {m['auc']:.2f} |", flush=True)
     print(f"mean ACER: {100 * np.mean(acers):.1f}%")
 
 

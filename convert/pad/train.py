@@ -130,17 +130,20 @@ def finetune_pair(weights_dir: Path, images: dict, train: list, val: list, boxes
 
 def leave_one_source_out(samples: list, images: dict, boxes: dict, weights_dir: Path, work: Path,
                          baselines: list, epochs: int = 8, bpcer: float = 0.05,
-                         cfg: FinetuneConfig | None = None) -> list[dict]:
+                         cfg: FinetuneConfig | None = None, extra_train: list | None = None) -> list[dict]:
     """For each source: both nets fine-tuned on the other sources (subject-disjoint validation split of
     them for the checkpoint and the threshold at `bpcer`), then every scorer judged on the held-out
     source. Baselines are judged twice: at their own rule, and at a threshold chosen like ours (at
     `bpcer` on the training sources' validation split), so the comparison is not one of thresholds.
+    `extra_train`: samples from outside `samples` added to every fold's training split only (never to
+    its validation split or the held-out source; their images and boxes must be in `images`/`boxes`).
     Returns one entry per source: {"source", "scorers": [(PadScorer, scores on the held-out source)]}."""
     from facegate.convert.pad.scorers import keras_pair
     folds = []
     for source in sorted({s.source for s in samples}):
         held = [s for s in samples if s.source == source]
         train, val = subject_split([s for s in samples if s.source != source])
+        train = train + list(extra_train or [])
         live_val = np.array([s.live for s in val])
         log.info("leave out %s: fine-tune on %d images of the other sources, test on %d", source, len(train),
                  len(held))
