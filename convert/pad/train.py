@@ -145,8 +145,8 @@ def leave_one_source_out(samples: list, images: dict, boxes: dict, weights_dir: 
         train, val = subject_split([s for s in samples if s.source != source])
         train = train + list(extra_train or [])
         live_val = np.array([s.live for s in val])
-        log.info("leave out %s: fine-tune on %d images of the other sources, test on %d", source, len(train),
-                 len(held))
+        log.info("leave out %s: fine-tune on %d images (%d from outside the sources), test on %d", source,
+                 len(train), len(extra_train or []), len(held))
         models = finetune_pair(weights_dir, images, train, val, boxes, work / f"without-{source}", epochs, cfg=cfg)
         chosen = f"BPCER {bpcer:.0%} on the other sources' validation split"
         scored = []
