@@ -133,7 +133,7 @@ def cmd_pad(args) -> int:
 
     from facegate.convert.evaluate import pad as pad_eval
     from facegate.convert.pad import scorers
-    from facegate.convert.pad.data import load_pad_folder
+    from facegate.convert.pad.data import boxes_cache, load_pad_folder
 
     data, weights = pad_data_paths(args.data, args.weights)
     samples = load_pad_folder(data)
@@ -147,7 +147,7 @@ def cmd_pad(args) -> int:
     if "expo-dtn" in args.baselines:
         baselines.append(scorers.expo_dtn(threads=args.threads))
     detector = detector_from_args(args)
-    cache = out / f"face_boxes_{getattr(detector, 'name', 'detector')}.npz"     # faces found once per detector
+    cache = boxes_cache(out, detector)
     if args.protocol == "leave-one-source-out":
         if len({s.source for s in samples}) < 2:
             raise DatasetError(f"{data}: leave-one-source-out needs at least two sources (the 'source' column)")

@@ -21,11 +21,12 @@ def main() -> None:
 
     from facegate.convert.datasets import shared_datasets
     from facegate.convert.evaluate.pad import judge
-    from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
+    from facegate.convert.pad.data import boxes_cache, face_boxes, load_pad_dev, subject_split
     from facegate.convert.pad.finetune import load_images
     from facegate.convert.pad.metrics import threshold_at_bpcer
     from facegate.convert.pad.minifasnet import pretrained
     from facegate.convert.pad.scorers import PadScorer, fused_scores
+    from facegate.convert.pad.train import NETS
     from facegate.edge.registry import load_detector
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -36,9 +37,10 @@ def main() -> None:
     pad = args.pad_dir or shared_datasets() / "pad_dev"
     weights = shared_datasets().parent / "pretrained" / "minifasnet"
     samples = load_pad_dev(pad)
-    boxes = face_boxes(samples, load_detector(), args.loso_out / "site_threshold_boxes.npz")
+    detector = load_detector()
+    boxes = face_boxes(samples, detector, boxes_cache(args.loso_out, detector))   # the run's own
     images = load_images(samples)
-    published = {n: pretrained(n, weights) for n in ("minifasnet-v2", "minifasnet-v1se")}
+    published = {n: pretrained(n, weights) for n in NETS}
     print("| held-out source | model | site threshold | ACER | BPCER | APCER worst | live / attacks judged |")
     print("|---|---|---|---|---|---|---|")
     means: dict[str, list[float]] = {}

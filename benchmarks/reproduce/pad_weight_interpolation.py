@@ -22,11 +22,12 @@ def main() -> None:
 
     from facegate.convert.datasets import shared_datasets
     from facegate.convert.evaluate.pad import judge
-    from facegate.convert.pad.data import face_boxes, load_pad_dev, subject_split
+    from facegate.convert.pad.data import boxes_cache, face_boxes, load_pad_dev, subject_split
     from facegate.convert.pad.finetune import load_images
     from facegate.convert.pad.metrics import threshold_at_bpcer
     from facegate.convert.pad.minifasnet import pretrained
     from facegate.convert.pad.scorers import PadScorer, fused_scores
+    from facegate.convert.pad.train import NETS
     from facegate.edge.registry import load_detector
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,10 +40,10 @@ def main() -> None:
     pad = args.pad_dir or shared_datasets() / "pad_dev"
     weights = shared_datasets().parent / "pretrained" / "minifasnet"
     samples = load_pad_dev(pad)
-    boxes = face_boxes(samples, load_detector(), args.loso_out / "site_threshold_boxes.npz")
+    detector = load_detector()
+    boxes = face_boxes(samples, detector, boxes_cache(args.loso_out, detector))   # the run's own
     images = load_images(samples)
-    names = ("minifasnet-v2", "minifasnet-v1se")
-    published = {n: pretrained(n, weights) for n in names}
+    published = {n: pretrained(n, weights) for n in NETS}
     print("| held-out source | alpha | threshold | ACER | BPCER | APCER worst |")
     print("|---|---|---|---|---|---|")
     means: dict[float, list[float]] = {a: [] for a in alphas}
@@ -51,10 +52,10 @@ def main() -> None:
         _, val = subject_split([s for s in samples if s.source != source])
         live_val = np.array([s.live for s in val])
         work = args.loso_out / "work" / f"without-{source}"
-        tuned = {n: keras.models.load_model(work / f"{n}.keras", compile=False) for n in names}
+        tuned = {n: keras.models.load_model(work / f"{n}.keras", compile=False) for n in NETS}
         for alpha in alphas:
             models = {}
-            for n in names:
+            for n in NETS:
                 net, scale = pretrained(n, weights)          # a fresh copy to hold the blend
                 net.set_weights([(1 - alpha) * p + alpha * t
                                  for p, t in zip(published[n][0].get_weights(), tuned[n].get_weights())])

@@ -104,6 +104,12 @@ def subject_split(samples: list[PadSample], val_fraction: float = 0.25, seed: in
     return train, val
 
 
+def boxes_cache(out: Path, detector) -> Path:
+    """Where an evaluation run under `out` keeps its face boxes: one file per detector, so a follow-up
+    on the same run (benchmarks/reproduce/pad_*.py) reads them instead of detecting every face again."""
+    return out / f"face_boxes_{getattr(detector, 'name', 'detector')}.npz"
+
+
 def face_boxes(samples: list[PadSample], detector, cache: Path | None = None,
                progress: bool = False) -> dict[str, np.ndarray | None]:
     """sample key -> the subject's face box (x1, y1, x2, y2) or None where no face is found; cached."""
