@@ -17,39 +17,25 @@ import numpy as np
 
 
 def main() -> None:
-    import keras
-
-    from facegate.convert.datasets import shared_datasets
-    from facegate.convert.evaluate.pad import judge
-    from facegate.convert.pad.data import boxes_cache, face_boxes, load_pad_dev, subject_split
-    from facegate.convert.pad.finetune import load_images
+    from facegate.convert.evaluate.pad import judge, open_loso_run
+    from facegate.convert.pad.data import subject_split
     from facegate.convert.pad.metrics import threshold_at_bpcer
-    from facegate.convert.pad.minifasnet import pretrained
     from facegate.convert.pad.scorers import PadScorer, fused_scores
-    from facegate.convert.pad.train import NETS
-    from facegate.edge.registry import load_detector
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("loso_out", type=Path, help="the --out folder of an `eval pad --protocol leave-one-source-out` run")
     ap.add_argument("--pad-dir", type=Path, default=None)
     ap.add_argument("--bpcer", type=float, default=0.05)
     args = ap.parse_args()
-    pad = args.pad_dir or shared_datasets() / "pad_dev"
-    weights = shared_datasets().parent / "pretrained" / "minifasnet"
-    samples = load_pad_dev(pad)
-    detector = load_detector()
-    boxes = face_boxes(samples, detector, boxes_cache(args.loso_out, detector))   # the run's own
-    images = load_images(samples)
-    published = {n: pretrained(n, weights) for n in NETS}
+    run = open_loso_run(args.loso_out, args.pad_dir)
+    samples, images, boxes, published = run.samples, run.images, run.boxes, run.published
     print("| held-out source | model | site threshold | ACER | BPCER | APCER worst | live / attacks judged |")
     print("|---|---|---|---|---|---|---|")
     means: dict[str, list[float]] = {}
     for source in sorted({s.source for s in samples}):
         test, calib = subject_split([s for s in samples if s.source == source], val_fraction=0.5)
         live_calib = np.array([s.live for s in calib])
-        work = args.loso_out / "work" / f"without-{source}"
-        tuned = {n: (keras.models.load_model(work / f"{n}.keras", compile=False), published[n][1]) for n in published}
-        for name, models in (("fine-tuned without it", tuned), ("pretrained", published)):
+        for name, models in (("fine-tuned without it", run.fold_nets(source)), ("pretrained", published)):
             on_calib = fused_scores(models, images, calib, boxes)
             t = threshold_at_bpcer(on_calib[live_calib & ~np.isnan(on_calib)], args.bpcer)
             m = judge(PadScorer(name, t, "site", None), fused_scores(models, images, test, boxes), test)

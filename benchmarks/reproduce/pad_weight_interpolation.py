@@ -20,15 +20,10 @@ import numpy as np
 def main() -> None:
     import keras
 
-    from facegate.convert.datasets import shared_datasets
-    from facegate.convert.evaluate.pad import judge
-    from facegate.convert.pad.data import boxes_cache, face_boxes, load_pad_dev, subject_split
-    from facegate.convert.pad.finetune import load_images
+    from facegate.convert.evaluate.pad import judge, open_loso_run
+    from facegate.convert.pad.data import subject_split
     from facegate.convert.pad.metrics import threshold_at_bpcer
-    from facegate.convert.pad.minifasnet import pretrained
     from facegate.convert.pad.scorers import PadScorer, fused_scores
-    from facegate.convert.pad.train import NETS
-    from facegate.edge.registry import load_detector
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("loso_out", type=Path, help="the --out folder of an `eval pad --protocol leave-one-source-out` run")
@@ -37,13 +32,8 @@ def main() -> None:
     ap.add_argument("--bpcer", type=float, default=0.05)
     args = ap.parse_args()
     alphas = [float(a) for a in args.alphas.split(",")]
-    pad = args.pad_dir or shared_datasets() / "pad_dev"
-    weights = shared_datasets().parent / "pretrained" / "minifasnet"
-    samples = load_pad_dev(pad)
-    detector = load_detector()
-    boxes = face_boxes(samples, detector, boxes_cache(args.loso_out, detector))   # the run's own
-    images = load_images(samples)
-    published = {n: pretrained(n, weights) for n in NETS}
+    run = open_loso_run(args.loso_out, args.pad_dir)
+    samples, images, boxes, published = run.samples, run.images, run.boxes, run.published
     print("| held-out source | alpha | threshold | ACER | BPCER | APCER worst |")
     print("|---|---|---|---|---|---|")
     means: dict[float, list[float]] = {a: [] for a in alphas}
@@ -51,14 +41,13 @@ def main() -> None:
         held = [s for s in samples if s.source == source]
         _, val = subject_split([s for s in samples if s.source != source])
         live_val = np.array([s.live for s in val])
-        work = args.loso_out / "work" / f"without-{source}"
-        tuned = {n: keras.models.load_model(work / f"{n}.keras", compile=False) for n in NETS}
+        tuned = run.fold_nets(source)
         for alpha in alphas:
             models = {}
-            for n in NETS:
-                net, scale = pretrained(n, weights)          # a fresh copy to hold the blend
+            for n, (start, scale) in published.items():
+                net = keras.models.clone_model(start)          # a fresh copy to hold the blend
                 net.set_weights([(1 - alpha) * p + alpha * t
-                                 for p, t in zip(published[n][0].get_weights(), tuned[n].get_weights())])
+                                 for p, t in zip(start.get_weights(), tuned[n][0].get_weights())])
                 models[n] = (net, scale)
             on_val = fused_scores(models, images, val, boxes)
             t = threshold_at_bpcer(on_val[live_val & ~np.isnan(on_val)], args.bpcer)

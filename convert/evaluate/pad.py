@@ -12,6 +12,7 @@ fractions), markdown and PNG plots into the output folder.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +195,35 @@ def evaluate_pad_loso(samples: list[PadSample], weights_dir: Path, baselines: li
     md += ["", f"`{command}`", ""]
     write_outputs(out, "pad_loso", result, "\n".join(md))
     return result
+
+
+@dataclass
+class LosoRun:
+    """A finished leave-one-source-out run, reopened for a follow-up study (benchmarks/reproduce/pad_*.py):
+    pad_dev's samples, images and the run's own face boxes, the published nets, and each fold's nets."""
+    out: Path
+    samples: list[PadSample]
+    images: dict
+    boxes: dict
+    published: dict          # {name: (Keras model, crop scale)}
+
+    def fold_nets(self, source: str) -> dict:
+        """The nets the run fine-tuned without `source`: {name: (Keras model, crop scale)}."""
+        import keras
+        work = self.out / "work" / f"without-{source}"
+        return {n: (keras.models.load_model(work / f"{n}.keras", compile=False), scale)
+                for n, (_, scale) in self.published.items()}
+
+
+def open_loso_run(out: Path, pad_dir: Path | None = None) -> LosoRun:
+    from facegate.convert.datasets import shared_datasets
+    from facegate.convert.pad.data import boxes_cache, load_pad_dev
+    from facegate.convert.pad.finetune import load_images
+    from facegate.convert.pad.minifasnet import pretrained
+    from facegate.convert.pad.train import NETS
+    from facegate.edge.registry import load_detector
+    weights = shared_datasets().parent / "pretrained" / "minifasnet"
+    samples = load_pad_dev(pad_dir or shared_datasets() / "pad_dev")
+    detector = load_detector()
+    boxes = face_boxes(samples, detector, boxes_cache(out, detector))       # the run's own, when it has them
+    return LosoRun(out, samples, load_images(samples), boxes, {n: pretrained(n, weights) for n in NETS})
